@@ -1,0 +1,262 @@
+"""A thin typed adapter over the docker SDK: mutual-TLS clients per node and the few calls Eru needs.
+
+Imports nothing from the project. Every failure surfaces as DockerError, whose `permanent` flag tells
+callers whether retrying can help (a refused connection can; a missing image cannot)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import ssl
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+import docker.errors
+import docker.tls
+import requests.exceptions
+
+API_VERSION = "1.41"
+_clients: dict[str, docker.DockerClient] = {}
+_clients_lock = threading.Lock()
+_tls_dir = tempfile.mkdtemp(prefix="eru-tls-")
+
+
+class DockerError(Exception):
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class TLSMaterial:
+    ca: str
+    cert: str
+    key: str
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    id: str
+    name: str
+    ncpu: int
+    mem_total: int
+    server_version: str
+    labels: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    name: str
+    status: str
+    networks: dict[str, str]
+    labels: dict[str, str]
+    exit_code: int = 0
+
+
+def _classify(exc: Exception, what: str) -> DockerError:
+    """Turn an SDK/transport exception into DockerError(permanent=…)."""
+    if isinstance(exc, DockerError):
+        return exc
+    if isinstance(exc, docker.errors.ImageNotFound):
+        return DockerError(f"{what}: image not found on the node ({exc.explanation})", permanent=True)
+    if isinstance(exc, docker.errors.NotFound):
+        return DockerError(f"{what}: not found ({exc.explanation})", permanent=True)
+    if isinstance(exc, docker.errors.APIError):
+        status = exc.status_code or 500
+        return DockerError(f"{what}: {exc.explanation or exc}", permanent=400 <= status < 500)
+    if isinstance(exc, requests.exceptions.SSLError | ssl.SSLError):
+        return DockerError(f"{what}: TLS handshake failed ({_short(exc)})", permanent=True)
+    if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+        return DockerError(f"{what}: cannot reach the Docker endpoint ({_short(exc)})", permanent=False)
+    if isinstance(exc, docker.errors.DockerException):
+        return DockerError(f"{what}: {exc}", permanent=True)
+    return DockerError(f"{what}: {exc.__class__.__name__}: {exc}", permanent=False)
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) < 200 else text[:200] + "…"
+
+
+def _write_tls(material: TLSMaterial) -> tuple[str, str, str]:
+    digest = hashlib.sha256(f"{material.ca}\0{material.cert}\0{material.key}".encode()).hexdigest()[:16]
+    paths = []
+    for part, content in (("ca", material.ca), ("cert", material.cert), ("key", material.key)):
+        path = os.path.join(_tls_dir, f"{digest}-{part}.pem")
+        if not os.path.exists(path):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(content)
+        paths.append(path)
+    return paths[0], paths[1], paths[2]
+
+
+def connect(endpoint: str, tls: TLSMaterial, *, timeout: int = 30) -> docker.DockerClient:
+    """A cached mutual-TLS client for a tcp:// endpoint. Plain (non-TLS) endpoints are refused."""
+    if not endpoint.startswith(("tcp://", "https://")):
+        raise DockerError(f"endpoint {endpoint!r} must be tcp://host:port (Docker over TLS)", permanent=True)
+    if not (tls.ca and tls.cert and tls.key):
+        raise DockerError(
+            "mutual TLS needs a CA certificate, a client certificate and its key", permanent=True
+        )
+    ca, cert, key = _write_tls(tls)
+    cache_key = f"{endpoint}|{ca}|{timeout}"
+    with _clients_lock:
+        client = _clients.get(cache_key)
+        if client is None:
+            try:
+                config = docker.tls.TLSConfig(client_cert=(cert, key), ca_cert=ca, verify=True)
+                client = docker.DockerClient(
+                    base_url=endpoint, tls=config, version=API_VERSION, timeout=timeout, max_pool_size=16
+                )
+            except Exception as exc:
+                raise _classify(exc, "connect") from exc
+            # The machine may set REQUESTS_CA_BUNDLE; requests would then ignore our CA.
+            client.api.trust_env = False
+            _clients[cache_key] = client
+    return client
+
+
+def forget(endpoint: str) -> None:
+    with _clients_lock:
+        for key in [k for k in _clients if k.startswith(f"{endpoint}|")]:
+            _clients.pop(key).close()
+
+
+def engine_info(client: docker.DockerClient) -> EngineInfo:
+    try:
+        info = client.info()
+    except Exception as exc:
+        raise _classify(exc, "docker info") from exc
+    return EngineInfo(
+        id=info.get("ID", ""),
+        name=info.get("Name", ""),
+        ncpu=int(info.get("NCPU", 0)),
+        mem_total=int(info.get("MemTotal", 0)),
+        server_version=info.get("ServerVersion", ""),
+        labels=list(info.get("Labels") or []),
+    )
+
+
+def ping(client: docker.DockerClient) -> None:
+    try:
+        client.api.ping()
+    except Exception as exc:
+        raise _classify(exc, "ping") from exc
+
+
+def _info(container: Any) -> ContainerInfo:
+    attrs = container.attrs
+    nets = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    state = attrs.get("State") or {}
+    return ContainerInfo(
+        id=container.id,
+        name=container.name,
+        status=state.get("Status", container.status),
+        networks={name: net.get("IPAddress", "") for name, net in nets.items()},
+        labels=dict((attrs.get("Config") or {}).get("Labels") or {}),
+        exit_code=int(state.get("ExitCode") or 0),
+    )
+
+
+def inspect(client: docker.DockerClient, name_or_id: str) -> ContainerInfo | None:
+    try:
+        return _info(client.containers.get(name_or_id))
+    except docker.errors.NotFound:
+        return None
+    except Exception as exc:
+        raise _classify(exc, "inspect") from exc
+
+
+def create_and_start(
+    client: docker.DockerClient,
+    *,
+    name: str,
+    image: str,
+    command: list[str],
+    env: list[str],
+    labels: dict[str, str],
+    resources: dict[str, Any],
+    network: str = "",
+) -> ContainerInfo:
+    """Create (or find, by name) the container and start it. Never pulls. Idempotent by name:
+    a second call for the same name finds the first container instead of making another.
+    If the start fails, the container this call created is removed again."""
+    created_here = False
+    try:
+        try:
+            container = client.containers.create(
+                image,
+                command or None,
+                name=name,
+                environment=env,
+                labels=labels,
+                network=network or None,
+                detach=True,
+                **resources,
+            )
+            created_here = True
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: a container of that name exists (a re-run)
+                raise
+            container = client.containers.get(name)
+        if container.status != "running":
+            container.start()
+        container.reload()
+        return _info(container)
+    except Exception as exc:
+        error = _classify(exc, "create" if not created_here else "start")
+        if created_here:
+            _remove_quietly(client, name)
+        raise error from exc
+
+
+def _remove_quietly(client: docker.DockerClient, name: str) -> None:
+    with contextlib.suppress(Exception):  # best effort after a failure already reported
+        client.api.remove_container(name, force=True, v=True)
+
+
+def start(client: docker.DockerClient, name_or_id: str) -> ContainerInfo:
+    return _act(client, name_or_id, "start", lambda c: c.start())
+
+
+def stop(client: docker.DockerClient, name_or_id: str, *, timeout: int = 10) -> ContainerInfo:
+    return _act(client, name_or_id, "stop", lambda c: c.stop(timeout=timeout))
+
+
+def restart(client: docker.DockerClient, name_or_id: str, *, timeout: int = 10) -> ContainerInfo:
+    return _act(client, name_or_id, "restart", lambda c: c.restart(timeout=timeout))
+
+
+def _act(client: docker.DockerClient, name_or_id: str, what: str, fn: Any) -> ContainerInfo:
+    try:
+        container = client.containers.get(name_or_id)
+        fn(container)
+        container.reload()
+        return _info(container)
+    except Exception as exc:
+        raise _classify(exc, what) from exc
+
+
+def remove(client: docker.DockerClient, name_or_id: str) -> bool:
+    """Force-remove; returns False when there was nothing to remove."""
+    try:
+        client.api.remove_container(name_or_id, force=True, v=True)
+    except docker.errors.NotFound:
+        return False
+    except Exception as exc:
+        raise _classify(exc, "remove") from exc
+    return True
+
+
+def list_eru(client: docker.DockerClient) -> list[ContainerInfo]:
+    """All containers labelled ERU=1 on the node, running or not."""
+    try:
+        return [_info(c) for c in client.containers.list(all=True, filters={"label": "ERU=1"})]
+    except Exception as exc:
+        raise _classify(exc, "list") from exc

@@ -1,0 +1,240 @@
+"""Deploy speed: 20 containers through the REST API and the Celery workers, against creating and
+starting the same 20 containers with the docker SDK directly — same node, same run.
+
+Usage: .venv/bin/python bench/deploy.py [--count 20] [--rounds 3]
+Starts its own services under var/bench (one dockerd node, etcd, Redis), a gunicorn web server and a
+Celery worker, and stops them at the end. Prints the medians and the ratio (target: at most 1.5×)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import docker
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+DIR = ROOT / "var" / "bench"
+PORT = 26780
+IMAGE = "eru/busybox:latest"
+
+
+def sh(cmd: str, env: dict[str, str] | None = None) -> str:
+    return subprocess.run(
+        shlex.split(cmd), cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def load_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for line in (DIR / "env").read_text().splitlines():
+        if line.startswith("export "):
+            k, _, v = line[7:].partition("=")
+            env[k] = v.strip().strip('"').strip("'")
+    env.update(
+        ERU_DB=str(DIR / "bench.sqlite3"),
+        ERU_VAR_DIR=str(DIR),
+        ERU_LOG_LEVEL="WARNING",
+        ERU_ADMIN_PASSWORD="bench-password",
+        ERU_HEARTBEAT_INTERVAL="5",
+    )
+    env.pop("REQUESTS_CA_BUNDLE", None)
+    env.pop("CURL_CA_BUNDLE", None)
+    return env
+
+
+def start(env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
+    py = str(ROOT / ".venv" / "bin" / "python")
+    (DIR / "bench.sqlite3").unlink(missing_ok=True)
+    sh(f"{py} manage.py migrate --noinput", env)
+    sh(f"{py} manage.py eru_bootstrap", env)
+    logs = open(DIR / "bench-procs.log", "ab")  # noqa: SIM115 — kept open for the children
+    procs = [
+        subprocess.Popen(
+            [
+                str(ROOT / ".venv/bin/gunicorn"),
+                "eru_site.wsgi",
+                "--bind",
+                f"127.0.0.1:{PORT}",
+                "--workers",
+                "2",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=logs,
+            stderr=logs,
+        ),
+        subprocess.Popen(
+            [
+                str(ROOT / ".venv/bin/celery"),
+                "-A",
+                "eru_site",
+                "worker",
+                "--pool=threads",
+                "-c",
+                "8",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=logs,
+            stderr=logs,
+        ),
+        subprocess.Popen(
+            [
+                str(ROOT / ".venv/bin/celery"),
+                "-A",
+                "eru_site",
+                "beat",
+                "-l",
+                "warning",
+                "--schedule",
+                str(DIR / "beat-schedule"),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=logs,
+            stderr=logs,
+        ),
+    ]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f"http://127.0.0.1:{PORT}/api/", timeout=1)
+            break
+        except requests.RequestException:
+            time.sleep(0.2)
+    time.sleep(2)  # the worker connects to the broker
+    return procs
+
+
+def token(session: requests.Session) -> None:
+    r = session.post(
+        f"http://127.0.0.1:{PORT}/api/auth/token/",
+        json={"username": "admin", "password": "bench-password"},
+        timeout=10,
+    )
+    r.raise_for_status()
+    session.headers["Authorization"] = f"Token {r.json()['token']}"
+
+
+def via_api(session: requests.Session, count: int, round_no: int) -> float:
+    body = {
+        "pod": "eru",
+        "app": f"bench{round_no}",
+        "entrypoint": "api",
+        "image": IMAGE,
+        "count": count,
+        "command": ["sleep", "3600"],
+        "cpu_limit": 0.05,
+        "memory_limit": "16M",
+        "cpu_bind": False,
+    }
+    t0 = time.perf_counter()
+    r = session.post(f"http://127.0.0.1:{PORT}/api/deployments/", json=body, timeout=30)
+    r.raise_for_status()
+    url = f"http://127.0.0.1:{PORT}/api/deployments/{r.json()['id']}/"
+    while True:
+        d = session.get(url, timeout=10).json()
+        if d["state"] != "running":
+            elapsed = time.perf_counter() - t0
+            if d["state"] != "done":
+                sys.exit(f"deployment ended {d['state']}: {d}")
+            return elapsed
+        time.sleep(0.02)
+
+
+def via_sdk(client: docker.DockerClient, count: int, round_no: int, threads: int = 1) -> float:
+    def one(i: int) -> None:
+        c = client.containers.create(
+            IMAGE,
+            ["sleep", "3600"],
+            name=f"sdk{round_no}_{i}",
+            labels={"ERU": "1"},
+            cpu_period=100000,
+            cpu_quota=5000,
+            mem_limit=16 << 20,
+            memswap_limit=16 << 20,
+            mem_reservation=8 << 20,
+            detach=True,
+        )
+        c.start()
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, range(count)))
+    return time.perf_counter() - t0
+
+
+def clean(client: docker.DockerClient) -> None:
+    for c in client.containers.list(all=True, filters={"label": "ERU=1"}):
+        c.remove(force=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    sh(f"bin/services up --dir {DIR.relative_to(ROOT)} --nodes 1 --port-base 26700")
+    env = load_env()
+    procs = start(env)
+    try:
+        tls_dir = Path(env["ERU_TLS_DIR"])
+        tls = docker.tls.TLSConfig(
+            client_cert=(str(tls_dir / "cert.pem"), str(tls_dir / "key.pem")),
+            ca_cert=str(tls_dir / "ca.pem"),
+            verify=True,
+        )
+        endpoint = env["ERU_NODES"].split()[0].split("=", 1)[1]
+        client = docker.DockerClient(base_url=endpoint, tls=tls, version="1.41")
+        client.api.trust_env = False
+        session = requests.Session()
+        session.trust_env = False
+        token(session)
+        api, sdk, sdk_par = [], [], []
+        for r in range(args.rounds):
+            clean(client)
+            sdk.append(via_sdk(client, args.count, r))
+            clean(client)
+            sdk_par.append(via_sdk(client, args.count, r, threads=8))
+            clean(client)
+            api.append(via_api(session, args.count, r))
+            for w in session.get(f"http://127.0.0.1:{PORT}/api/workloads/?limit=1000", timeout=30).json()[
+                "results"
+            ]:
+                session.delete(f"http://127.0.0.1:{PORT}/api/workloads/{w['id']}/", timeout=30)
+            time.sleep(3)
+        m_api, m_sdk, m_par = (statistics.median(x) for x in (api, sdk, sdk_par))
+        print(f"deploy {args.count} containers, median of {args.rounds} rounds")
+        print(f"  docker SDK directly, sequential : {m_sdk:6.2f} s   (baseline)")
+        print(f"  docker SDK directly, 8 threads  : {m_par:6.2f} s")
+        print(f"  REST API + Celery workers       : {m_api:6.2f} s")
+        print(f"ratio api/sdk-sequential = {m_api / m_sdk:.2f}x (target <= 1.5x)")
+        print(f"ratio api/sdk-8-threads  = {m_api / m_par:.2f}x")
+        clean(client)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        sh(f"bin/services down --dir {DIR.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

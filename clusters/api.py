@@ -1,0 +1,197 @@
+"""REST API (DRF). Reads go through the permission querysets; writes validate shapes with a
+serializer and then call clusters.services — the same write path as the portal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import authenticate
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, mixins, routers, status, viewsets
+from rest_framework.decorators import action, api_view, authentication_classes, permission_classes
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from clusters import etcd, permissions, services
+from clusters.authentication import TokenAuthentication
+from clusters import serializers as s
+from clusters.models import AuditEvent, Deployment, Node, Pod, Workload
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Domain validation errors (django ValidationError from services) become 400 with field errors."""
+    if isinstance(exc, DjangoValidationError):
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        exc = exceptions.ValidationError(detail)
+    return drf_exception_handler(exc, context)
+
+
+def _actor(request: Request) -> services.Actor:
+    return services.actor_from_request(request, via="api")
+
+
+def _valid(serializer_class: type[Any], request: Request) -> dict[str, Any]:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+class PodViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = s.PodSerializer
+    lookup_field = "name"
+
+    def get_queryset(self) -> QuerySet[Pod]:
+        return permissions.visible_pods(self.request.user)
+
+    @extend_schema(request=s.PodCreateSerializer, responses={201: s.PodSerializer})
+    def create(self, request: Request) -> Response:
+        pod = services.pod_add(actor=_actor(request), **_valid(s.PodCreateSerializer, request))
+        return Response(s.PodSerializer(pod).data, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request: Request, name: str) -> Response:
+        services.pod_remove(actor=_actor(request), pod=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class NodeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = s.NodeSerializer
+    lookup_field = "name"
+
+    def get_queryset(self) -> QuerySet[Node]:
+        qs = permissions.visible_nodes(self.request.user).select_related("pod")
+        pod = self.request.query_params.get("pod")
+        return qs.filter(pod__name=pod) if pod else qs
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        return {**super().get_serializer_context(), "alive": etcd.alive_nodes()}
+
+    @extend_schema(request=s.NodeCreateSerializer, responses={201: s.NodeSerializer})
+    def create(self, request: Request) -> Response:
+        data = _valid(s.NodeCreateSerializer, request)
+        pod = permissions.get_pod_for_user(request.user, data.pop("pod"))
+        node = services.node_add(actor=_actor(request), pod=pod, **data)
+        return Response(s.NodeSerializer(node, context=self.get_serializer_context()).data, status=201)
+
+    @extend_schema(request=s.NodeUpdateSerializer, responses=s.NodeSerializer)
+    def partial_update(self, request: Request, name: str) -> Response:
+        data = _valid(s.NodeUpdateSerializer, request)
+        node = services.node_set(actor=_actor(request), node=self.get_object(), **data)
+        return Response(s.NodeSerializer(node, context=self.get_serializer_context()).data)
+
+    def destroy(self, request: Request, name: str) -> Response:
+        services.node_remove(actor=_actor(request), node=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses=s.NodeSerializer)
+    @action(detail=True, methods=["post"])
+    def up(self, request: Request, name: str) -> Response:
+        node = services.node_set(actor=_actor(request), node=self.get_object(), bypass=False)
+        return Response(s.NodeSerializer(node, context=self.get_serializer_context()).data)
+
+    @extend_schema(request=None, responses=s.NodeSerializer)
+    @action(detail=True, methods=["post"])
+    def down(self, request: Request, name: str) -> Response:
+        node = services.node_set(actor=_actor(request), node=self.get_object(), bypass=True)
+        return Response(s.NodeSerializer(node, context=self.get_serializer_context()).data)
+
+
+class WorkloadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = s.WorkloadSerializer
+    FILTERS = ("app", "entrypoint", "state", "deployment")
+
+    def get_queryset(self) -> QuerySet[Workload]:
+        qs = permissions.visible_workloads(self.request.user).select_related("pod", "node")
+        params = self.request.query_params
+        filters = {f: params[f] for f in self.FILTERS if params.get(f)}
+        if params.get("pod"):
+            filters["pod__name"] = params["pod"]
+        if params.get("node"):
+            filters["node__name"] = params["node"]
+        return qs.filter(**filters)
+
+    def destroy(self, request: Request, pk: str) -> Response:
+        w = services.workload_remove(actor=_actor(request), workload=self.get_object())
+        return Response(s.WorkloadSerializer(w).data if w.pk else None, status=status.HTTP_202_ACCEPTED)
+
+    def _control(self, request: Request, action_name: str) -> Response:
+        w = services.workload_control(actor=_actor(request), workload=self.get_object(), action=action_name)
+        return Response(s.WorkloadSerializer(w).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: s.WorkloadSerializer})
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, pk: str) -> Response:
+        return self._control(request, "start")
+
+    @extend_schema(request=None, responses={202: s.WorkloadSerializer})
+    @action(detail=True, methods=["post"])
+    def stop(self, request: Request, pk: str) -> Response:
+        return self._control(request, "stop")
+
+    @extend_schema(request=None, responses={202: s.WorkloadSerializer})
+    @action(detail=True, methods=["post"])
+    def restart(self, request: Request, pk: str) -> Response:
+        return self._control(request, "restart")
+
+
+class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = s.DeploymentSerializer
+
+    def get_queryset(self) -> QuerySet[Deployment]:
+        qs = permissions.visible_deployments(self.request.user).select_related("pod", "created_by")
+        return qs.prefetch_related("workloads")
+
+    def _spec(self, request: Request) -> services.DeploySpec:
+        data = _valid(s.DeploymentCreateSerializer, request)
+        pod = permissions.get_pod_for_user(request.user, data.pop("pod"))
+        return services.validate_deploy(pod=pod, **data)
+
+    @extend_schema(request=s.DeploymentCreateSerializer, responses={201: s.DeploymentSerializer})
+    def create(self, request: Request) -> Response:
+        """Deploy: plan and allocate now, create the containers in the background; poll GET for progress."""
+        deployment = services.deploy(actor=_actor(request), spec=self._spec(request))
+        return Response(s.DeploymentSerializer(deployment).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.DeploymentCreateSerializer, responses={200: dict})
+    @action(detail=False, methods=["post"])
+    def plan(self, request: Request) -> Response:
+        """Dry run: the plan {node: n} the strategy would make now. Changes nothing."""
+        spec = self._spec(request)
+        permissions.require_deploy(request.user, spec.pod)
+        deploy_plan = services.plan_deploy(spec)
+        return Response({"plan": deploy_plan, "total": sum(deploy_plan.values())})
+
+
+class AuditEventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    serializer_class = s.AuditEventSerializer
+
+    def get_queryset(self) -> QuerySet[AuditEvent]:
+        user = self.request.user
+        qs = AuditEvent.objects.all()
+        return qs if user.is_staff else qs.filter(pod__in=permissions.visible_pods(user))
+
+
+@extend_schema(request=s.TokenRequestSerializer, responses={201: dict})
+@api_view(["POST"])
+@authentication_classes([TokenAuthentication])  # no session: no CSRF; failures answer 401
+@permission_classes([AllowAny])
+def token_view(request: Request) -> Response:
+    """Exchange a username and password for a new API token (shown once)."""
+    data = _valid(s.TokenRequestSerializer, request)
+    user = authenticate(request, username=data["username"], password=data["password"])
+    if user is None:
+        raise exceptions.AuthenticationFailed("Wrong username or password.")
+    actor = services.Actor(user=user, via="api", request_id=getattr(request, "request_id", ""))
+    token, plaintext = services.token_create(actor=actor, user=user, name=data["name"])
+    return Response({"token": plaintext, "name": token.name}, status=status.HTTP_201_CREATED)
+
+
+router = routers.DefaultRouter()
+router.register("pods", PodViewSet, basename="pod")
+router.register("nodes", NodeViewSet, basename="node")
+router.register("workloads", WorkloadViewSet, basename="workload")
+router.register("deployments", DeploymentViewSet, basename="deployment")
+router.register("audit", AuditEventViewSet, basename="audit")

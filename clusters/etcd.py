@@ -1,0 +1,153 @@
+"""etcd: one lazily created client per process, Eru's key layout under a prefix, batched writes.
+
+Keys (relative to settings.ERU_ETCD_PREFIX, default /eru), as in Eru's store/etcdv3:
+  /pod/info/{pod}  /node/{node}  /node/{pod}:pod/{node}  /node/{node}:workloads/{id}
+  /workloads/{id}  /deploy/{app}/{entry}/{node}/{id}  /resource/cpumem/{node}
+  /status:node/{node} (lease)  /status/{app}/{entry}/{node}/{id}"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pyetcd as etcd3
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+TXN_MAX_OPS = 125
+
+_local = threading.local()
+_pid_lock = threading.Lock()
+
+
+class EtcdError(Exception):
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def client() -> etcd3.Etcd3Client:
+    """A client per process and thread (gRPC channels are not fork-safe; threads share one per pid)."""
+    cached = getattr(_local, "client", None)
+    if cached is not None and cached[0] == os.getpid():
+        return cached[1]
+    endpoint = settings.ERU_ETCD_ENDPOINTS[0]
+    host, _, port = endpoint.rpartition(":")
+    if len(settings.ERU_ETCD_ENDPOINTS) > 1:
+        endpoints = [
+            etcd3.Endpoint(h, int(p), secure=False)
+            for h, _, p in (e.rpartition(":") for e in settings.ERU_ETCD_ENDPOINTS)
+        ]
+        c = etcd3.MultiEndpointEtcd3Client(endpoints=endpoints, failover=True, timeout=5)
+    else:
+        c = etcd3.client(host=host or "127.0.0.1", port=int(port), timeout=5)
+    _local.client = (os.getpid(), c)
+    return c
+
+
+def key(path: str) -> str:
+    return f"{settings.ERU_ETCD_PREFIX}{path}"
+
+
+# --- key layout ---------------------------------------------------------------------------------
+def pod_key(pod: str) -> str:
+    return key(f"/pod/info/{pod}")
+
+
+def node_key(node: str) -> str:
+    return key(f"/node/{node}")
+
+
+def pod_node_key(pod: str, node: str) -> str:
+    return key(f"/node/{pod}:pod/{node}")
+
+
+def node_workload_key(node: str, wid: str) -> str:
+    return key(f"/node/{node}:workloads/{wid}")
+
+
+def workload_key(wid: str) -> str:
+    return key(f"/workloads/{wid}")
+
+
+def deploy_key(app: str, entry: str, node: str, wid: str) -> str:
+    return key(f"/deploy/{app}/{entry}/{node}/{wid}")
+
+
+def resource_key(node: str) -> str:
+    return key(f"/resource/cpumem/{node}")
+
+
+def node_status_key(node: str) -> str:
+    return key(f"/status:node/{node}")
+
+
+def workload_status_key(app: str, entry: str, node: str, wid: str) -> str:
+    return key(f"/status/{app}/{entry}/{node}/{wid}")
+
+
+# --- operations ---------------------------------------------------------------------------------
+def dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def apply(puts: Mapping[str, Any] | None = None, deletes: Iterable[str] = ()) -> None:
+    """Put values (str as is, anything else as JSON) and delete keys, in transactions of at most
+    125 operations."""
+    c = client()
+    ops = [c.transactions.put(k, v if isinstance(v, str) else dumps(v)) for k, v in (puts or {}).items()]
+    ops += [c.transactions.delete(k) for k in deletes]
+    try:
+        for i in range(0, len(ops), TXN_MAX_OPS):
+            c.transaction(compare=[], success=ops[i : i + TXN_MAX_OPS], failure=[])
+    except Exception as exc:
+        raise EtcdError(f"etcd write failed: {exc}") from exc
+
+
+def get_prefix(prefix: str) -> dict[str, str]:
+    """Every key under a prefix (absolute), value decoded."""
+    try:
+        return {meta.key.decode(): value.decode() for value, meta in client().get_prefix(prefix)}
+    except Exception as exc:
+        raise EtcdError(f"etcd read failed: {exc}") from exc
+
+
+def alive_nodes() -> set[str]:
+    """Names of nodes whose heartbeat key exists (a lease keeps it; expiry means down)."""
+    prefix = key("/status:node/")
+    try:
+        keys = [meta.key.decode() for _, meta in client().get_prefix(prefix, keys_only=True)]
+    except Exception as exc:
+        log.warning("etcd unreachable while reading node status: %s", exc)
+        return set()
+    return {k[len(prefix) :] for k in keys}
+
+
+def heartbeat(node: str, pod: str, ttl: int) -> None:
+    """Eru's SetNodeStatus: put the status key on a lease of ttl seconds, keeping the existing lease
+    alive when its TTL is unchanged."""
+    c = client()
+    k = node_status_key(node)
+    value = dumps({"Nodename": node, "Podname": pod, "Alive": True, "Error": None})
+    try:
+        current, meta = c.get(k)
+        if current is not None and meta.lease_id:
+            lease = c.get_lease_info(meta.lease_id)
+            if lease.grantedTTL == ttl and lease.TTL > 0:
+                list(c.refresh_lease(meta.lease_id))  # a generator: consume it to send
+                return
+        lease = c.lease(ttl)
+        c.put(k, value, lease=lease)
+    except Exception as exc:
+        raise EtcdError(f"etcd heartbeat failed: {exc}") from exc
+
+
+def delete_heartbeat(node: str) -> None:
+    try:
+        client().delete(node_status_key(node))
+    except Exception as exc:
+        raise EtcdError(f"etcd delete failed: {exc}") from exc

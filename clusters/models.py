@@ -1,0 +1,298 @@
+"""Eru's domain as rows: pods, nodes, workloads, deployments, memberships, API tokens, audit events.
+
+Rows are written only by clusters.services. Model methods compute derived state only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+
+from clusters import crypto
+
+
+class Pod(models.Model):
+    class Favor(models.TextChoices):
+        CPU = "cpu", "cpu (bound: workloads get their own cores)"
+        MEMORY = "memory", "memory (unbound: CFS quota, memory drives capacity)"
+
+    name = models.CharField(max_length=64, unique=True)
+    desc = models.CharField(max_length=255, blank=True)
+    favor = models.CharField(max_length=8, choices=Favor.choices, default=Favor.CPU)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def eru_json(self) -> dict[str, Any]:
+        return {"name": self.name, "desc": self.desc}
+
+
+class PodMember(models.Model):
+    class Role(models.TextChoices):
+        VIEWER = "viewer"
+        DEPLOYER = "deployer"
+        OWNER = "owner"
+
+    pod = models.ForeignKey(Pod, on_delete=models.CASCADE, related_name="members")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="pod_roles")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.VIEWER)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["pod", "user"], name="unique_pod_member")]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.role} of {self.pod}"
+
+
+class Node(models.Model):
+    name = models.CharField(max_length=64, unique=True)
+    pod = models.ForeignKey(Pod, on_delete=models.PROTECT, related_name="nodes")
+    endpoint = models.CharField(max_length=255)
+    tls_ca = models.TextField(blank=True, help_text="encrypted")
+    tls_cert = models.TextField(blank=True, help_text="encrypted")
+    tls_key = models.TextField(blank=True, help_text="encrypted")
+    labels = models.JSONField(default=dict, blank=True)
+    bypass = models.BooleanField(default=False, help_text="operator 'down': no new workloads")
+    # capacity (Eru cpumem plugin): pieces per core id, memory bytes
+    share_base = models.PositiveIntegerField(default=100)
+    cpu_map = models.JSONField(default=dict)
+    memory = models.BigIntegerField(default=0)
+    # usage: pieces held by bound workloads per core, sum of cpu requests, sum of memory requests
+    used_cpu_map = models.JSONField(default=dict)
+    used_cpu = models.FloatField(default=0.0)
+    used_memory = models.BigIntegerField(default=0)
+    info = models.JSONField(default=dict, blank=True, help_text="engine info at the last probe")
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def cores(self) -> int:
+        return len(self.cpu_map)
+
+    @property
+    def cpu_capacity(self) -> float:
+        return sum(self.cpu_map.values()) / self.share_base
+
+    @property
+    def bound_pieces_used(self) -> int:
+        return sum(self.used_cpu_map.values())
+
+    def tls(self) -> tuple[str, str, str]:
+        return crypto.decrypt(self.tls_ca), crypto.decrypt(self.tls_cert), crypto.decrypt(self.tls_key)
+
+    def eru_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "name": self.name,
+            "endpoint": self.endpoint,
+            "podname": self.pod.name,
+            "labels": self.labels,
+        }
+        if self.bypass:
+            data["bypass"] = True
+        return data
+
+    def resource_json(self) -> dict[str, Any]:
+        return {
+            "capacity": {
+                "cpu": self.cpu_capacity,
+                "cpu_map": self.cpu_map,
+                "memory": self.memory,
+                "numa_memory": {},
+                "numa": {},
+            },
+            "usage": {
+                "cpu": self.used_cpu,
+                "cpu_map": {core: self.used_cpu_map.get(core, 0) for core in self.cpu_map},
+                "memory": self.used_memory,
+                "numa_memory": {},
+                "numa": {},
+            },
+        }
+
+
+class Deployment(models.Model):
+    class Strategy(models.TextChoices):
+        AUTO = "AUTO"
+        FILL = "FILL"
+        EACH = "EACH"
+        GLOBAL = "GLOBAL"
+        DRAINED = "DRAINED"
+
+    class State(models.TextChoices):
+        RUNNING = "running"
+        DONE = "done"
+        PARTIAL = "partial"
+        FAILED = "failed"
+
+    pod = models.ForeignKey(Pod, on_delete=models.CASCADE, related_name="deployments")
+    app = models.CharField(max_length=64)
+    entrypoint = models.CharField(max_length=64)
+    image = models.CharField(max_length=255)
+    spec = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
+    strategy = models.CharField(max_length=8, choices=Strategy.choices, default=Strategy.AUTO)
+    count = models.PositiveIntegerField()
+    nodes_limit = models.PositiveIntegerField(default=0)
+    node_names = models.JSONField(default=list, blank=True)
+    node_labels = models.JSONField(default=dict, blank=True)
+    plan = models.JSONField(default=dict)
+    total = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.RUNNING)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.app}/{self.entrypoint} #{self.pk}"
+
+    @property
+    def done_count(self) -> int:
+        return self.succeeded + self.failed
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.done_count / self.total) if self.total else 100
+
+    @property
+    def is_final(self) -> bool:
+        return self.state != self.State.RUNNING
+
+
+class Workload(models.Model):
+    class State(models.TextChoices):
+        PENDING = "pending"
+        CREATING = "creating"
+        RUNNING = "running"
+        STOPPED = "stopped"
+        REMOVING = "removing"
+        FAILED = "failed"
+
+    # States in which the workload still holds its allocation on the node.
+    HOLDING = (State.PENDING, State.CREATING, State.RUNNING, State.STOPPED, State.REMOVING)
+
+    name = models.CharField(max_length=200, unique=True)
+    pod = models.ForeignKey(Pod, on_delete=models.PROTECT, related_name="workloads")
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="workloads")
+    deployment = models.ForeignKey(
+        Deployment, null=True, blank=True, on_delete=models.SET_NULL, related_name="workloads"
+    )
+    app = models.CharField(max_length=64)
+    entrypoint = models.CharField(max_length=64)
+    seq = models.PositiveIntegerField(default=0)
+    image = models.CharField(max_length=255)
+    command = models.JSONField(default=list, blank=True)
+    env = models.JSONField(default=list, blank=True)
+    labels = models.JSONField(default=dict, blank=True)
+    network = models.CharField(max_length=64, blank=True)
+    cpu_request = models.FloatField(default=0.0)
+    cpu_limit = models.FloatField(default=0.0)
+    memory_request = models.BigIntegerField(default=0)
+    memory_limit = models.BigIntegerField(default=0)
+    cpu_bind = models.BooleanField(default=False)
+    cpu_map = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    container_id = models.CharField(max_length=64, blank=True)
+    networks = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["app", "entrypoint", "node"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def holds_resources(self) -> bool:
+        return self.state in self.HOLDING
+
+    @property
+    def short_id(self) -> str:
+        return self.container_id[:12]
+
+    def eru_json(self) -> dict[str, Any]:
+        return {
+            "id": self.container_id,
+            "name": self.name,
+            "podname": self.pod.name,
+            "nodename": self.node.name,
+            "resources": {
+                "cpumem": {
+                    "cpu_request": self.cpu_request,
+                    "cpu_limit": self.cpu_limit,
+                    "memory_request": self.memory_request,
+                    "memory_limit": self.memory_limit,
+                    "cpu_map": self.cpu_map,
+                    "numa_memory": {},
+                    "numa_node": "",
+                }
+            },
+            "env": self.env,
+            "image": self.image,
+            "labels": self.labels,
+            "create_time": int(self.created_at.timestamp()),
+        }
+
+
+class AuditEvent(models.Model):
+    class Via(models.TextChoices):
+        UI = "ui"
+        API = "api"
+        CLI = "cli"
+        ADMIN = "admin"
+        SYSTEM = "system"
+
+    time = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    via = models.CharField(max_length=8, choices=Via.choices)
+    request_id = models.CharField(max_length=64, blank=True)
+    action = models.CharField(max_length=64, db_index=True)
+    target_type = models.CharField(max_length=32)
+    target_id = models.CharField(max_length=64, blank=True)
+    target_name = models.CharField(max_length=200, blank=True)
+    pod = models.ForeignKey(Pod, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    before = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    after = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+
+    class Meta:
+        ordering = ["-time", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.time:%Y-%m-%d %H:%M:%S} {self.actor_name or 'system'} {self.action} {self.target_name}"
+
+
+class ApiToken(models.Model):
+    """A personal API token; only its SHA-256 digest is stored."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=64)
+    prefix = models.CharField(max_length=12)
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

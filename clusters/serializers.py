@@ -1,0 +1,203 @@
+"""DRF serializers: shapes in, shapes out. No domain logic — services validate the rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from clusters.models import AuditEvent, Deployment, Node, Pod, Workload
+
+
+class PodSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Pod
+        fields = ["name", "desc", "favor", "created_at"]
+
+
+class PodCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=64)
+    desc = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    favor = serializers.ChoiceField(choices=Pod.Favor.choices, default=Pod.Favor.CPU)
+
+
+class NodeSerializer(serializers.ModelSerializer):
+    pod = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    available = serializers.SerializerMethodField()
+    cpu = serializers.FloatField(source="cpu_capacity", read_only=True)
+
+    class Meta:
+        model = Node
+        fields = [
+            "name",
+            "pod",
+            "endpoint",
+            "labels",
+            "bypass",
+            "available",
+            "share_base",
+            "cpu",
+            "cpu_map",
+            "memory",
+            "used_cpu",
+            "used_cpu_map",
+            "used_memory",
+            "info",
+            "last_error",
+            "created_at",
+        ]
+
+    def get_available(self, node: Node) -> bool:
+        return not node.bypass and node.name in self.context.get("alive", set())
+
+
+class NodeCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=64)
+    pod = serializers.CharField(max_length=64)
+    endpoint = serializers.CharField(max_length=255, help_text="tcp://host:2376 (Docker over mutual TLS)")
+    ca = serializers.CharField(help_text="CA certificate (PEM)")
+    cert = serializers.CharField(help_text="client certificate (PEM)")
+    key = serializers.CharField(help_text="client key (PEM)")
+    labels = serializers.DictField(
+        child=serializers.CharField(allow_blank=True), required=False, default=dict
+    )
+    cpu = serializers.IntegerField(
+        required=False, min_value=1, help_text="cores; default: NCPU from docker info"
+    )
+    memory = serializers.CharField(required=False, help_text="bytes or 512M/4G; default: MemTotal − 1 GiB")
+    share = serializers.IntegerField(required=False, min_value=1, max_value=10000)
+
+
+class NodeUpdateSerializer(serializers.Serializer):
+    labels = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
+    bypass = serializers.BooleanField(required=False)
+
+
+class WorkloadSerializer(serializers.ModelSerializer):
+    pod = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    node = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = Workload
+        fields = [
+            "id",
+            "name",
+            "pod",
+            "node",
+            "deployment",
+            "app",
+            "entrypoint",
+            "image",
+            "command",
+            "env",
+            "labels",
+            "network",
+            "cpu_request",
+            "cpu_limit",
+            "memory_request",
+            "memory_limit",
+            "cpu_bind",
+            "cpu_map",
+            "state",
+            "container_id",
+            "networks",
+            "error",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class SizeField(serializers.Field):
+    """Bytes as an integer, or a string such as "512M" (parsed by the service)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, bool) or not isinstance(data, int | str):
+            raise serializers.ValidationError("expected bytes or a size like 512M")
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class DeploymentCreateSerializer(serializers.Serializer):
+    pod = serializers.CharField(max_length=64)
+    app = serializers.CharField(max_length=64)
+    entrypoint = serializers.CharField(max_length=64)
+    image = serializers.CharField(max_length=255)
+    count = serializers.IntegerField(default=1)
+    command = serializers.ListField(
+        child=serializers.CharField(allow_blank=True), required=False, default=list
+    )
+    env = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    labels = serializers.DictField(
+        child=serializers.CharField(allow_blank=True), required=False, default=dict
+    )
+    network = serializers.CharField(required=False, allow_blank=True, default="")
+    cpu_request = serializers.FloatField(default=0.0)
+    cpu_limit = serializers.FloatField(default=1.0, help_text="cpus; 0 = unlimited (erucli default 1.0)")
+    memory_request = SizeField(default=0)
+    memory_limit = SizeField(default="512M", help_text="0 = unlimited, else at least 4 MiB (default 512M)")
+    cpu_bind = serializers.BooleanField(required=False, allow_null=True, default=None)
+    strategy = serializers.ChoiceField(choices=Deployment.Strategy.choices, default=Deployment.Strategy.AUTO)
+    nodes_limit = serializers.IntegerField(default=0)
+    node_names = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    node_labels = serializers.DictField(
+        child=serializers.CharField(allow_blank=True), required=False, default=dict
+    )
+
+
+class DeploymentSerializer(serializers.ModelSerializer):
+    pod = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    percent = serializers.IntegerField(read_only=True)
+    workloads = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+
+    class Meta:
+        model = Deployment
+        fields = [
+            "id",
+            "pod",
+            "app",
+            "entrypoint",
+            "image",
+            "strategy",
+            "count",
+            "nodes_limit",
+            "node_names",
+            "node_labels",
+            "spec",
+            "plan",
+            "total",
+            "succeeded",
+            "failed",
+            "percent",
+            "state",
+            "created_by",
+            "created_at",
+            "finished_at",
+            "workloads",
+        ]
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "id",
+            "time",
+            "actor_name",
+            "via",
+            "request_id",
+            "action",
+            "target_type",
+            "target_id",
+            "target_name",
+            "before",
+            "after",
+        ]
+
+
+class TokenRequestSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    password = serializers.CharField(style={"input_type": "password"})
+    name = serializers.CharField(required=False, default="cli")

@@ -1,0 +1,133 @@
+"""The etcd mirror of the DB in Eru's key layout: what the keys should be (from rows), a pure diff
+against what etcd holds, the after-commit pushes services make, and the repair that fixes drift."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+
+from clusters import etcd
+from clusters.models import Node, Pod, Workload
+
+log = logging.getLogger(__name__)
+
+# The prefixes the mirror owns; liveness keys (/status…) belong to heartbeats and pollers.
+MIRRORED = ("/pod/info/", "/node/", "/workloads/", "/deploy/", "/resource/cpumem/")
+
+
+def pod_keys(pod: Pod) -> dict[str, Any]:
+    return {etcd.pod_key(pod.name): pod.eru_json()}
+
+
+def node_keys(node: Node) -> dict[str, Any]:
+    meta = node.eru_json()
+    return {
+        etcd.node_key(node.name): meta,
+        etcd.pod_node_key(node.pod.name, node.name): meta,
+        etcd.resource_key(node.name): node.resource_json(),
+    }
+
+
+def workload_keys(w: Workload) -> dict[str, Any]:
+    if not w.container_id:
+        return {}
+    data = w.eru_json()
+    return {
+        etcd.workload_key(w.container_id): data,
+        etcd.deploy_key(w.app, w.entrypoint, w.node.name, w.container_id): data,
+        etcd.node_workload_key(w.node.name, w.container_id): data,
+    }
+
+
+def workload_all_keys(w: Workload) -> list[str]:
+    """Every key a workload may have, status included (for deletion)."""
+    if not w.container_id:
+        return []
+    return [
+        *workload_keys(w),
+        etcd.workload_status_key(w.app, w.entrypoint, w.node.name, w.container_id),
+    ]
+
+
+def push(puts: Mapping[str, Any] | None = None, deletes: Iterable[str] = ()) -> None:
+    """Write to etcd once the surrounding transaction commits. A failure is logged, not raised:
+    the DB is the truth and the reconcile task repairs the drift."""
+    puts, deletes = dict(puts or {}), list(deletes)
+
+    def _apply() -> None:
+        try:
+            etcd.apply(puts, deletes)
+        except etcd.EtcdError as exc:
+            log.warning("etcd mirror write deferred to reconcile: %s", exc)
+
+    transaction.on_commit(_apply)
+
+
+# --- drift --------------------------------------------------------------------------------------
+@dataclass
+class Drift:
+    missing: dict[str, str] = field(default_factory=dict)  # in DB, not in etcd
+    changed: dict[str, str] = field(default_factory=dict)  # in both, different value
+    extra: list[str] = field(default_factory=list)  # in etcd, not in DB
+
+    @property
+    def count(self) -> int:
+        return len(self.missing) + len(self.changed) + len(self.extra)
+
+    def summary(self) -> str:
+        return f"{len(self.missing)} missing, {len(self.changed)} changed, {len(self.extra)} extra"
+
+
+def diff(desired: Mapping[str, str], actual: Mapping[str, str]) -> Drift:
+    """Pure: compare serialised desired values with etcd's, ignoring JSON formatting."""
+    drift = Drift()
+    for k, value in desired.items():
+        if k not in actual:
+            drift.missing[k] = value
+        elif _normal(actual[k]) != _normal(value):
+            drift.changed[k] = value
+    drift.extra = sorted(k for k in actual if k not in desired)
+    return drift
+
+
+def _normal(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def desired_state() -> dict[str, str]:
+    keys: dict[str, Any] = {}
+    for pod in Pod.objects.all():
+        keys.update(pod_keys(pod))
+    for node in Node.objects.select_related("pod"):
+        keys.update(node_keys(node))
+    holding = Workload.objects.filter(state__in=Workload.HOLDING).exclude(container_id="")
+    for w in holding.select_related("pod", "node"):
+        keys.update(workload_keys(w))
+    return {k: etcd.dumps(v) for k, v in keys.items()}
+
+
+def actual_state() -> dict[str, str]:
+    actual: dict[str, str] = {}
+    for prefix in MIRRORED:
+        actual.update(etcd.get_prefix(etcd.key(prefix)))
+    return actual
+
+
+def check() -> Drift:
+    return diff(desired_state(), actual_state())
+
+
+def repair() -> Drift:
+    """Make etcd match the DB; returns the drift that was found (and fixed)."""
+    drift = check()
+    if drift.count:
+        etcd.apply({**drift.missing, **drift.changed}, drift.extra)
+    return drift

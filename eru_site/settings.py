@@ -1,0 +1,184 @@
+"""The only settings module: every value comes from an ERU_* environment variable, parsed once here,
+with safe defaults for the embedded set-up (SQLite under var/, services on loopback)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("ERU_VAR_DIR", BASE_DIR / "var"))
+
+
+def envbool(name: str, default: bool = False) -> bool:
+    return os.environ.get(name, str(default)).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def envint(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def envsecret(name: str, default: str = "") -> str:
+    """A secret from NAME, from the file named by NAME_FILE, or the default."""
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        return Path(path).read_text().strip()
+    return os.environ.get(name, default)
+
+
+def _local_secret_key() -> str:
+    """Embedded default: a random key kept in var/secret_key, made once."""
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = envsecret("ERU_SECRET_KEY") or _local_secret_key()
+# Key for TLS material at rest (Fernet, derived); defaults to SECRET_KEY.
+ERU_ENCRYPTION_KEY = envsecret("ERU_ENCRYPTION_KEY") or SECRET_KEY
+DEBUG = envbool("ERU_DEBUG")
+ALLOWED_HOSTS = os.environ.get("ERU_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
+CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("ERU_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "rest_framework",
+    "drf_spectacular",
+    "clusters",
+    "agents",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "clusters.middleware.RequestIdMiddleware",
+]
+
+ROOT_URLCONF = "eru_site.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+WSGI_APPLICATION = "eru_site.wsgi.application"
+
+_db_url = os.environ.get("ERU_DATABASE", "")
+if _db_url.startswith("postgres"):
+    from urllib.parse import urlparse
+
+    _u = urlparse(_db_url)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": _u.path.lstrip("/"),
+            "USER": _u.username or "",
+            "PASSWORD": _u.password or "",
+            "HOST": _u.hostname or "",
+            "PORT": str(_u.port or ""),
+            "CONN_MAX_AGE": 60,
+        }
+    }
+else:
+    _db_path = Path(os.environ.get("ERU_DB", VAR_DIR / "eru.sqlite3"))
+    _db_path.parent.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": _db_path,
+            # Several processes write: wait for the lock instead of failing, take the write lock at
+            # BEGIN so read-then-write transactions (scheduling) serialise, and use WAL for readers.
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+            "TEST": {"NAME": os.environ.get("ERU_TEST_DB", str(VAR_DIR / "test.sqlite3"))},
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "clusters:pod-list"
+LOGOUT_REDIRECT_URL = "login"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "clusters.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+    "EXCEPTION_HANDLER": "clusters.api.exception_handler",
+}
+SPECTACULAR_SETTINGS = {"TITLE": "Eru portal API", "VERSION": "1.0.0", "SERVE_INCLUDE_SCHEMA": False}
+
+# --- Eru -----------------------------------------------------------------------------------------
+ERU_ETCD_ENDPOINTS = [e for e in os.environ.get("ERU_ETCD_ENDPOINTS", "127.0.0.1:23790").split(",") if e]
+ERU_ETCD_PREFIX = os.environ.get("ERU_ETCD_PREFIX", "/eru").rstrip("/")
+ERU_SHARE_BASE = envint("ERU_SHARE_BASE", 100)
+ERU_MAX_FRAGMENT_CORES = envint("ERU_MAX_FRAGMENT_CORES", -1)
+ERU_MEMORY_RESERVE = envint("ERU_MEMORY_RESERVE", 1 << 30)
+ERU_HEARTBEAT_INTERVAL = envint("ERU_HEARTBEAT_INTERVAL", 10)
+ERU_DOCKER_TIMEOUT = envint("ERU_DOCKER_TIMEOUT", 30)
+ERU_NETWORK_MODE = os.environ.get("ERU_NETWORK_MODE", "bridge")
+
+# --- Celery (one place: broker, serializer, limits, beat) ---------------------------------------
+CELERY_BROKER_URL = os.environ.get("ERU_REDIS_URL", "redis://127.0.0.1:23779/0")
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = 120
+CELERY_TASK_TIME_LIMIT = 180
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "heartbeat-nodes": {"task": "agents.heartbeat_nodes", "schedule": float(ERU_HEARTBEAT_INTERVAL)},
+    "reconcile-etcd": {"task": "agents.reconcile_etcd", "schedule": 300.0},
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("ERU_LOG_LEVEL", "INFO")},
+}

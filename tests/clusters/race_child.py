@@ -1,0 +1,37 @@
+"""Runs in a spawned process (no Django imported at module level): one deploy into the test DB."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def deploy_once(db_name: str, prefix: str, image: str, barrier: Any) -> str:
+    os.environ["ERU_DB"] = db_name
+    os.environ["ERU_ETCD_PREFIX"] = prefix
+    import django
+
+    django.setup()
+    from django.core.exceptions import ValidationError
+
+    from clusters import services
+    from clusters.models import Pod
+
+    pod = Pod.objects.get(name="eru")
+    spec = services.validate_deploy(
+        pod=pod,
+        app="race",
+        entrypoint="e",
+        image=image,
+        count=1,
+        command=["sleep", "600"],
+        cpu_request=1,
+        cpu_bind=True,
+        memory_limit="16M",
+    )
+    barrier.wait(timeout=30)
+    try:
+        services.deploy(actor=services.SYSTEM, spec=spec)
+    except ValidationError as exc:
+        return "refused: " + "; ".join(exc.messages)
+    return "granted"

@@ -1,0 +1,217 @@
+"""Deploy end to end: services plan and allocate, the real Celery worker creates containers on the
+real dockerd nodes; then Docker, etcd and the DB are inspected."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from agents import docker, tasks
+from clusters import etcd, services
+from clusters.models import AuditEvent, Deployment, Node, Workload
+from tests.conftest import IMAGE, wait_for
+
+pytestmark = pytest.mark.services
+
+
+def _deploy(pod: Any, **kwargs: Any) -> Deployment:
+    params = {"app": "web", "entrypoint": "main", "image": IMAGE, "command": ["sleep", "3600"], **kwargs}
+    spec = services.validate_deploy(pod=pod, **params)
+    return services.deploy(actor=services.SYSTEM, spec=spec)
+
+
+def _finished(deployment: Deployment) -> Deployment:
+    return wait_for(lambda: (d := Deployment.objects.get(pk=deployment.pk)).is_final and d)
+
+
+def _usage(name: str) -> tuple[dict[str, int], float, int]:
+    node = Node.objects.get(name=name)
+    return node.used_cpu_map, node.used_cpu, node.used_memory
+
+
+def test_bound_deploy_creates_pinned_containers_with_labels_and_etcd_keys(
+    nodes: list[Any], worker: Any, docker_clean: dict[str, Any]
+) -> None:
+    pod = nodes[0].pod
+    d = _finished(_deploy(pod, count=2, cpu_request=1, cpu_limit=1, memory_limit="64M", cpu_bind=True))
+    assert d.state == Deployment.State.DONE and d.succeeded == 2 and d.failed == 0
+    assert d.plan == {"node1": 1, "node2": 1}  # AUTO spreads evenly
+    keys = etcd.get_prefix(etcd.key("/"))
+    for w in Workload.objects.select_related("node"):
+        assert w.state == Workload.State.RUNNING and w.container_id
+        assert w.name.startswith("web_main_") and len(w.name.split("_")[-1]) == 6
+        container = docker_clean[w.node.name].containers.get(w.container_id)
+        host = container.attrs["HostConfig"]
+        assert container.status == "running"
+        assert host["CpusetCpus"] == ",".join(sorted(w.cpu_map, key=int))
+        assert sum(w.cpu_map.values()) == 100
+        assert host["CpuQuota"] in (0, -1)
+        assert host["Memory"] == 64 << 20
+        labels = container.labels
+        assert labels["ERU"] == "1" and labels["eru.nodename"] == w.node.name
+        assert "APP_NAME=web" in container.attrs["Config"]["Env"]
+        assert etcd.workload_key(w.container_id) in keys
+        assert etcd.deploy_key("web", "main", w.node.name, w.container_id) in keys
+        assert etcd.node_workload_key(w.node.name, w.container_id) in keys
+        stored = json.loads(keys[etcd.workload_key(w.container_id)])
+        assert stored["name"] == w.name and stored["nodename"] == w.node.name
+        used_map, used_cpu, used_mem = _usage(w.node.name)
+        assert used_map == w.cpu_map and used_cpu == 1.0 and used_mem == 64 << 20
+        resource = json.loads(keys[etcd.resource_key(w.node.name)])
+        assert resource["usage"]["memory"] == 64 << 20
+    actions = set(AuditEvent.objects.values_list("action", flat=True))
+    assert {"deploy", "workload.started"} <= actions
+
+
+def test_unbound_deploy_sets_cfs_quota(nodes: list[Any], worker: Any, docker_clean: dict[str, Any]) -> None:
+    pod = nodes[0].pod
+    d = _finished(
+        _deploy(
+            pod,
+            count=1,
+            cpu_request=0.5,
+            cpu_limit=0.5,
+            memory_limit="32M",
+            cpu_bind=False,
+            node_names=["node2"],
+        )
+    )
+    w = d.workloads.get()
+    host = docker_clean["node2"].containers.get(w.container_id).attrs["HostConfig"]
+    assert host["CpuPeriod"] == 100000 and host["CpuQuota"] == 50000
+    assert host["CpusetCpus"] == "" and w.cpu_map == {}
+    assert _usage("node2") == ({}, 0.5, 32 << 20)
+
+
+def test_create_task_run_twice_makes_one_container(
+    nodes: list[Any], docker_clean: dict[str, Any], monkeypatch: Any
+) -> None:
+    pod = nodes[0].pod
+    monkeypatch.setattr(services, "enqueue", lambda *args: None)  # no worker: the test runs the task
+    d = _deploy(pod, count=1, cpu_limit=0.5, cpu_bind=False, node_names=["node1"])
+    w = d.workloads.get()
+    # A first attempt claimed the workload and made the container, then its worker died before
+    # reporting: the redelivered task must find that container, not make a second one.
+    claimed = services.workload_claim(workload_id=w.pk)
+    first = docker.create_and_start(services.node_client(claimed.node), **services.container_spec(claimed))
+    tasks.create_workload.apply(args=[w.pk])
+    tasks.create_workload.apply(args=[w.pk])  # and once more after it is running: a no-op
+    assert Workload.objects.get(pk=w.pk).container_id == first.id
+    containers = docker_clean["node1"].containers.list(all=True, filters={"label": "ERU=1"})
+    assert [c.name for c in containers] == [w.name]
+    d.refresh_from_db()
+    assert d.succeeded == 1 and d.state == Deployment.State.DONE
+    assert AuditEvent.objects.filter(action="workload.started").count() == 1
+
+
+def test_failed_container_releases_its_allocation_and_says_why(
+    nodes: list[Any], worker: Any, docker_clean: dict[str, Any]
+) -> None:
+    pod = nodes[0].pod
+    before = _usage("node1")
+    d = _finished(
+        _deploy(
+            pod,
+            image="eru/missing:latest",
+            count=1,
+            cpu_request=1,
+            cpu_bind=True,
+            memory_limit="16M",
+            node_names=["node1"],
+        )
+    )
+    assert d.state == Deployment.State.FAILED and d.failed == 1
+    w = d.workloads.get()
+    assert w.state == Workload.State.FAILED and "image" in w.error.lower()
+    assert _usage("node1") == before
+    assert docker_clean["node1"].containers.list(all=True, filters={"label": "ERU=1"}) == []
+
+
+def test_start_failure_removes_the_container(
+    nodes: list[Any], worker: Any, docker_clean: dict[str, Any]
+) -> None:
+    pod = nodes[0].pod
+    d = _finished(
+        _deploy(
+            pod, command=["/no/such/binary"], count=1, cpu_limit=0.5, cpu_bind=False, node_names=["node1"]
+        )
+    )
+    w = d.workloads.get()
+    assert w.state == Workload.State.FAILED and w.error
+    assert docker_clean["node1"].containers.list(all=True, filters={"label": "ERU=1"}) == []
+    assert _usage("node1") == ({}, 0.0, 0)
+
+
+def test_stop_start_restart_and_remove(nodes: list[Any], worker: Any, docker_clean: dict[str, Any]) -> None:
+    pod = nodes[0].pod
+    d = _finished(
+        _deploy(pod, count=1, cpu_request=1, cpu_bind=True, memory_limit="16M", node_names=["node1"])
+    )
+    w = d.workloads.get()
+    raw = docker_clean["node1"]
+    services.workload_control(actor=services.SYSTEM, workload=w, action="stop")
+    wait_for(lambda: Workload.objects.get(pk=w.pk).state == Workload.State.STOPPED)
+    assert raw.containers.get(w.container_id).status == "exited"
+    services.workload_control(actor=services.SYSTEM, workload=Workload.objects.get(pk=w.pk), action="start")
+    wait_for(lambda: Workload.objects.get(pk=w.pk).state == Workload.State.RUNNING)
+    assert raw.containers.get(w.container_id).status == "running"
+    services.workload_remove(actor=services.SYSTEM, workload=Workload.objects.get(pk=w.pk))
+    wait_for(lambda: not Workload.objects.filter(pk=w.pk).exists())
+    assert raw.containers.list(all=True, filters={"label": "ERU=1"}) == []
+    assert _usage("node1") == ({}, 0.0, 0)
+    assert etcd.get_prefix(etcd.key("/workloads/")) == {}
+    actions = list(AuditEvent.objects.filter(target_name=w.name).values_list("action", flat=True))
+    assert {"workload.stop", "workload.start", "workload.remove", "workload.removed"} <= set(actions)
+
+
+def test_capacity_error_names_the_field_and_changes_nothing(nodes: list[Any]) -> None:
+    pod = nodes[0].pod
+    with pytest.raises(ValidationError) as err:
+        _deploy(pod, count=50, cpu_request=1, cpu_bind=True, memory_limit="16M")
+    assert "not enough resource" in err.value.message_dict["count"][0]
+    assert not Deployment.objects.exists() and not Workload.objects.exists()
+    assert not AuditEvent.objects.filter(action="deploy").exists()
+    assert _usage("node1") == ({}, 0.0, 0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "fragment"),
+    [
+        ({"entrypoint": "a_b"}, "entrypoint", "'_'"),
+        ({"image": ""}, "image", "image is empty"),
+        ({"count": 0}, "count", "invalid deploy count"),
+        ({"memory_limit": "1M"}, "memory_limit", "4 MiB"),
+        ({"memory_limit": "lots"}, "memory_limit", "not a size"),
+        ({"cpu_request": -1}, "cpu_request", "less than 0"),
+        ({"cpu_request": 0, "cpu_limit": 0, "cpu_bind": True}, "cpu_request", "bind"),
+        ({"strategy": "RANDOM"}, "strategy", "AUTO"),
+        ({"env": ["NOEQUALS"]}, "env", "KEY=value"),
+    ],
+)
+def test_bad_input_is_refused_with_the_field_named(
+    pod: Any, kwargs: dict[str, Any], field: str, fragment: str
+) -> None:
+    params = {"app": "web", "entrypoint": "main", "image": IMAGE, "cpu_limit": 1, **kwargs}
+    with pytest.raises(ValidationError) as err:
+        services.validate_deploy(pod=pod, **params)
+    assert field in err.value.message_dict, err.value.message_dict
+    assert fragment in err.value.message_dict[field][0]
+
+
+def test_down_node_gets_no_new_workloads(nodes: list[Any]) -> None:
+    pod = nodes[0].pod
+    services.node_set(actor=services.SYSTEM, node=nodes[0], bypass=True)
+    plan = services.plan_deploy(
+        services.validate_deploy(
+            pod=pod, app="a", entrypoint="e", image=IMAGE, count=3, cpu_limit=0.1, cpu_bind=False
+        )
+    )
+    assert plan == {"node2": 3}
+    with pytest.raises(ValidationError, match="node is down"):
+        _deploy(pod, node_names=["node1"], cpu_limit=0.1, cpu_bind=False)
+    etcd.delete_heartbeat("node2")
+    with pytest.raises(ValidationError, match="node map is empty"):
+        _deploy(pod, cpu_limit=0.1, cpu_bind=False)
