@@ -120,3 +120,34 @@ def reconcile_etcd() -> None:
             log.warning("etcd drift repaired: %s", drift.summary())
     finally:
         lock.release()
+
+
+def reconcile_node(node: Node, *, remove: bool) -> list[str]:
+    """Containers labelled ERU=1 on the node that no live workload row claims (orphans): their
+    names, removed when `remove`. Rows are written before containers, so a container without a
+    row holding resources can only be left over from a failure."""
+    client = services.node_client(node)
+    claimed = set(
+        Workload.objects.filter(node=node, state__in=Workload.HOLDING).values_list("name", flat=True)
+    )
+    orphans = [c.name for c in docker.list_eru(client) if c.name not in claimed]
+    if remove:
+        for name in orphans:
+            docker.remove(client, name)
+    return orphans
+
+
+@shared_task(name="agents.reconcile_containers", ignore_result=True)
+def reconcile_containers() -> None:
+    """Remove orphan containers on every reachable node, and re-enqueue creations whose message
+    was lost (pending for longer than a minute)."""
+    for node in Node.objects.all():
+        try:
+            orphans = reconcile_node(node, remove=True)
+        except docker.DockerError as exc:
+            log.warning("reconcile skipped %s: %s", node.name, exc)
+            continue
+        if orphans:
+            log.warning("removed %d orphan container(s) on %s: %s", len(orphans), node.name, orphans)
+    for workload_id in services.stale_pending_workloads(older_than=60):
+        create_workload.delay(workload_id)

@@ -11,6 +11,7 @@ import secrets
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -737,3 +738,13 @@ def token_create(*, actor: Actor, user: Any, name: str) -> tuple[ApiToken, str]:
         )
         _audit(actor, "token.create", token, after={"user": user.username, "name": name})
     return token, plaintext
+
+
+def stale_pending_workloads(*, older_than: int) -> list[int]:
+    """Workloads still pending after `older_than` seconds: their creation message was lost."""
+    cutoff = timezone.now() - timedelta(seconds=older_than)
+    return list(
+        Workload.objects.filter(state=Workload.State.PENDING, updated_at__lt=cutoff).values_list(
+            "pk", flat=True
+        )
+    )

@@ -174,6 +174,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "heartbeat-nodes": {"task": "agents.heartbeat_nodes", "schedule": float(ERU_HEARTBEAT_INTERVAL)},
     "reconcile-etcd": {"task": "agents.reconcile_etcd", "schedule": 300.0},
+    "reconcile-containers": {"task": "agents.reconcile_containers", "schedule": 120.0},
 }
 
 LOGGING = {
