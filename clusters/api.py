@@ -16,9 +16,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+import scheduling
 from clusters import etcd, permissions, services
-from clusters.authentication import TokenAuthentication
 from clusters import serializers as s
+from clusters.authentication import TokenAuthentication
 from clusters.models import AuditEvent, Deployment, Node, Pod, Workload
 
 
@@ -163,6 +164,15 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         permissions.require_deploy(request.user, spec.pod)
         deploy_plan = services.plan_deploy(spec)
         return Response({"plan": deploy_plan, "total": sum(deploy_plan.values())})
+
+    @extend_schema(request=s.DeploymentCreateSerializer, responses={200: dict})
+    @action(detail=False, methods=["post"])
+    def capacity(self, request: Request) -> Response:
+        """Dry run (Eru's DUMMY): instances of this request each available node can take now."""
+        spec = self._spec(request)
+        permissions.require_deploy(request.user, spec.pod)
+        per_node, total = services.capacity_preview(spec)
+        return Response({"capacity": per_node, "total": total, "unlimited": total == scheduling.UNLIMITED})
 
 
 class AuditEventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):

@@ -439,16 +439,7 @@ def _scheduling_infos(spec: DeploySpec, nodes: list[Node]) -> tuple[list[schedul
         .values_list("node__name")
         .annotate(n=Count("id"))
     )
-    infos, total = [], 0
-    for node in nodes:
-        info = scheduling.node_deploy_capacity(node_resources(node), spec.request)
-        if info is None:
-            continue
-        infos.append(
-            scheduling.NodeInfo(info.name, info.capacity, counts.get(node.name, 0), info.usage, info.rate)
-        )
-        total = min(total + info.capacity, scheduling.UNLIMITED)
-    return infos, total
+    return scheduling.deploy_infos([node_resources(n) for n in nodes], spec.request, counts)
 
 
 def plan_deploy(spec: DeploySpec) -> dict[str, int]:
@@ -456,6 +447,14 @@ def plan_deploy(spec: DeploySpec) -> dict[str, int]:
     infos, total = _scheduling_infos(spec, _candidates(spec))
     try:
         return scheduling.plan(spec.strategy, infos, spec.count, total, spec.nodes_limit)
+    except scheduling.SchedulingError as exc:
+        raise invalid("count", str(exc)) from exc
+
+
+def capacity_preview(spec: DeploySpec) -> tuple[dict[str, int], int]:
+    """Eru's DUMMY dry run: how many instances of this request each available node can take now."""
+    try:
+        return scheduling.deploy_capacity([node_resources(n) for n in _candidates(spec)], spec.request)
     except scheduling.SchedulingError as exc:
         raise invalid("count", str(exc)) from exc
 
