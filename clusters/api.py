@@ -32,7 +32,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 
 def _actor(request: Request) -> services.Actor:
-    return services.actor_from_request(request, via="api")
+    """The erucli sends `X-Eru-Client: cli`, so the audit log tells CLI use from other API use."""
+    via = "cli" if request.headers.get("X-Eru-Client", "").lower() == "cli" else "api"
+    return services.actor_from_request(request, via=via)
 
 
 def _valid(serializer_class: type[Any], request: Request) -> dict[str, Any]:
