@@ -1,0 +1,18 @@
+from django.urls import path
+
+from clusters import views
+
+app_name = "clusters"
+
+urlpatterns = [
+    path("", views.pod_list, name="pod-list"),
+    path("pods/<str:name>/", views.pod_detail, name="pod-detail"),
+    path("pods/<str:name>/deploy/", views.deploy, name="deploy"),
+    path("nodes/<str:name>/down/", views.node_set_bypass, {"bypass": True}, name="node-down"),
+    path("nodes/<str:name>/up/", views.node_set_bypass, {"bypass": False}, name="node-up"),
+    path("deployments/<int:pk>/", views.deployment_detail, name="deployment-detail"),
+    path("workloads/<int:pk>/", views.workload_detail, name="workload-detail"),
+    path("workloads/<int:pk>/control/", views.workload_control, name="workload-control"),
+    path("workloads/<int:pk>/remove/", views.workload_remove, name="workload-remove"),
+    path("audit/", views.audit_list, name="audit-list"),
+]

@@ -1,0 +1,319 @@
+"""The portal's pages: function-based views with htmx partials. Every view looks its object up
+through clusters.permissions (404 when not visible, 403 when not allowed) and changes state only
+through clusters.services. An htmx request that targets a partial (by element id) gets only that
+partial of the page's template; every other request gets the whole page."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseLocation, HttpResponseStopPolling, trigger_client_event
+
+from clusters import etcd, permissions, services
+from clusters.forms import DeployForm, PodForm, add_service_errors
+from clusters.models import AuditEvent, Node, Pod, Workload
+
+RECENT_DEPLOYMENTS = 10
+WORKLOADS_SHOWN = 100
+AUDIT_SHOWN = 200
+# Workload states a worker will move on from soon: the workload page polls while in one of them.
+TRANSIENT = (Workload.State.PENDING, Workload.State.CREATING, Workload.State.REMOVING)
+
+
+def _is_htmx(request: HttpRequest) -> bool:
+    return bool(getattr(request, "htmx", False))
+
+
+def _wants(request: HttpRequest, partial: str) -> bool:
+    """htmx asks for this partial: its target is the element the partial renders (same id).
+    Other htmx requests (boosted links, HX-Location navigations target the body) get the page."""
+    return _is_htmx(request) and request.htmx.target == partial  # type: ignore[attr-defined]
+
+
+def _template(request: HttpRequest, name: str, partial: str) -> str:
+    return f"{name}#{partial}" if _wants(request, partial) else name
+
+
+def _actor(request: HttpRequest) -> services.Actor:
+    return services.actor_from_request(request, via="ui")
+
+
+def _percent(used: float, capacity: float) -> int:
+    return min(100, max(0, round(100 * used / capacity))) if capacity else 0
+
+
+def _count_by_pod(model: type[Workload] | type[Node], **filters: Any) -> Coalesce:
+    """A correlated COUNT per pod (one query for the whole list, no join fan-out)."""
+    rows = model.objects.filter(pod=OuterRef("pk"), **filters).order_by().values("pod")
+    return Coalesce(Subquery(rows.annotate(c=Count("pk")).values("c")), Value(0), output_field=IntegerField())
+
+
+# --- pods ---------------------------------------------------------------------------------------
+def _pods(user: Any) -> list[Pod]:
+    pods = list(
+        permissions.visible_pods(user)
+        .annotate(
+            node_count=_count_by_pod(Node),
+            workload_count=_count_by_pod(Workload),
+            running_count=_count_by_pod(Workload, state=Workload.State.RUNNING),
+        )
+        .order_by("name")
+    )
+    alive = etcd.alive_nodes()
+    up: dict[int, int] = {}
+    if alive:  # one query for every pod's schedulable nodes, matched against the heartbeats here
+        candidates = Node.objects.filter(pod__in=[p.pk for p in pods], bypass=False)
+        for pod_id, name in candidates.values_list("pod_id", "name"):
+            if name in alive:
+                up[pod_id] = up.get(pod_id, 0) + 1
+    for pod in pods:
+        pod.up_count = up.get(pod.pk, 0)  # type: ignore[attr-defined]
+    return pods
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def pod_list(request: HttpRequest) -> HttpResponse:
+    """All pods the user can see; staff add pods here (POST)."""
+    is_admin = permissions.can_admin(request.user)
+    form = PodForm(request.POST or None) if is_admin else None
+    if request.method == "POST":
+        if form is None:
+            raise PermissionDenied("Only administrators may add pods.")
+        if form.is_valid():
+            try:
+                pod = services.pod_add(actor=_actor(request), **form.cleaned_data)
+            except ValidationError as exc:
+                add_service_errors(form, exc)
+            else:
+                if not _wants(request, "pod-form"):
+                    messages.success(request, f"Pod {pod.name} added.")
+                    return redirect("clusters:pod-list")
+                context = {"form": PodForm(), "added": pod}
+                response = render(request, "clusters/pod_list.html#pod-form", context)
+                return trigger_client_event(response, "pods-changed", {"name": pod.name})
+        if _wants(request, "pod-form"):
+            return render(request, "clusters/pod_list.html#pod-form", {"form": form})
+    context = {"pods": _pods(request.user), "form": form, "is_admin": is_admin}
+    return render(request, _template(request, "clusters/pod_list.html", "pod-rows"), context)
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    """A node with what the page shows about it: availability and its capacity bars."""
+
+    node: Node
+    up: bool
+
+    @property
+    def pieces(self) -> int:
+        return sum(self.node.cpu_map.values())
+
+    @property
+    def pieces_pct(self) -> int:
+        return _percent(self.node.bound_pieces_used, self.pieces)
+
+    @property
+    def cpu_pct(self) -> int:
+        return _percent(self.node.used_cpu, self.node.cpu_capacity)
+
+    @property
+    def memory_pct(self) -> int:
+        return _percent(self.node.used_memory, self.node.memory)
+
+    @property
+    def labels(self) -> list[str]:
+        return [f"{k}={v}" for k, v in sorted(self.node.labels.items())]
+
+
+def _nodes(pod: Pod) -> QuerySet[Node]:
+    return (
+        pod.nodes.defer("tls_ca", "tls_cert", "tls_key", "info")
+        .annotate(holding=Count("workloads", filter=Q(workloads__state__in=Workload.HOLDING)))
+        .order_by("name")
+    )
+
+
+@login_required
+@require_GET
+def pod_detail(request: HttpRequest, name: str) -> HttpResponse:
+    pod = permissions.get_pod_for_user(request.user, name)
+    alive = etcd.alive_nodes()
+    rows = [NodeRow(node, not node.bypass and node.name in alive) for node in _nodes(pod)]
+    workloads = pod.workloads.select_related("node").order_by("-created_at", "-id")
+    context = {
+        "busy": pod.workloads.filter(state__in=TRANSIENT).exists(),
+        "pod": pod,
+        "rows": rows,
+        "deployments": pod.deployments.select_related("created_by")[:RECENT_DEPLOYMENTS],
+        "workloads": list(workloads[:WORKLOADS_SHOWN]),
+        "workload_total": workloads.count(),
+        "is_admin": permissions.can_admin(request.user),
+        "can_deploy": permissions.can_deploy(request.user, pod),
+    }
+    return render(request, _template(request, "clusters/pod_detail.html", "workloads"), context)
+
+
+@login_required
+@require_POST
+def node_set_bypass(request: HttpRequest, name: str, *, bypass: bool) -> HttpResponse:
+    """Staff mark a node down (bypass: no new workloads) or up again."""
+    node = get_object_or_404(permissions.visible_nodes(request.user).select_related("pod"), name=name)
+    if not permissions.can_admin(request.user):
+        raise PermissionDenied("Only administrators may mark nodes down or up.")
+    services.node_set(actor=_actor(request), node=node, bypass=bypass)
+    if not _is_htmx(request):
+        messages.success(request, f"Node {node.name} marked {'down' if bypass else 'up'}.")
+        return redirect("clusters:pod-detail", node.pod.name)
+    node = _nodes(node.pod).get(pk=node.pk)
+    row = NodeRow(node, not node.bypass and node.name in etcd.alive_nodes())
+    return render(
+        request, "clusters/pod_detail.html#node-row", {"row": row, "pod": node.pod, "is_admin": True}
+    )
+
+
+# --- deploy -------------------------------------------------------------------------------------
+@login_required
+@require_http_methods(["GET", "POST"])
+def deploy(request: HttpRequest, name: str) -> HttpResponse:
+    """The deploy form. "preview" shows the plan (a dry run); "deploy" creates the deployment."""
+    pod = permissions.get_pod_for_user(request.user, name)
+    if not permissions.can_deploy(request.user, pod):
+        raise PermissionDenied(f"You may not deploy to pod {pod.name}.")
+    node_names = list(pod.nodes.order_by("name").values_list("name", flat=True))
+    form = DeployForm(request.POST or None, node_names=node_names)
+    plan: dict[str, int] | None = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            spec = services.validate_deploy(pod=pod, **form.service_kwargs())
+            if request.POST.get("action") == "preview":
+                plan = services.plan_deploy(spec)
+            else:
+                deployment = services.deploy(actor=_actor(request), spec=spec)
+                url = reverse("clusters:deployment-detail", args=[deployment.pk])
+                return HttpResponseLocation(url) if _is_htmx(request) else redirect(url)
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+    context = {
+        "pod": pod,
+        "form": form,
+        "plan_rows": None if plan is None else sorted(plan.items()),
+        "planned": sum(plan.values()) if plan else 0,
+    }
+    return render(request, _template(request, "clusters/deploy.html", "deploy-form"), context)
+
+
+@login_required
+@require_GET
+def deployment_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """A deployment's spec, plan and progress. The progress partial polls until the state is final;
+    the poll that sees it final answers 286 so htmx stops."""
+    deployment = permissions.get_deployment_for_user(request.user, pk)
+    context = {
+        "deployment": deployment,
+        "pod": deployment.pod,
+        "ok_pct": _percent(deployment.succeeded, deployment.total),
+        "failed_pct": _percent(deployment.failed, deployment.total),
+        "workloads": deployment.workloads.select_related("node").order_by("seq", "id"),
+        "plan_rows": sorted(deployment.plan.items()),
+        "node_labels": sorted(deployment.node_labels.items()),
+        "labels": sorted(deployment.spec.get("labels", {}).items()),
+    }
+    if _wants(request, "progress"):
+        response = render(request, "clusters/deployment_detail.html#progress", context)
+        if deployment.is_final:
+            return HttpResponseStopPolling(response.content)
+        return response
+    return render(request, "clusters/deployment_detail.html", context)
+
+
+# --- workloads ----------------------------------------------------------------------------------
+def _workload_for_deployer(request: HttpRequest, pk: int) -> Workload:
+    workload = permissions.get_workload_for_user(request.user, pk)
+    if not permissions.can_deploy(request.user, workload.pod):
+        raise PermissionDenied(f"You may not operate workloads in pod {workload.pod.name}.")
+    return workload
+
+
+@login_required
+@require_GET
+def workload_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """A workload's state and resources; the state partial polls while a worker is busy with it."""
+    try:
+        workload = permissions.get_workload_for_user(request.user, pk)
+    except Http404:
+        if _wants(request, "workload-state"):  # removed while the page was polling
+            return HttpResponseStopPolling('<p class="muted">This workload no longer exists.</p>')
+        raise
+    context = {
+        "workload": workload,
+        "pod": workload.pod,
+        "can_deploy": permissions.can_deploy(request.user, workload.pod),
+        "transient": workload.state in TRANSIENT,
+        "actions": services.CONTROL_ACTIONS,
+        "networks": sorted(workload.networks.items()),
+        "labels": sorted(workload.labels.items()),
+        "cpu_map": sorted(
+            workload.cpu_map.items(), key=lambda item: int(item[0]) if item[0].isdigit() else 0
+        ),
+    }
+    response = render(request, _template(request, "clusters/workload_detail.html", "workload-state"), context)
+    if _wants(request, "workload-state") and not context["transient"]:
+        return HttpResponseStopPolling(response.content)
+    return response
+
+
+@login_required
+@require_POST
+def workload_control(request: HttpRequest, pk: int) -> HttpResponse:
+    workload = _workload_for_deployer(request, pk)
+    action = request.POST.get("action", "")
+    try:
+        services.workload_control(actor=_actor(request), workload=workload, action=action)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"{action.capitalize()} of {workload.name} requested.")
+    url = reverse("clusters:workload-detail", args=[workload.pk])
+    return HttpResponseLocation(url) if _is_htmx(request) else redirect(url)
+
+
+@login_required
+@require_POST
+def workload_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    workload = _workload_for_deployer(request, pk)
+    url = reverse("clusters:workload-detail", args=[workload.pk])
+    try:
+        services.workload_remove(actor=_actor(request), workload=workload)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"Removal of {workload.name} requested.")
+        if not Workload.objects.filter(pk=workload.pk).exists():  # a failed one is deleted at once
+            url = reverse("clusters:pod-detail", args=[workload.pod.name])
+    return HttpResponseLocation(url) if _is_htmx(request) else redirect(url)
+
+
+# --- audit --------------------------------------------------------------------------------------
+@login_required
+@require_GET
+def audit_list(request: HttpRequest) -> HttpResponse:
+    """The latest audit events: staff see all, others those of the pods they belong to."""
+    events = AuditEvent.objects.select_related("pod")
+    if not permissions.can_admin(request.user):
+        events = events.filter(pod__in=permissions.visible_pods(request.user))
+    pod_name = request.GET.get("pod", "")
+    if pod_name:
+        events = events.filter(pod__name=pod_name)
+    context = {"events": list(events[:AUDIT_SHOWN]), "pod_name": pod_name, "limit": AUDIT_SHOWN}
+    return render(request, _template(request, "clusters/audit_list.html", "events"), context)

@@ -1,0 +1,78 @@
+"""Fixtures for the portal (views and admin) tests. Names carry a `ui_` prefix so they never shadow
+the shared fixtures of tests/conftest.py for the other tests of this directory.
+
+Nodes are plain rows here (no Docker needed to render a page); liveness comes from `ui_alive`, a
+stand-in for etcd's heartbeat keys that the test fills in. One test in test_views.py checks the
+same page against the real etcd."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from clusters import etcd, services
+from clusters.models import Node, Pod, PodMember
+
+GIB = 1 << 30
+
+
+@pytest.fixture
+def ui_alive(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """Names of nodes with a heartbeat; add to the set to bring a node up."""
+    alive: set[str] = set()
+    monkeypatch.setattr(etcd, "alive_nodes", lambda: set(alive))
+    return alive
+
+
+@pytest.fixture
+def ui_pod(db: Any) -> Pod:
+    """Pod `eru` as a plain row. Tests run inside a transaction that never commits, so nothing a
+    service queues for after the commit (etcd pushes, Celery tasks) runs; see `ui_enqueued`."""
+    return Pod.objects.create(name="eru", desc="test pod")
+
+
+@pytest.fixture
+def ui_enqueued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """The tasks services hand to the workers, recorded instead of sent: (task name, *args)."""
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(services, "enqueue", lambda name, *args: calls.append((name, *args)))
+    return calls
+
+
+@pytest.fixture
+def ui_members(ui_pod: Pod, deployer: Any, viewer: Any) -> Pod:
+    """Pod `eru` with dora as deployer and vic as viewer (olga stays an outsider)."""
+    PodMember.objects.create(pod=ui_pod, user=deployer, role=PodMember.Role.DEPLOYER)
+    PodMember.objects.create(pod=ui_pod, user=viewer, role=PodMember.Role.VIEWER)
+    return ui_pod
+
+
+@pytest.fixture
+def ui_node(ui_pod: Pod) -> Callable[..., Node]:
+    """Make a node row: 2 cores of 100 pieces and 4 GiB unless told otherwise."""
+
+    def make(name: str, *, node_pod: Pod | None = None, **fields: Any) -> Node:
+        values: dict[str, Any] = {
+            "endpoint": f"tcp://127.0.0.1:2376#{name}",
+            "cpu_map": {"0": 100, "1": 100},
+            "memory": 4 * GIB,
+            **fields,
+        }
+        return Node.objects.create(name=name, pod=node_pod or ui_pod, **values)
+
+    return make
+
+
+@pytest.fixture
+def ui_client() -> Callable[[Any], Client]:
+    """A browser session logged in as the given user."""
+
+    def login(user: Any) -> Client:
+        client = Client()
+        client.force_login(user)
+        return client
+
+    return login

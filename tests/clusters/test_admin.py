@@ -1,0 +1,150 @@
+"""The admin: read-only views of the domain, changes only through actions that call services, no
+secrets on screen."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from clusters import crypto
+from clusters.models import ApiToken, AuditEvent, Deployment, Node, Pod, PodMember, Workload
+
+pytestmark = pytest.mark.django_db
+Login = Callable[[Any], Client]
+MODELS = ["pod", "node", "workload", "deployment", "podmember", "auditevent", "apitoken"]
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings: Any) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def node(ui_members: Pod, ui_node: Callable[..., Node]) -> Node:
+    return ui_node(
+        "n1",
+        tls_ca=crypto.encrypt("CA-PEM-TEXT"),
+        tls_cert=crypto.encrypt("CERT-PEM-TEXT"),
+        tls_key=crypto.encrypt("-----BEGIN PRIVATE KEY----- secret"),
+    )
+
+
+def admin_url(model: str, view: str = "changelist", *args: Any) -> str:
+    return reverse(f"admin:clusters_{model}_{view}", args=args)
+
+
+def run_action(client: Client, model: str, action: str, pks: list[int]) -> Any:
+    data = {"action": action, "_selected_action": [str(pk) for pk in pks], "index": "0"}
+    return client.post(admin_url(model), data, follow=True)
+
+
+def test_every_model_is_listed_and_only_memberships_can_be_added(
+    node: Node, ui_client: Login, admin_user: Any
+) -> None:
+    client = ui_client(admin_user)
+    index = client.get(reverse("admin:index")).content.decode()
+    for model in MODELS:
+        assert client.get(admin_url(model)).status_code == 200, model
+        assert (admin_url(model, "add") in index) == (model == "podmember"), model
+    for model in ("pod", "node", "workload", "deployment", "auditevent", "apitoken"):
+        assert client.get(admin_url(model, "add")).status_code == 403, model
+
+
+def test_a_node_is_shown_read_only_without_its_tls_material(
+    node: Node, ui_client: Login, admin_user: Any
+) -> None:
+    client = ui_client(admin_user)
+    page = client.get(admin_url("node", "change", node.pk)).content.decode()
+    assert "n1" in page and 'name="endpoint"' not in page  # read-only: no inputs
+    for secret in ("tls_ca", "tls_cert", "tls_key", node.tls_key, "PRIVATE KEY"):
+        assert secret not in page
+    response = client.post(admin_url("node", "change", node.pk), {"name": "renamed", "bypass": "on"})
+    assert response.status_code == 403 and Node.objects.get(pk=node.pk).name == "n1"
+    assert client.post(admin_url("node", "delete", node.pk), {"post": "yes"}).status_code == 403
+
+
+def test_api_token_digest_is_never_shown(ui_client: Login, admin_user: Any) -> None:
+    token = ApiToken.objects.create(user=admin_user, name="ci", prefix="eru_ab12", digest="f" * 64)
+    page = ui_client(admin_user).get(admin_url("apitoken", "change", token.pk)).content.decode()
+    assert "eru_ab12" in page and "f" * 64 not in page and "digest" not in page.lower()
+
+
+def test_node_actions_mark_down_and_up_through_services(
+    node: Node, ui_client: Login, admin_user: Any
+) -> None:
+    client = ui_client(admin_user)
+    response = run_action(client, "node", "mark_down", [node.pk])
+    assert "1 marked down." in response.content.decode()
+    assert Node.objects.get(pk=node.pk).bypass
+    run_action(client, "node", "mark_up", [node.pk])
+    assert not Node.objects.get(pk=node.pk).bypass
+    events = AuditEvent.objects.filter(target_name="n1").order_by("id")
+    assert [(e.action, e.via, e.actor) for e in events] == [
+        ("node.down", "admin", admin_user),
+        ("node.up", "admin", admin_user),
+    ]
+    assert all(e.request_id for e in events)
+
+
+def test_workload_remove_action_goes_through_services_and_reports_refusals(
+    node: Node, ui_client: Login, admin_user: Any, ui_enqueued: list[tuple[Any, ...]]
+) -> None:
+    def make(name: str, state: str) -> Workload:
+        return Workload.objects.create(name=name, pod=node.pod, node=node, app="web", entrypoint="main",
+                                       image="x", state=state)  # fmt: skip
+
+    running, failed, pending = make("w_run", "running"), make("w_failed", "failed"), make("w_new", "pending")
+    response = run_action(ui_client(admin_user), "workload", "remove", [running.pk, failed.pk, pending.pk])
+    body = response.content.decode()
+    assert "2 removal(s) requested." in body and "workload w_new is still being created" in body
+    assert Workload.objects.get(pk=running.pk).state == Workload.State.REMOVING
+    assert ui_enqueued == [("agents.remove_workload", running.pk)]
+    assert not Workload.objects.filter(pk=failed.pk).exists()
+    assert Workload.objects.get(pk=pending.pk).state == Workload.State.PENDING
+    assert set(AuditEvent.objects.filter(action="workload.remove").values_list("target_name", "via")) == {
+        ("w_run", "admin"),
+        ("w_failed", "admin"),
+    }
+
+
+def test_deployments_and_audit_events_are_read_only(node: Node, ui_client: Login, admin_user: Any) -> None:
+    d = Deployment.objects.create(pod=node.pod, app="web", entrypoint="main", image="x", count=1)
+    event = AuditEvent.objects.create(via="system", action="pod.add", target_type="pod", target_name="eru")
+    client = ui_client(admin_user)
+    assert client.get(admin_url("deployment", "change", d.pk)).status_code == 200
+    assert client.post(admin_url("deployment", "change", d.pk), {"count": "9"}).status_code == 403
+    assert client.post(admin_url("auditevent", "delete", event.pk), {"post": "yes"}).status_code == 403
+    assert Deployment.objects.get(pk=d.pk).count == 1 and AuditEvent.objects.filter(pk=event.pk).exists()
+
+
+def test_memberships_are_edited_in_admin(
+    ui_members: Pod, ui_client: Login, admin_user: Any, outsider: Any
+) -> None:
+    client = ui_client(admin_user)
+    data = {"pod": str(ui_members.pk), "user": str(outsider.pk), "role": "deployer"}
+    response = client.post(admin_url("podmember", "add"), data)
+    assert response.status_code == 302
+    assert PodMember.objects.get(user=outsider).role == PodMember.Role.DEPLOYER
+
+
+def test_members_who_are_not_staff_are_kept_out(ui_members: Pod, ui_client: Login, deployer: Any) -> None:
+    response = ui_client(deployer).get(admin_url("node"))
+    assert response.status_code == 302 and reverse("admin:login") in response["Location"]
+
+
+def test_admin_lists_do_not_grow_queries_with_rows(
+    node: Node, ui_client: Login, admin_user: Any, django_assert_max_num_queries: Any
+) -> None:
+    for i in range(15):
+        Workload.objects.create(
+            name=f"w{i}", pod=node.pod, node=node, app="web", entrypoint="main", image="x"
+        )
+    client = ui_client(admin_user)
+    with django_assert_max_num_queries(8):
+        assert client.get(admin_url("workload")).status_code == 200
+    with django_assert_max_num_queries(8):
+        assert client.get(admin_url("podmember")).status_code == 200
