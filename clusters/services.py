@@ -162,6 +162,8 @@ def node_add(
         info = docker.engine_info(docker.connect(endpoint, tls, timeout=10))
     except docker.DockerError as exc:
         raise invalid("endpoint", f"cannot register {endpoint}: {exc}") from exc
+    if cpu is not None and cpu > info.ncpu:
+        raise invalid("cpu", f"cpu: {cpu} cores asked, but the engine reports only {info.ncpu} (NCPU)")
     cpu_map, memory_bytes = scheduling.engine_capacity(
         info.ncpu,
         info.mem_total,
@@ -345,55 +347,66 @@ def validate_deploy(
     node_names: Sequence[str] = (),
     node_labels: Mapping[str, Any] | None = None,
 ) -> DeploySpec:
-    """Eru's deploy option rules, each error naming its field. Changes nothing."""
+    """Eru's deploy option rules; every bad field is reported at once, by name. Changes nothing."""
+    errors: dict[str, list[str]] = {}
+
+    def bad(field_name: str, message: str) -> None:
+        errors.setdefault(field_name, []).append(message)
+
     app, entrypoint, image = (app or "").strip(), (entrypoint or "").strip(), (image or "").strip()
     if not app:
-        raise invalid("app", "app name is empty")
-    if not APP_RE.match(app):
-        raise invalid("app", "app name: use letters, digits, '_', '.' and '-' (at most 63 characters)")
+        bad("app", "app name is empty")
+    elif not APP_RE.match(app):
+        bad("app", "app name: use letters, digits, '_', '.' and '-' (at most 63 characters)")
     if not entrypoint:
-        raise invalid("entrypoint", "entrypoint name is empty")
-    if "_" in entrypoint:
-        raise invalid("entrypoint", "entrypoint name has '_' character")
-    if not NAME_RE.match(entrypoint):
-        raise invalid(
-            "entrypoint", "entrypoint name: use letters, digits, '.' and '-' (at most 63 characters)"
-        )
+        bad("entrypoint", "entrypoint name is empty")
+    elif "_" in entrypoint:
+        bad("entrypoint", "entrypoint name has '_' character")
+    elif not NAME_RE.match(entrypoint):
+        bad("entrypoint", "entrypoint name: use letters, digits, '.' and '-' (at most 63 characters)")
     if not image:
-        raise invalid("image", "image is empty")
+        bad("image", "image is empty")
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-        raise invalid("count", f"count: {count}: invalid deploy count, must be at least 1")
-    if count > MAX_DEPLOY_COUNT:
-        raise invalid("count", f"count: {count} is above the limit of {MAX_DEPLOY_COUNT} per deploy")
+        bad("count", f"count: {count}: invalid deploy count, must be at least 1")
+    elif count > MAX_DEPLOY_COUNT:
+        bad("count", f"count: {count} is above the limit of {MAX_DEPLOY_COUNT} per deploy")
     strategy = (strategy or "AUTO").upper()
     if strategy not in STRATEGIES:
-        raise invalid("strategy", f"strategy must be one of {', '.join(STRATEGIES)}")
-    if nodes_limit < 0:
-        raise invalid("nodes_limit", "nodes_limit must be 0 (no limit) or more")
-    for item in env:
-        if "=" not in item or item.startswith("="):
-            raise invalid("env", f"env entry {item!r} must look like KEY=value")
+        bad("strategy", f"strategy must be one of {', '.join(STRATEGIES)}")
+    if not isinstance(nodes_limit, int) or isinstance(nodes_limit, bool) or nodes_limit < 0:
+        bad("nodes_limit", "nodes_limit must be 0 (no limit) or more")
+    bad_env = [item for item in env if "=" not in item or item.startswith("=")]
+    if bad_env:
+        bad("env", f"env entry {bad_env[0]!r} must look like KEY=value")
     if any(not isinstance(c, str) for c in command):
-        raise invalid("command", "command must be a list of strings")
+        bad("command", "command must be a list of strings")
     sizes = {}
     for field_name, value in (("memory_request", memory_request), ("memory_limit", memory_limit)):
         try:
             sizes[field_name] = parse_size(value, field=field_name)
         except ValueError as exc:
-            raise invalid(field_name, str(exc)) from exc
+            bad(field_name, str(exc))
     for field_name, value in (("cpu_request", cpu_request), ("cpu_limit", cpu_limit)):
         if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-            raise invalid(field_name, f"{field_name}: must be a number of cpus")
+            bad(field_name, f"{field_name}: must be a number of cpus")
     try:
-        request = scheduling.normalize_request(
-            cpu_request=float(cpu_request),
-            cpu_limit=float(cpu_limit),
-            memory_request=sizes["memory_request"],
-            memory_limit=sizes["memory_limit"],
-            cpu_bind=pod.favor == Pod.Favor.CPU if cpu_bind is None else bool(cpu_bind),
-        )
-    except scheduling.InvalidRequest as exc:
-        raise invalid(exc.field, str(exc)) from exc
+        labels, node_labels = _labels(labels), _labels(node_labels)
+    except ValidationError as exc:
+        for field_name, messages in exc.message_dict.items():
+            errors.setdefault(field_name, []).extend(messages)
+    if not ({"memory_request", "memory_limit", "cpu_request", "cpu_limit"} & errors.keys()):
+        try:
+            request = scheduling.normalize_request(
+                cpu_request=float(cpu_request),
+                cpu_limit=float(cpu_limit),
+                memory_request=sizes["memory_request"],
+                memory_limit=sizes["memory_limit"],
+                cpu_bind=pod.favor == Pod.Favor.CPU if cpu_bind is None else bool(cpu_bind),
+            )
+        except scheduling.InvalidRequest as exc:
+            bad(exc.field, str(exc))
+    if errors:
+        raise ValidationError(errors)
     return DeploySpec(
         pod=pod,
         app=app,
@@ -402,13 +415,13 @@ def validate_deploy(
         count=count,
         command=list(command),
         env=list(env),
-        labels=_labels(labels),
+        labels=labels,
         network=(network or "").strip(),
         request=request,
         strategy=strategy,
         nodes_limit=nodes_limit,
         node_names=sorted(set(node_names)),
-        node_labels=_labels(node_labels),
+        node_labels=node_labels,
     )
 
 

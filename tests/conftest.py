@@ -34,6 +34,12 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _fast_passwords() -> None:
+    """Tests log in a lot: a cheap hasher instead of PBKDF2's 0.4 s per password."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 # --- personas -----------------------------------------------------------------------------------
 @pytest.fixture
 def admin_user(django_user_model: Any) -> Any:

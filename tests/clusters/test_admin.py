@@ -18,11 +18,6 @@ Login = Callable[[Any], Client]
 MODELS = ["pod", "node", "workload", "deployment", "podmember", "auditevent", "apitoken"]
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def node(ui_members: Pod, ui_node: Callable[..., Node]) -> Node:
     return ui_node(

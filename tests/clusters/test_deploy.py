@@ -215,3 +215,11 @@ def test_down_node_gets_no_new_workloads(nodes: list[Any]) -> None:
     etcd.delete_heartbeat("node2")
     with pytest.raises(ValidationError, match="node map is empty"):
         _deploy(pod, cpu_limit=0.1, cpu_bind=False)
+
+
+def test_every_bad_field_is_reported_at_once(pod: Any) -> None:
+    with pytest.raises(ValidationError) as err:
+        services.validate_deploy(
+            pod=pod, app="", entrypoint="a_b", image="", count=0, cpu_limit=1, memory_limit="1M"
+        )
+    assert set(err.value.message_dict) == {"app", "entrypoint", "image", "count", "memory_limit"}

@@ -36,8 +36,8 @@ def test_node_add_detects_capacity_over_tls_and_writes_audit_and_etcd(register: 
 
 
 def test_node_add_explicit_capacity(register: Any) -> None:
-    node = register("node1", cpu=3, memory="2G", share=10)
-    assert node.cpu_map == {"0": 10, "1": 10, "2": 10}
+    node = register("node1", cpu=1, memory="2G", share=10)
+    assert node.cpu_map == {"0": 10}
     assert node.memory == 2 << 30
 
 
@@ -162,3 +162,10 @@ def test_node_remove_refuses_while_workloads_hold_resources(nodes: list[Any]) ->
     services.node_remove(actor=services.SYSTEM, node=node)
     assert etcd.node_key("node1") not in etcd.get_prefix(etcd.key("/node/"))
     assert not Node.objects.filter(name="node1").exists()
+
+
+def test_node_add_refuses_more_cores_than_the_engine_has(register: Any) -> None:
+    with pytest.raises(ValidationError) as err:
+        register("node1", cpu=512)
+    assert "NCPU" in err.value.message_dict["cpu"][0]
+    assert not Node.objects.exists()

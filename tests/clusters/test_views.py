@@ -62,11 +62,6 @@ def make_workload(node: Node, name: str, state: str = Workload.State.RUNNING, **
     return Workload.objects.create(name=name, pod=node.pod, node=node, state=state, **values)
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def n1(ui_members: Pod, ui_node: Callable[..., Node], ui_alive: set[str]) -> Node:
     """An up node, a quarter of its bound pieces and half its memory in use."""
