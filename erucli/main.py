@@ -1,0 +1,281 @@
+"""erucli: Eru's command-line verbs and flags over the Eru portal REST API (argparse front end)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from erucli import commands as c
+from erucli.client import DEFAULT_URL, ApiError, Client, read_token
+from erucli.output import Printer
+
+EPILOG = """\
+quickstart:
+  erucli login --username admin
+  erucli pod add testpod --desc "my pod"
+  erucli node add testpod --nodename node1 --endpoint tcp://10.0.0.1:2376 --tls-dir ./tls
+  erucli pod nodes testpod
+  erucli workload deploy --pod testpod --entry web --image busybox --count 2 --cpu 0.1 --memory 64M \\
+      -- sleep 600
+  erucli workload list --app web
+  erucli audit --limit 10
+
+environment:
+  ERU        API base URL (like --eru)          ERU_TOKEN  API token (like --token)
+  `erucli login` saves a token to $XDG_CONFIG_HOME/eru/token (default ~/.config/eru/token, mode 0600).
+  Global options may also follow the command: erucli pod list -o json"""
+
+FORMATTER = argparse.RawDescriptionHelpFormatter
+STRATEGIES = ("auto", "fill", "each", "global", "drained")
+
+
+def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """On the top parser with real defaults; on every command with SUPPRESS, so that an option
+    given after the command sets the value and an absent one keeps the top parser's."""
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    g = parser.add_argument_group("global options")
+    g.add_argument(
+        "-e",
+        "--eru",
+        metavar="URL",
+        default=default(None),
+        help=f"API base URL (default: $ERU, else {DEFAULT_URL})",
+    )
+    g.add_argument(
+        "--token",
+        default=default(None),
+        help="API token (default: $ERU_TOKEN, else the token saved by `erucli login`)",
+    )
+    g.add_argument(
+        "-o",
+        "--output",
+        choices=("table", "json"),
+        default=default("table"),
+        help="output format (default: table)",
+    )
+    g.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        default=default(30.0),
+        help="timeout of each HTTP request (default: 30)",
+    )
+
+
+def _resource_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("resources (unset: the API's defaults, cpu limit 1.0 and memory limit 512M)")
+    g.add_argument("--cpu", type=float, metavar="CPUS", help="cpu request and limit, e.g. 0.5 (shortcut)")
+    g.add_argument("--cpu-request", type=float, metavar="CPUS", help="cpu request (0: same as the limit)")
+    g.add_argument("--cpu-limit", type=float, metavar="CPUS", help="cpu limit (0: unlimited)")
+    g.add_argument("--memory", metavar="SIZE", help="memory request and limit, e.g. 512M, 1G (shortcut)")
+    g.add_argument("--memory-request", metavar="SIZE", help="memory request (0: same as the limit)")
+    g.add_argument("--memory-limit", metavar="SIZE", help="memory limit (0: unlimited, else at least 4M)")
+    bind = g.add_mutually_exclusive_group()
+    bind.add_argument(
+        "--cpu-bind",
+        dest="cpu_bind",
+        action="store_const",
+        const=True,
+        default=None,
+        help="pin to cores (default: the pod's favor; cpu pods bind)",
+    )
+    bind.add_argument(
+        "--cpu-unbind",
+        dest="cpu_bind",
+        action="store_const",
+        const=False,
+        help="do not pin: a CFS quota only",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    leaves: list[argparse.ArgumentParser] = []
+    parser = argparse.ArgumentParser(
+        prog="erucli",
+        description="Eru's command-line client for the Eru portal: pods, nodes, workloads, deployments.",
+        epilog=EPILOG,
+        formatter_class=FORMATTER,
+    )
+    _global_options(parser, suppress=False)
+    top = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    def group(name: str, help: str, **kw: Any) -> Any:
+        g = top.add_parser(name, help=help, description=help, formatter_class=FORMATTER, **kw)
+        return g.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    def command(
+        sub: Any, name: str, handler: c.Handler, help: str, **defaults: Any
+    ) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(
+            name, help=help, description=help, formatter_class=FORMATTER
+        )
+        p.set_defaults(func=handler, **defaults)
+        leaves.append(p)
+        return p
+
+    p = command(top, "login", c.login, "get an API token with a username and password, and save it")
+    p.add_argument("--username", "-u", help="default: $ERU_USERNAME, else asked")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin (scripts)")
+    p.add_argument("--name", help="a name for the token (default: erucli@HOSTNAME)")
+
+    # pod
+    pod = group("pod", "pods: groups of nodes")
+    p = command(pod, "add", c.pod_add, "add a pod (admins)")
+    p.add_argument("name", metavar="POD", help="pod name")
+    p.add_argument("--desc", default="", help="description")
+    p.add_argument(
+        "--favor",
+        choices=("cpu", "memory"),
+        default="cpu",
+        help="cpu: workloads are pinned to cores by default; memory: CFS quota (default: cpu)",
+    )
+    command(pod, "list", c.pod_list, "list pods")
+    p = command(pod, "remove", c.pod_remove, "remove an empty pod (admins)")
+    p.add_argument("name", metavar="POD", help="pod name")
+    p = command(pod, "nodes", c.pod_nodes, "list the nodes of a pod")
+    p.add_argument("name", metavar="POD", help="pod name")
+    p.add_argument(
+        "--filter",
+        choices=("up", "down", "all"),
+        default="up",
+        help="up: available (not down, heartbeat alive); down: the others (default: up)",
+    )
+    p = command(
+        pod,
+        "capacity",
+        c.pod_capacity,
+        "how many workloads of a size each available node of a pod can take now",
+    )
+    p.add_argument("name", metavar="POD", help="pod name")
+    _resource_flags(p)
+
+    # node
+    node = group("node", "nodes: Docker hosts reached over mutual TLS")
+    p = command(node, "add", c.node_add, "register a Docker host in a pod; capacity is detected unless given")
+    p.add_argument("pod", metavar="POD", help="the pod to add the node to")
+    p.add_argument("--nodename", required=True, help="node name")
+    p.add_argument("--endpoint", required=True, help="dockerd address, tcp://host:2376")
+    tls = p.add_argument_group("TLS client material (PEM files)")
+    tls.add_argument("--tls-dir", metavar="DIR", help="a directory holding ca.pem, cert.pem and key.pem")
+    tls.add_argument("--ca", metavar="PATH", help=f"CA certificate (default: {c.TLS_DEFAULTS['ca']})")
+    tls.add_argument("--cert", metavar="PATH", help=f"client certificate (default: {c.TLS_DEFAULTS['cert']})")
+    tls.add_argument("--key", metavar="PATH", help=f"client key (default: {c.TLS_DEFAULTS['key']})")
+    p.add_argument("--cpu", type=int, help="cores (default: NCPU from docker info)")
+    p.add_argument("--memory", metavar="SIZE", help="memory, e.g. 4G (default: MemTotal - 1G)")
+    p.add_argument("--share", type=int, help="pieces per core (default: 100)")
+    p.add_argument("--label", action="append", type=c.kv, metavar="KEY=VALUE", help="repeatable")
+    p = command(node, "get", c.node_get, "show a node: status, capacity and usage")
+    p.add_argument("name", metavar="NODE", help="node name")
+    p = command(node, "list", c.node_list, "list nodes")
+    p.add_argument("--pod", help="only the nodes of this pod")
+    p = command(node, "up", c.node_updown, "let a node take new workloads again", verb="up")
+    p.add_argument("name", metavar="NODE", help="node name")
+    p = command(node, "down", c.node_updown, "stop placing new workloads on a node (bypass)", verb="down")
+    p.add_argument("name", metavar="NODE", help="node name")
+    p = command(node, "set", c.node_set, "replace a node's labels (the whole map)")
+    p.add_argument("name", metavar="NODE", help="node name")
+    p.add_argument("--label", action="append", type=c.kv, metavar="KEY=VALUE", help="repeatable")
+    p.add_argument("--clear-labels", action="store_true", help="remove every label")
+    p = command(node, "remove", c.node_remove, "remove a node that holds no workloads")
+    p.add_argument("name", metavar="NODE", help="node name")
+
+    # workload
+    wl = group("workload", "workloads: containers", aliases=["container"])
+    p = command(wl, "deploy", c.workload_deploy, "deploy workloads and wait until they run")
+    p.add_argument("command", nargs="*", metavar="-- CMD ARGS", help="the command to run in the container")
+    p.add_argument("--pod", required=True, help="pod to deploy into")
+    p.add_argument("--entry", required=True, help="entrypoint name (no '_')")
+    p.add_argument("--image", required=True, help="image, e.g. busybox:latest")
+    p.add_argument("--name", help="app name (default: the entrypoint name)")
+    p.add_argument(
+        "--count", type=int, default=1, help="how many (meaning depends on the strategy; default 1)"
+    )
+    _resource_flags(p)
+    p.add_argument("--env", action="append", metavar="KEY=VALUE", help="environment variable, repeatable")
+    p.add_argument(
+        "--label", action="append", type=c.kv, metavar="KEY=VALUE", help="workload label, repeatable"
+    )
+    p.add_argument(
+        "--node", action="append", metavar="NODE", help="only these nodes (repeatable; must be up)"
+    )
+    p.add_argument(
+        "--nodelabel",
+        action="append",
+        type=c.kv,
+        metavar="KEY=VALUE",
+        help="only nodes with this label (repeatable)",
+    )
+    p.add_argument(
+        "--deploy-strategy",
+        choices=STRATEGIES,
+        default="auto",
+        type=str.lower,
+        help="auto: balance; fill: top up to COUNT per node; each: COUNT per node; global: by "
+        "usage; drained: emptiest first (default: auto)",
+    )
+    p.add_argument(
+        "--nodes-limit", type=int, default=0, metavar="N", help="at most this many nodes (0: no limit)"
+    )
+    p.add_argument("--network", help="docker network (default: the cluster's network mode)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan {node: count} and deploy nothing")
+    p.add_argument("--no-wait", action="store_true", help="return once planned; do not follow progress")
+    p = command(wl, "list", c.workload_list, "list workloads")
+    p.add_argument("appname", nargs="?", metavar="APP", help="same as --app")
+    p.add_argument("--app")
+    p.add_argument("--entry")
+    p.add_argument("--node")
+    p.add_argument("--pod")
+    p.add_argument("--state", choices=("pending", "creating", "running", "stopped", "removing", "failed"))
+    p = command(wl, "get", c.workload_get, "show workloads")
+    p.add_argument("ids", nargs="+", type=int, metavar="ID")
+    for verb, text in (("start", "start stopped"), ("stop", "stop running"), ("restart", "restart")):
+        p = command(wl, verb, c.workload_act, f"{text} workloads", verb=verb)
+        p.add_argument("ids", nargs="+", type=int, metavar="ID")
+        if verb != "restart":
+            p.add_argument("--wait", action="store_true", help=f"wait until each is {c.TARGET[verb]}")
+            p.add_argument(
+                "--wait-timeout", type=float, default=120.0, metavar="SECONDS", help="default: 120"
+            )
+    p = command(
+        wl, "remove", c.workload_act, "remove workloads (their containers are force-removed)", verb="remove"
+    )
+    p.add_argument("ids", nargs="+", type=int, metavar="ID")
+    p.add_argument(
+        "-f", "--force", action="store_true", help="accepted for erucli compatibility (always forced)"
+    )
+    p.add_argument("--wait", action="store_true", help="wait until each is gone")
+    p.add_argument("--wait-timeout", type=float, default=120.0, metavar="SECONDS", help="default: 120")
+
+    # deployment, audit
+    dep = group("deployment", "deployments: one deploy request and its progress")
+    p = command(dep, "get", c.deployment_get, "show a deployment and its workloads (exit 1 if it failed)")
+    p.add_argument("id", type=int, metavar="ID", help="deployment id")
+    p = command(dep, "list", c.deployment_list, "list the latest deployments")
+    p.add_argument("--limit", type=int, default=20, help="how many (default: 20)")
+    p = command(top, "audit", c.audit, "the audit log, newest first")
+    p.add_argument("--limit", type=int, default=20, help="how many events (default: 20)")
+    for leaf in leaves:  # last, so that they come last in each command's help
+        _global_options(leaf, suppress=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit code (argparse exits 2 on a usage error)."""
+    args = build_parser().parse_args(argv)
+    printer = Printer(args.output)
+    url = args.eru or os.environ.get("ERU") or DEFAULT_URL
+    token = args.token or os.environ.get("ERU_TOKEN") or read_token()
+    try:
+        return int(args.func(Client(url, token, timeout=args.timeout), printer, args))
+    except ApiError as exc:
+        printer.error(exc.lines)
+    except c.CliError as exc:
+        printer.error([str(exc)])
+    except KeyboardInterrupt:
+        return 130
+    return 1
