@@ -31,10 +31,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return drf_exception_handler(exc, context)
 
 
-def _actor(request: Request) -> services.Actor:
+def _via(request: Request) -> str:
     """The erucli sends `X-Eru-Client: cli`, so the audit log tells CLI use from other API use."""
-    via = "cli" if request.headers.get("X-Eru-Client", "").lower() == "cli" else "api"
-    return services.actor_from_request(request, via=via)
+    return "cli" if request.headers.get("X-Eru-Client", "").lower() == "cli" else "api"
+
+
+def _actor(request: Request) -> services.Actor:
+    return services.actor_from_request(request, via=_via(request))
 
 
 def _valid(serializer_class: type[Any], request: Request) -> dict[str, Any]:
@@ -67,7 +70,9 @@ class NodeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def get_queryset(self) -> QuerySet[Node]:
         qs = permissions.visible_nodes(self.request.user).select_related("pod")
         pod = self.request.query_params.get("pod")
-        return qs.filter(pod__name=pod) if pod else qs
+        if pod:  # an unknown or invisible pod is a 404, not an empty list
+            return qs.filter(pod=permissions.get_pod_for_user(self.request.user, pod))
+        return qs
 
     def get_serializer_context(self) -> dict[str, Any]:
         return {**super().get_serializer_context(), "alive": etcd.alive_nodes()}
@@ -147,8 +152,11 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         qs = permissions.visible_deployments(self.request.user).select_related("pod", "created_by")
         return qs.prefetch_related("workloads")
 
-    def _spec(self, request: Request) -> services.DeploySpec:
-        data = _valid(s.DeploymentCreateSerializer, request)
+    def _spec(self, request: Request, defaults: dict[str, Any] | None = None) -> services.DeploySpec:
+        data_in = {**defaults, **request.data} if defaults else request.data
+        serializer = s.DeploymentCreateSerializer(data=data_in)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
         pod = permissions.get_pod_for_user(request.user, data.pop("pod"))
         return services.validate_deploy(pod=pod, **data)
 
@@ -170,8 +178,9 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     @extend_schema(request=s.DeploymentCreateSerializer, responses={200: dict})
     @action(detail=False, methods=["post"])
     def capacity(self, request: Request) -> Response:
-        """Dry run (Eru's DUMMY): instances of this request each available node can take now."""
-        spec = self._spec(request)
+        """Dry run (Eru's DUMMY): instances of this request each available node can take now.
+        Only pod and the resource fields matter; app, entrypoint and image may be left out."""
+        spec = self._spec(request, {"app": "capacity", "entrypoint": "dry-run", "image": "-"})
         permissions.require_deploy(request.user, spec.pod)
         per_node, total = services.capacity_preview(spec)
         return Response({"capacity": per_node, "total": total, "unlimited": total == scheduling.UNLIMITED})
@@ -196,7 +205,7 @@ def token_view(request: Request) -> Response:
     user = authenticate(request, username=data["username"], password=data["password"])
     if user is None:
         raise exceptions.AuthenticationFailed("Wrong username or password.")
-    actor = services.Actor(user=user, via="api", request_id=getattr(request, "request_id", ""))
+    actor = services.Actor(user=user, via=_via(request), request_id=getattr(request, "request_id", ""))
     token, plaintext = services.token_create(actor=actor, user=user, name=data["name"])
     return Response({"token": plaintext, "name": token.name}, status=status.HTTP_201_CREATED)
 

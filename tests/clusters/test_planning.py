@@ -98,11 +98,8 @@ def test_node_filters_by_name_and_label(small: list[Node]) -> None:
 def test_capacity_dry_run_through_the_api(small: list[Node], admin_user: Any) -> None:
     api = APIClient()
     api.force_authenticate(admin_user)
-    body = {
+    body = {  # app, entrypoint and image play no part in capacity
         "pod": "eru",
-        "app": "a",
-        "entrypoint": "e",
-        "image": IMAGE,
         "cpu_limit": 0.5,
         "memory_limit": "100M",
         "cpu_bind": False,
@@ -114,3 +111,10 @@ def test_capacity_dry_run_through_the_api(small: list[Node], admin_user: Any) ->
     }
     unlimited = api.post("/api/deployments/capacity/", {**body, "memory_limit": 0}, format="json").json()
     assert unlimited["unlimited"] is True
+
+
+def test_nodes_of_an_unknown_pod_are_a_404(small: list[Node], admin_user: Any) -> None:
+    api = APIClient()
+    api.force_authenticate(admin_user)
+    assert api.get("/api/nodes/", {"pod": "nosuch"}).status_code == 404
+    assert len(api.get("/api/nodes/", {"pod": "eru"}).json()["results"]) == 2
