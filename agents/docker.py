@@ -25,6 +25,11 @@ _clients_lock = threading.Lock()
 _tls_dir = tempfile.mkdtemp(prefix="eru-tls-")
 
 
+# What the SDK and its transport raise. Anything else (a Celery time limit, a bug) is not a Docker
+# error and passes through untouched.
+_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, ssl.SSLError, OSError)
+
+
 class DockerError(Exception):
     def __init__(self, message: str, *, permanent: bool) -> None:
         super().__init__(message)
@@ -56,6 +61,7 @@ class ContainerInfo:
     networks: dict[str, str]
     labels: dict[str, str]
     exit_code: int = 0
+    created: float = 0.0  # unix time
 
 
 def _classify(exc: Exception, what: str) -> DockerError:
@@ -114,7 +120,7 @@ def connect(endpoint: str, tls: TLSMaterial, *, timeout: int = 30) -> docker.Doc
                 client = docker.DockerClient(
                     base_url=endpoint, tls=config, version=API_VERSION, timeout=timeout, max_pool_size=16
                 )
-            except Exception as exc:
+            except _ERRORS as exc:
                 raise _classify(exc, "connect") from exc
             # The machine may set REQUESTS_CA_BUNDLE; requests would then ignore our CA.
             client.api.trust_env = False
@@ -131,7 +137,7 @@ def forget(endpoint: str) -> None:
 def engine_info(client: docker.DockerClient) -> EngineInfo:
     try:
         info = client.info()
-    except Exception as exc:
+    except _ERRORS as exc:
         raise _classify(exc, "docker info") from exc
     return EngineInfo(
         id=info.get("ID", ""),
@@ -146,7 +152,7 @@ def engine_info(client: docker.DockerClient) -> EngineInfo:
 def ping(client: docker.DockerClient) -> None:
     try:
         client.api.ping()
-    except Exception as exc:
+    except _ERRORS as exc:
         raise _classify(exc, "ping") from exc
 
 
@@ -169,7 +175,7 @@ def inspect(client: docker.DockerClient, name_or_id: str) -> ContainerInfo | Non
         return _info(client.containers.get(name_or_id))
     except docker.errors.NotFound:
         return None
-    except Exception as exc:
+    except _ERRORS as exc:
         raise _classify(exc, "inspect") from exc
 
 
@@ -209,7 +215,7 @@ def create_and_start(
             container.start()
         container.reload()
         return _info(container)
-    except Exception as exc:
+    except _ERRORS as exc:
         error = _classify(exc, "create" if not created_here else "start")
         if created_here:
             _remove_quietly(client, name)
@@ -217,7 +223,7 @@ def create_and_start(
 
 
 def _remove_quietly(client: docker.DockerClient, name: str) -> None:
-    with contextlib.suppress(Exception):  # best effort after a failure already reported
+    with contextlib.suppress(*_ERRORS):  # best effort after a failure already reported
         client.api.remove_container(name, force=True, v=True)
 
 
@@ -239,7 +245,7 @@ def _act(client: docker.DockerClient, name_or_id: str, what: str, fn: Any) -> Co
         fn(container)
         container.reload()
         return _info(container)
-    except Exception as exc:
+    except _ERRORS as exc:
         raise _classify(exc, what) from exc
 
 
@@ -249,14 +255,28 @@ def remove(client: docker.DockerClient, name_or_id: str) -> bool:
         client.api.remove_container(name_or_id, force=True, v=True)
     except docker.errors.NotFound:
         return False
-    except Exception as exc:
+    except _ERRORS as exc:
         raise _classify(exc, "remove") from exc
     return True
 
 
 def list_eru(client: docker.DockerClient) -> list[ContainerInfo]:
-    """All containers labelled ERU=1 on the node, running or not."""
+    """All containers labelled ERU=1 on the node, running or not (one list call, no inspects)."""
     try:
-        return [_info(c) for c in client.containers.list(all=True, filters={"label": "ERU=1"})]
-    except Exception as exc:
+        summaries = client.api.containers(all=True, filters={"label": "ERU=1"})
+    except _ERRORS as exc:
         raise _classify(exc, "list") from exc
+    return [
+        ContainerInfo(
+            id=c["Id"],
+            name=(c.get("Names") or ["/"])[0].lstrip("/"),
+            status=c.get("State", ""),
+            networks={
+                name: net.get("IPAddress", "")
+                for name, net in ((c.get("NetworkSettings") or {}).get("Networks") or {}).items()
+            },
+            labels=dict(c.get("Labels") or {}),
+            created=float(c.get("Created") or 0),
+        )
+        for c in summaries
+    ]

@@ -6,6 +6,7 @@ container name), so acks_late is on; only transient Docker errors are retried, w
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from celery import shared_task
@@ -17,6 +18,12 @@ from clusters.models import Node, Workload
 
 log = logging.getLogger(__name__)
 MAX_RETRIES = 5
+# A creation claim older than this belongs to a dead worker (the hard time limit plus a margin).
+STALE_CLAIM = settings.CELERY_TASK_TIME_LIMIT + 60
+# A pending row or an unfinished removal untouched this long lost its message.
+STALE_MESSAGE = 60
+ORPHAN_GRACE = 60
+PING_TIMEOUT = 5  # a container younger than this may belong to a row committed a moment ago
 
 
 def _backoff(retries: int) -> float:
@@ -25,27 +32,36 @@ def _backoff(retries: int) -> float:
 
 @shared_task(name="agents.create_workload", bind=True, acks_late=True, max_retries=MAX_RETRIES)
 def create_workload(self, workload_id: int) -> None:  # type: ignore[no-untyped-def]
-    w = services.workload_claim(workload_id=workload_id)
+    w = services.workload_claim(
+        workload_id=workload_id, task_id=self.request.id or "", stale_after=STALE_CLAIM
+    )
     if w is None:
         return
     spec = services.container_spec(w)
     try:
-        client = services.node_client(w.node)
-        info = docker.create_and_start(client, **spec)
+        info = docker.create_and_start(services.node_client(w.node), **spec)
     except docker.DockerError as exc:
         if not exc.permanent and self.request.retries < MAX_RETRIES:
             raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
-        _remove_quietly(w.node, spec["name"])
-        services.workload_failed(workload_id=workload_id, error=str(exc))
+        _fail(w, str(exc))
+        return
+    except Exception as exc:  # e.g. TLS material that no longer decrypts: fail the row, never strand it
+        log.exception("creating %s failed", w.name)
+        _fail(w, f"{exc.__class__.__name__}: {exc}")
         return
     services.workload_started(workload_id=workload_id, container=info)
+
+
+def _fail(w: Workload, error: str) -> None:
+    _remove_quietly(w.node, w.name)
+    services.workload_failed(workload_id=w.pk, error=error)
 
 
 def _remove_quietly(node: Node, name: str) -> None:
     """A failed creation leaves no container behind, even one made by an earlier attempt."""
     try:
         docker.remove(services.node_client(node), name)
-    except docker.DockerError as exc:
+    except Exception as exc:  # noqa: BLE001 — the reconcile task removes what is left
         log.warning("could not remove %s on %s after a failed creation: %s", name, node.name, exc)
 
 
@@ -77,14 +93,14 @@ def remove_workload(self, workload_id: int) -> None:  # type: ignore[no-untyped-
     except docker.DockerError as exc:
         if not exc.permanent and self.request.retries < MAX_RETRIES:
             raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
-        log.error("removing %s failed for good: %s", w.name, exc)
+        services.workload_remove_failed(workload_id=workload_id, error=str(exc))
         return
     services.workload_removed(workload_id=workload_id)
 
 
 def _beat_one(node: Node, ttl: int) -> str:
     try:
-        docker.ping(services.node_client(node))
+        docker.ping(services.node_client(node, timeout=PING_TIMEOUT))
     except docker.DockerError as exc:
         return str(exc)
     try:
@@ -111,7 +127,7 @@ def heartbeat_nodes() -> None:
 @shared_task(name="agents.reconcile_etcd", ignore_result=True)
 def reconcile_etcd() -> None:
     """Repair drift between the DB and etcd; one run at a time across all workers."""
-    lock = etcd.client().lock("reconcile-etcd", ttl=120)
+    lock = etcd.client().lock(f"eru{settings.ERU_ETCD_PREFIX}/reconcile-etcd", ttl=120)
     if not lock.acquire(timeout=0):
         return
     try:
@@ -122,15 +138,18 @@ def reconcile_etcd() -> None:
         lock.release()
 
 
-def reconcile_node(node: Node, *, remove: bool) -> list[str]:
+def reconcile_node(node: Node, *, remove: bool, grace: float = ORPHAN_GRACE) -> list[str]:
     """Containers labelled ERU=1 on the node that no live workload row claims (orphans): their
-    names, removed when `remove`. Rows are written before containers, so a container without a
-    row holding resources can only be left over from a failure."""
+    names, removed when `remove`. Docker is listed before the rows are read, and rows commit before
+    their containers exist, so a container created meanwhile is always claimed; younger ones than
+    `grace` seconds are left alone all the same."""
     client = services.node_client(node)
+    containers = docker.list_eru(client)
     claimed = set(
         Workload.objects.filter(node=node, state__in=Workload.HOLDING).values_list("name", flat=True)
     )
-    orphans = [c.name for c in docker.list_eru(client) if c.name not in claimed]
+    settled = time.time() - grace
+    orphans = [c.name for c in containers if c.name not in claimed and c.created < settled]
     if remove:
         for name in orphans:
             docker.remove(client, name)
@@ -139,15 +158,26 @@ def reconcile_node(node: Node, *, remove: bool) -> list[str]:
 
 @shared_task(name="agents.reconcile_containers", ignore_result=True)
 def reconcile_containers() -> None:
-    """Remove orphan containers on every reachable node, and re-enqueue creations whose message
-    was lost (pending for longer than a minute)."""
-    for node in Node.objects.all():
-        try:
-            orphans = reconcile_node(node, remove=True)
-        except docker.DockerError as exc:
-            log.warning("reconcile skipped %s: %s", node.name, exc)
-            continue
+    """Re-send work whose message was lost or whose worker died, then remove orphan containers
+    on every reachable node (in parallel)."""
+    create, remove = services.stale_workloads(pending_after=STALE_MESSAGE, claim_after=STALE_CLAIM)
+    for workload_id in create:
+        create_workload.delay(workload_id)
+    for workload_id in remove:
+        remove_workload.delay(workload_id)
+    nodes = list(Node.objects.all())
+    if not nodes:
+        return
+    with ThreadPoolExecutor(max_workers=min(8, len(nodes))) as pool:
+        results = pool.map(_reconcile_quietly, nodes)
+    for node, orphans in zip(nodes, results, strict=True):
         if orphans:
             log.warning("removed %d orphan container(s) on %s: %s", len(orphans), node.name, orphans)
-    for workload_id in services.stale_pending_workloads(older_than=60):
-        create_workload.delay(workload_id)
+
+
+def _reconcile_quietly(node: Node) -> list[str]:
+    try:
+        return reconcile_node(node, remove=True, grace=ORPHAN_GRACE)
+    except docker.DockerError as exc:
+        log.warning("reconcile skipped %s: %s", node.name, exc)
+        return []

@@ -79,6 +79,8 @@ def start(env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
                 "eru_site",
                 "worker",
                 "--pool=threads",
+                "-Q",
+                "celery,heartbeat",
                 "-c",
                 "8",
                 "--without-gossip",

@@ -1,7 +1,8 @@
 """Admin: a window on the domain, not a second write path. Pods, nodes, workloads, deployments,
 audit events and API tokens are read-only here; the few changes offered are admin actions that
-call clusters.services (so they are checked and audited like any other). Memberships are plain rows
-and stay editable. TLS material and token digests are never shown."""
+call clusters.services (so they are checked and audited like any other). Memberships are privileges:
+they stay editable here, but every add, role change and delete goes through services.member_set /
+member_remove and is audited. TLS material and token digests are never shown."""
 
 from __future__ import annotations
 
@@ -146,12 +147,36 @@ class ApiTokenAdmin(ReadOnlyAdmin):
     list_select_related = ["user"]
     search_fields = ["name", "prefix", "user__username"]
     exclude = ["digest"]
+    actions = ["revoke"]
+
+    @admin.action(description="Revoke selected API tokens (requests with them get 401)")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        actor = _actor(request)
+        _run(self, request, queryset, lambda t: services.token_revoke(actor=actor, token=t), "revoked")
 
 
 @admin.register(PodMember)
 class PodMemberAdmin(admin.ModelAdmin):
+    """Adds, role changes and deletes call services (checked and audited). Pod and user are fixed once
+    the row exists: a membership of someone else is a delete and an add, both audited."""
+
     list_display = ["pod", "user", "role"]
     list_filter = ["role", "pod"]
     list_select_related = ["pod", "user"]
     search_fields = ["pod__name", "user__username"]
     raw_id_fields = ["user"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["pod", "user"] if obj is not None else []
+
+    def save_model(self, request: HttpRequest, obj: PodMember, form: Any, change: bool) -> None:
+        member = services.member_set(actor=_actor(request), pod=obj.pod, user=obj.user, role=obj.role)
+        obj.pk = member.pk
+
+    def delete_model(self, request: HttpRequest, obj: PodMember) -> None:
+        services.member_remove(actor=_actor(request), pod=obj.pod, user=obj.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[PodMember]) -> None:
+        actor = _actor(request)
+        for member in queryset.select_related("pod", "user"):
+            services.member_remove(actor=actor, pod=member.pod, user=member.user)

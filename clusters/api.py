@@ -3,24 +3,35 @@ serializer and then call clusters.services — the same write path as the portal
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.contrib.auth import authenticate
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
+from django.http import QueryDict
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, mixins, routers, status, viewsets
-from rest_framework.decorators import action, api_view, authentication_classes, permission_classes
+from rest_framework.decorators import (
+    action,
+    api_view,
+    authentication_classes,
+    permission_classes,
+    throttle_classes,
+    throttle_scope,
+)
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
 
 import scheduling
 from clusters import etcd, permissions, services
 from clusters import serializers as s
 from clusters.authentication import TokenAuthentication
-from clusters.models import AuditEvent, Deployment, Node, Pod, Workload
+from clusters.models import ApiToken, AuditEvent, Deployment, Node, Pod, PodMember, Workload
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -46,9 +57,20 @@ def _valid(serializer_class: type[Any], request: Request) -> dict[str, Any]:
     return dict(serializer.validated_data)
 
 
+MAX_ID = 2**63 - 1  # the largest id the database can hold
+
+
+def _id_param(value: str, name: str) -> int:
+    """A row id given as a query parameter: digits only, 1..MAX_ID, else a 400 naming the parameter."""
+    if not (value.isascii() and value.isdigit() and len(value) <= 19 and 0 < int(value) <= MAX_ID):
+        raise exceptions.ValidationError({name: [f"{name}: must be an id, an integer from 1 to {MAX_ID}"]})
+    return int(value)
+
+
 class PodViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = s.PodSerializer
     lookup_field = "name"
+    lookup_value_regex = "[^/]+"  # names may contain dots (services.NAME_RE)
 
     def get_queryset(self) -> QuerySet[Pod]:
         return permissions.visible_pods(self.request.user)
@@ -62,10 +84,37 @@ class PodViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         services.pod_remove(actor=_actor(request), pod=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    @extend_schema(methods=["GET"], request=None, responses=s.MemberSerializer(many=True))
+    @extend_schema(methods=["PUT"], request=s.MemberSerializer, responses=s.MemberSerializer)
+    @extend_schema(
+        methods=["DELETE"], request=None, responses={204: None}, parameters=[s.MEMBER_USER_PARAMETER]
+    )
+    @action(detail=True, methods=["get", "put", "delete"])
+    def members(self, request: Request, name: str) -> Response:
+        """Staff and the pod's owners: list members, set a user's role (PUT {user, role}), or take it
+        away (DELETE ?user=name). Others who see the pod get 403 before any user lookup."""
+        pod = self.get_object()
+        if not permissions.can_manage_members(request.user, pod):
+            raise exceptions.PermissionDenied(
+                f"Only staff or an owner of pod {pod.name} may manage its members."
+            )
+        if request.method == "GET":
+            rows = PodMember.objects.filter(pod=pod).select_related("user").order_by("user__username")
+            return Response(s.MemberSerializer(rows, many=True).data)
+        if request.method == "PUT":
+            data = _valid(s.MemberSerializer, request)
+            member = services.member_set(actor=_actor(request), pod=pod, **data)
+            return Response(s.MemberSerializer(member).data)
+        ref = s.MemberRefSerializer(data={"user": request.query_params.get("user", "")})
+        ref.is_valid(raise_exception=True)
+        services.member_remove(actor=_actor(request), pod=pod, user=ref.validated_data["user"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
 
 class NodeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = s.NodeSerializer
     lookup_field = "name"
+    lookup_value_regex = "[^/]+"  # names may contain dots (node1.example.com)
 
     def get_queryset(self) -> QuerySet[Node]:
         qs = permissions.visible_nodes(self.request.user).select_related("pod")
@@ -115,6 +164,8 @@ class WorkloadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         qs = permissions.visible_workloads(self.request.user).select_related("pod", "node")
         params = self.request.query_params
         filters = {f: params[f] for f in self.FILTERS if params.get(f)}
+        if "deployment" in filters:
+            filters["deployment"] = _id_param(filters["deployment"], "deployment")
         if params.get("pod"):
             filters["pod__name"] = params["pod"]
         if params.get("node"):
@@ -153,7 +204,17 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         return qs.prefetch_related("workloads")
 
     def _spec(self, request: Request, defaults: dict[str, Any] | None = None) -> services.DeploySpec:
-        data_in = {**defaults, **request.data} if defaults else request.data
+        if not isinstance(request.data, Mapping):
+            raise exceptions.ValidationError({"non_field_errors": ["expected an object of deploy fields"]})
+        data_in: Any = request.data
+        missing = {key: value for key, value in (defaults or {}).items() if key not in data_in}
+        if missing and isinstance(data_in, QueryDict):  # form-encoded: keep each value of env, command…
+            data_in = QueryDict(mutable=True)
+            for key in request.data:
+                data_in.setlist(key, request.data.getlist(key))
+            data_in.update(missing)
+        elif missing:
+            data_in = {**data_in, **missing}
         serializer = s.DeploymentCreateSerializer(data=data_in)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
@@ -190,15 +251,45 @@ class AuditEventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = s.AuditEventSerializer
 
     def get_queryset(self) -> QuerySet[AuditEvent]:
-        user = self.request.user
-        qs = AuditEvent.objects.all()
-        return qs if user.is_staff else qs.filter(pod__in=permissions.visible_pods(user))
+        return permissions.visible_audit_events(self.request.user)
+
+
+class ApiTokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """The caller's own API tokens (never their digests); DELETE revokes one."""
+
+    serializer_class = s.ApiTokenSerializer
+
+    def get_queryset(self) -> QuerySet[ApiToken]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no user
+            return ApiToken.objects.none()
+        return ApiToken.objects.filter(user=self.request.user).order_by("-created_at", "-id")
+
+    def perform_destroy(self, instance: ApiToken) -> None:
+        services.token_revoke(actor=_actor(self.request), token=instance)
+
+
+class TokenExchangeThrottle(ScopedRateThrottle):
+    """Password guessing on POST /api/auth/token/: at most RATE attempts per client address.
+    The rate lives here, not in settings; the client is REMOTE_ADDR unless NUM_PROXIES says how
+    many proxies to trust (a client-sent X-Forwarded-For must not buy fresh attempts)."""
+
+    RATE = "20/min"
+
+    def get_rate(self) -> str:
+        return self.RATE
+
+    def get_ident(self, request: Request) -> str:
+        if api_settings.NUM_PROXIES is None:
+            return str(request.META.get("REMOTE_ADDR", ""))
+        return super().get_ident(request)
 
 
 @extend_schema(request=s.TokenRequestSerializer, responses={201: dict})
 @api_view(["POST"])
 @authentication_classes([TokenAuthentication])  # no session: no CSRF; failures answer 401
 @permission_classes([AllowAny])
+@throttle_classes([TokenExchangeThrottle])
+@throttle_scope("token")
 def token_view(request: Request) -> Response:
     """Exchange a username and password for a new API token (shown once)."""
     data = _valid(s.TokenRequestSerializer, request)
@@ -216,3 +307,4 @@ router.register("nodes", NodeViewSet, basename="node")
 router.register("workloads", WorkloadViewSet, basename="workload")
 router.register("deployments", DeploymentViewSet, basename="deployment")
 router.register("audit", AuditEventViewSet, basename="audit")
+router.register("auth/tokens", ApiTokenViewSet, basename="apitoken")

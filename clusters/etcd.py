@@ -19,9 +19,9 @@ from django.conf import settings
 
 log = logging.getLogger(__name__)
 TXN_MAX_OPS = 125
+RETRY_AFTER = 2.0
 
 _local = threading.local()
-_pid_lock = threading.Lock()
 
 
 class EtcdError(Exception):
@@ -30,23 +30,25 @@ class EtcdError(Exception):
         self.permanent = permanent
 
 
-def client() -> etcd3.Etcd3Client:
-    """A client per process and thread (gRPC channels are not fork-safe; threads share one per pid)."""
+def client() -> etcd3.MultiEndpointEtcd3Client:
+    """A client per process and thread (gRPC channels are not fork-safe). An endpoint that failed
+    is tried again after RETRY_AFTER seconds (the library's default is 300: five minutes of
+    refusing every deploy after a short etcd outage)."""
     cached = getattr(_local, "client", None)
     if cached is not None and cached[0] == os.getpid():
         return cached[1]
-    endpoint = settings.ERU_ETCD_ENDPOINTS[0]
-    host, _, port = endpoint.rpartition(":")
-    if len(settings.ERU_ETCD_ENDPOINTS) > 1:
-        endpoints = [
-            etcd3.Endpoint(h, int(p), secure=False)
-            for h, _, p in (e.rpartition(":") for e in settings.ERU_ETCD_ENDPOINTS)
-        ]
-        c = etcd3.MultiEndpointEtcd3Client(endpoints=endpoints, failover=True, timeout=5)
-    else:
-        c = etcd3.client(host=host or "127.0.0.1", port=int(port), timeout=5)
+    endpoints = [
+        etcd3.Endpoint(host or "127.0.0.1", int(port), secure=False, time_retry=RETRY_AFTER)
+        for host, _, port in (e.rpartition(":") for e in settings.ERU_ETCD_ENDPOINTS)
+    ]
+    c = etcd3.MultiEndpointEtcd3Client(endpoints=endpoints, timeout=5, failover=len(endpoints) > 1)
     _local.client = (os.getpid(), c)
     return c
+
+
+def reset_client() -> None:
+    """Forget this thread's client (after a settings change)."""
+    _local.client = None
 
 
 def key(path: str) -> str:
@@ -116,12 +118,15 @@ def get_prefix(prefix: str) -> dict[str, str]:
         raise EtcdError(f"etcd read failed: {exc}") from exc
 
 
-def alive_nodes() -> set[str]:
-    """Names of nodes whose heartbeat key exists (a lease keeps it; expiry means down)."""
+def alive_nodes(*, strict: bool = False) -> set[str]:
+    """Names of nodes whose heartbeat key exists (a lease keeps it; expiry means down). When etcd
+    cannot be read: raise EtcdError if `strict` (scheduling), else log and report none (pages)."""
     prefix = key("/status:node/")
     try:
         keys = [meta.key.decode() for _, meta in client().get_prefix(prefix, keys_only=True)]
     except Exception as exc:
+        if strict:
+            raise EtcdError(f"etcd unreachable: {exc}") from exc
         log.warning("etcd unreachable while reading node status: %s", exc)
         return set()
     return {k[len(prefix) :] for k in keys}

@@ -210,6 +210,9 @@ class Workload(models.Model):
     cpu_map = models.JSONField(default=dict, blank=True)
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
     container_id = models.CharField(max_length=64, blank=True)
+    # The creation claim: which task (its Celery id, kept across retries and redelivery) and when.
+    task_id = models.CharField(max_length=64, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
     networks = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -1,7 +1,8 @@
 """Who may see and change what — one module for views, API, admin and services alike.
 
 Staff users administer everything. Other users act on a pod through their PodMember role:
-viewer (see), deployer (see, deploy, operate workloads), owner (deployer + manage members)."""
+viewer (see), deployer (see, deploy, operate workloads), owner (deployer + manage members).
+API tokens belong to their user: each user may revoke their own, staff any."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
-from clusters.models import Deployment, Node, Pod, PodMember, Workload
+from clusters.models import ApiToken, AuditEvent, Deployment, Node, Pod, PodMember, Workload
 
 DEPLOY_ROLES = (PodMember.Role.DEPLOYER, PodMember.Role.OWNER)
 
@@ -42,6 +43,14 @@ def visible_deployments(user: Any) -> QuerySet[Deployment]:
     return Deployment.objects.filter(pod__in=visible_pods(user))
 
 
+def visible_audit_events(user: Any) -> QuerySet[AuditEvent]:
+    """Staff see every event; others the events of the pods they belong to (never pod-less ones,
+    such as token or system events)."""
+    if can_admin(user):
+        return AuditEvent.objects.all()
+    return AuditEvent.objects.filter(pod__in=visible_pods(user))
+
+
 def can_admin(user: Any) -> bool:
     """Pods and nodes are infrastructure: only staff add, change or remove them."""
     return bool(user and user.is_authenticated and user.is_staff)
@@ -55,6 +64,21 @@ def can_deploy(user: Any, pod: Pod) -> bool:
     return PodMember.objects.filter(pod=pod, user=user, role__in=DEPLOY_ROLES).exists()
 
 
+def can_manage_members(user: Any, pod: Pod) -> bool:
+    """Memberships are privileges: staff, or an owner of that very pod, may grant and take them."""
+    if not user or not user.is_authenticated:
+        return False
+    if user.is_staff:
+        return True
+    return PodMember.objects.filter(pod=pod, user=user, role=PodMember.Role.OWNER).exists()
+
+
+def can_revoke_token(user: Any, token: ApiToken) -> bool:
+    if not user or not user.is_authenticated:
+        return False
+    return bool(user.is_staff or token.user_id == user.pk)
+
+
 def require_admin(user: Any) -> None:
     if user is not None and not can_admin(user):
         raise PermissionDenied("Only administrators may change pods and nodes.")
@@ -64,6 +88,17 @@ def require_deploy(user: Any, pod: Pod) -> None:
     """user None is the system (workers, management commands)."""
     if user is not None and not can_deploy(user, pod):
         raise PermissionDenied(f"You may not deploy to or operate workloads in pod {pod.name}.")
+
+
+def require_manage_members(user: Any, pod: Pod) -> None:
+    """user None is the system (management commands)."""
+    if user is not None and not can_manage_members(user, pod):
+        raise PermissionDenied(f"Only staff or an owner of pod {pod.name} may change its members.")
+
+
+def require_revoke_token(user: Any, token: ApiToken) -> None:
+    if user is not None and not can_revoke_token(user, token):
+        raise PermissionDenied("You may only revoke your own tokens.")
 
 
 def get_pod_for_user(user: Any, name: str) -> Pod:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth import get_user_model
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 
-from clusters.models import AuditEvent, Deployment, Node, Pod, Workload
+from clusters.models import ApiToken, AuditEvent, Deployment, Node, Pod, PodMember, Workload
 
 
 class PodSerializer(serializers.ModelSerializer):
@@ -201,3 +203,20 @@ class TokenRequestSerializer(serializers.Serializer):
     username = serializers.CharField()
     password = serializers.CharField(style={"input_type": "password"})
     name = serializers.CharField(required=False, default="cli")
+
+
+class ApiTokenSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "prefix", "created_at", "last_used_at"]
+
+
+class MemberRefSerializer(serializers.Serializer):
+    user = serializers.SlugRelatedField(slug_field="username", queryset=get_user_model().objects.all())
+
+
+class MemberSerializer(MemberRefSerializer):
+    role = serializers.ChoiceField(choices=PodMember.Role.choices)
+
+
+MEMBER_USER_PARAMETER = OpenApiParameter("user", str, description="username of the member to remove")

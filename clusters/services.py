@@ -17,19 +17,21 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Count, F
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 import scheduling
 from agents import docker
 from clusters import authentication, crypto, etcd, permissions, sync
-from clusters.models import ApiToken, AuditEvent, Deployment, Node, Pod, Workload
+from clusters.models import ApiToken, AuditEvent, Deployment, Node, Pod, PodMember, Workload
 from clusters.queue import enqueue
 from clusters.units import parse_size
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$")
 APP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 MAX_DEPLOY_COUNT = 1000
+MAX_NODES_LIMIT = 10000
+MAX_CPU = 1024.0  # cpus in one request; far above any host, low enough for Docker's quota maths
 STRATEGIES = tuple(Deployment.Strategy.values)
 
 
@@ -112,8 +114,8 @@ def _tls(node: Node) -> docker.TLSMaterial:
     return docker.TLSMaterial(*node.tls())
 
 
-def node_client(node: Node) -> Any:
-    return docker.connect(node.endpoint, _tls(node), timeout=settings.ERU_DOCKER_TIMEOUT)
+def node_client(node: Node, *, timeout: int | None = None) -> Any:
+    return docker.connect(node.endpoint, _tls(node), timeout=timeout or settings.ERU_DOCKER_TIMEOUT)
 
 
 def _labels(labels: Mapping[str, Any] | None) -> dict[str, str]:
@@ -195,7 +197,7 @@ def node_add(
             },
         )
         _audit(actor, "node.add", node, pod=pod, after=_node_state(node))
-        sync.push(sync.node_keys(node))
+        sync.push_node(node.pk)
         ttl = 3 * settings.ERU_HEARTBEAT_INTERVAL
         transaction.on_commit(lambda: _heartbeat_quietly(node, ttl))
     return node
@@ -238,7 +240,7 @@ def node_set(
         if labels is None and bypass is not None:
             action = "node.down" if bypass else "node.up"
         _audit(actor, action, node, pod=node.pod, before=before, after=_node_state(node))
-        sync.push(sync.node_keys(node))
+        sync.push_node(node.pk)
     return node
 
 
@@ -280,7 +282,10 @@ def node_resources(node: Node) -> scheduling.NodeResources:
 
 def available_nodes(pod: Pod) -> list[Node]:
     """Nodes of the pod that may take new workloads: not bypassed and heartbeat key present."""
-    alive = etcd.alive_nodes()
+    try:
+        alive = etcd.alive_nodes(strict=True)
+    except etcd.EtcdError as exc:
+        raise invalid("pod", f"cannot tell which nodes are up: {exc}") from exc
     return [n for n in pod.nodes.filter(bypass=False) if n.name in alive]
 
 
@@ -375,6 +380,12 @@ def validate_deploy(
         bad("strategy", f"strategy must be one of {', '.join(STRATEGIES)}")
     if not isinstance(nodes_limit, int) or isinstance(nodes_limit, bool) or nodes_limit < 0:
         bad("nodes_limit", "nodes_limit must be 0 (no limit) or more")
+    elif nodes_limit > MAX_NODES_LIMIT:
+        bad("nodes_limit", f"nodes_limit: {nodes_limit} is above the limit of {MAX_NODES_LIMIT}")
+    network = (network or "").strip()
+    if network and network not in settings.ERU_NETWORKS:
+        allowed = ", ".join(settings.ERU_NETWORKS) or "none"
+        bad("network", f"network {network[:40]!r} is not allowed; use one of: {allowed} (or leave it empty)")
     bad_env = [item for item in env if "=" not in item or item.startswith("=")]
     if bad_env:
         bad("env", f"env entry {bad_env[0]!r} must look like KEY=value")
@@ -389,6 +400,8 @@ def validate_deploy(
     for field_name, value in (("cpu_request", cpu_request), ("cpu_limit", cpu_limit)):
         if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
             bad(field_name, f"{field_name}: must be a number of cpus")
+        elif value > MAX_CPU:
+            bad(field_name, f"{field_name}: {value} is above the limit of {MAX_CPU:g} cpus")
     try:
         labels, node_labels = _labels(labels), _labels(node_labels)
     except ValidationError as exc:
@@ -416,7 +429,7 @@ def validate_deploy(
         command=list(command),
         env=list(env),
         labels=labels,
-        network=(network or "").strip(),
+        network=network,
         request=request,
         strategy=strategy,
         nodes_limit=nodes_limit,
@@ -488,7 +501,9 @@ def deploy(*, actor: Actor, spec: DeploySpec) -> Deployment:
     with transaction.atomic():
         # SQLite: BEGIN IMMEDIATE already serialises writers. PostgreSQL: lock nodes in name order.
         nodes = list(
-            Node.objects.select_for_update().filter(pk__in=[n.pk for n in candidates]).order_by("name")
+            Node.objects.select_for_update()
+            .filter(pk__in=[n.pk for n in candidates], bypass=False)  # set down since: no new work
+            .order_by("name")
         )
         infos, total = _scheduling_infos(spec, nodes)
         try:
@@ -561,7 +576,18 @@ def _allocate(
                 )
             )
             seq += 1
+    _unique_names(rows, taken)
     return Workload.objects.bulk_create(rows)
+
+
+def _unique_names(rows: list[Workload], taken: set[str]) -> None:
+    """Names are random; re-draw the rare one that an existing workload already has."""
+    while clash := set(
+        Workload.objects.filter(name__in=[r.name for r in rows]).values_list("name", flat=True)
+    ):
+        for row in rows:
+            if row.name in clash:
+                row.name = f"{row.app}_{row.entrypoint}_{_ident(taken)}"
 
 
 def _release(w: Workload) -> None:
@@ -576,7 +602,7 @@ def _set_usage(node: Node, used_cpu_map: Mapping[str, int], used_cpu: float, use
     node.used_cpu = used_cpu
     node.used_memory = used_memory
     node.save(update_fields=["used_cpu_map", "used_cpu", "used_memory"])
-    sync.push({etcd.resource_key(node.name): node.resource_json()})
+    sync.push_node(node.pk)
 
 
 def _request_of(w: Workload) -> scheduling.ResourceRequest:
@@ -601,17 +627,22 @@ def _deployment_progress(deployment_id: int | None, *, ok: bool) -> None:
 
 
 # --- workload lifecycle (workers report here) ---------------------------------------------------
-def workload_claim(*, workload_id: int) -> Workload | None:
-    """Claim a pending workload for creation. A re-run (state already creating) may go on: the
-    container is found by name, never made twice. Anything else means there is nothing to do."""
-    Workload.objects.filter(pk=workload_id, state=Workload.State.PENDING).update(
-        state=Workload.State.CREATING
+def workload_claim(*, workload_id: int, task_id: str, stale_after: int) -> Workload | None:
+    """Claim a workload for creation, exclusively: a pending one is claimed by this task; a claimed
+    one only by the same task again (a retry or redelivery, which finds its container by name), or
+    by any task once the claim is older than `stale_after` seconds (its worker died). None: not ours."""
+    now = timezone.now()
+    creating = Workload.objects.filter(pk=workload_id, state=Workload.State.CREATING)
+    claimed = (
+        Workload.objects.filter(pk=workload_id, state=Workload.State.PENDING).update(
+            state=Workload.State.CREATING, task_id=task_id, claimed_at=now
+        )
+        or creating.filter(task_id=task_id).exists()
+        or creating.filter(claimed_at__lt=now - timedelta(seconds=stale_after)).update(
+            task_id=task_id, claimed_at=now
+        )
     )
-    return (
-        Workload.objects.select_related("pod", "node")
-        .filter(pk=workload_id, state=Workload.State.CREATING)
-        .first()
-    )
+    return Workload.objects.select_related("pod", "node").get(pk=workload_id) if claimed else None
 
 
 def container_spec(w: Workload) -> dict[str, Any]:
@@ -696,11 +727,26 @@ def workload_control(*, actor: Actor, workload: Workload, action: str) -> Worklo
 
 
 def workload_record_state(*, workload_id: int, running: bool, error: str = "") -> None:
-    """Workers report the container's state after a control action or a poll."""
+    """Workers report the container's state after a control action or a poll; a change is audited."""
     state = Workload.State.RUNNING if running else Workload.State.STOPPED
-    Workload.objects.filter(
-        pk=workload_id, state__in=(Workload.State.RUNNING, Workload.State.STOPPED)
-    ).update(state=state, error=error[:2000], updated_at=timezone.now())
+    with transaction.atomic():
+        w = Workload.objects.select_for_update().select_related("pod").filter(pk=workload_id).first()
+        if w is None or w.state not in (Workload.State.RUNNING, Workload.State.STOPPED):
+            return
+        before = w.state
+        w.state, w.error = state, error[:2000]
+        w.save(update_fields=["state", "error", "updated_at"])
+        if before != state:
+            _audit(
+                SYSTEM, f"workload.{state}", w, pod=w.pod, before={"state": before}, after={"state": state}
+            )
+
+
+def workload_remove_failed(*, workload_id: int, error: str) -> None:
+    """Removing the container failed for now: say why on the row (reconcile tries again)."""
+    Workload.objects.filter(pk=workload_id, state=Workload.State.REMOVING).update(
+        error=error[:2000], updated_at=timezone.now()
+    )
 
 
 def workload_remove(*, actor: Actor, workload: Workload) -> Workload:
@@ -752,11 +798,61 @@ def token_create(*, actor: Actor, user: Any, name: str) -> tuple[ApiToken, str]:
     return token, plaintext
 
 
-def stale_pending_workloads(*, older_than: int) -> list[int]:
-    """Workloads still pending after `older_than` seconds: their creation message was lost."""
-    cutoff = timezone.now() - timedelta(seconds=older_than)
-    return list(
-        Workload.objects.filter(state=Workload.State.PENDING, updated_at__lt=cutoff).values_list(
-            "pk", flat=True
+def stale_workloads(*, pending_after: int, claim_after: int) -> tuple[list[int], list[int]]:
+    """Work whose message was lost or whose worker died: (to create, to remove). Pending rows
+    untouched for `pending_after` seconds, creation claims older than `claim_after`, and removals
+    still unfinished after `pending_after`."""
+    now = timezone.now()
+    pending = Q(state=Workload.State.PENDING, updated_at__lt=now - timedelta(seconds=pending_after))
+    stale_claim = Q(state=Workload.State.CREATING, claimed_at__lt=now - timedelta(seconds=claim_after))
+    create = Workload.objects.filter(pending | stale_claim).values_list("pk", flat=True)
+    remove = Workload.objects.filter(
+        state=Workload.State.REMOVING, updated_at__lt=now - timedelta(seconds=pending_after)
+    ).values_list("pk", flat=True)
+    return list(create), list(remove)
+
+
+# --- API token revocation -----------------------------------------------------------------------
+def token_revoke(*, actor: Actor, token: ApiToken) -> None:
+    """Revoke (delete) an API token: a user their own, staff any. Requests with it get 401 at once."""
+    permissions.require_revoke_token(actor.user, token)
+    with transaction.atomic():
+        token = ApiToken.objects.select_for_update().select_related("user").get(pk=token.pk)
+        before = {"user": token.user.username, "name": token.name, "prefix": token.prefix}
+        _audit(actor, "token.revoke", token, before=before)
+        token.delete()
+
+
+# --- pod memberships ----------------------------------------------------------------------------
+def member_set(*, actor: Actor, pod: Pod, user: Any, role: str) -> Any:
+    """Grant `user` a role in `pod` (add or change the PodMember row); staff or an owner of the pod."""
+    permissions.require_manage_members(actor.user, pod)
+    if role not in PodMember.Role.values:
+        raise invalid("role", f"role must be one of {', '.join(PodMember.Role.values)}")
+    if user is None or not user.pk:
+        raise invalid("user", "no such user")
+    with transaction.atomic():
+        member = PodMember.objects.select_for_update().filter(pod=pod, user=user).first()
+        before = {"user": user.username, "role": member.role} if member else None
+        if member is None:
+            member = PodMember.objects.create(pod=pod, user=user, role=role)
+        elif member.role != role:
+            member.role = role
+            member.save(update_fields=["role"])
+        else:
+            return member  # nothing changes, nothing to audit
+        _audit(
+            actor, "member.set", member, pod=pod, before=before, after={"user": user.username, "role": role}
         )
-    )
+    return member
+
+
+def member_remove(*, actor: Actor, pod: Pod, user: Any) -> None:
+    """Take `user`'s role in `pod` away; staff or an owner of the pod. Not a member: a field error."""
+    permissions.require_manage_members(actor.user, pod)
+    with transaction.atomic():
+        member = PodMember.objects.select_for_update().filter(pod=pod, user=user).first()
+        if member is None:
+            raise invalid("user", f"{getattr(user, 'username', user)} is not a member of pod {pod.name}")
+        _audit(actor, "member.remove", member, pod=pod, before={"user": user.username, "role": member.role})
+        member.delete()

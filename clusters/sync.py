@@ -65,7 +65,23 @@ def push(puts: Mapping[str, Any] | None = None, deletes: Iterable[str] = ()) -> 
         except etcd.EtcdError as exc:
             log.warning("etcd mirror write deferred to reconcile: %s", exc)
 
-    transaction.on_commit(_apply)
+    transaction.on_commit(_apply, robust=True)
+
+
+def push_node(node_id: int) -> None:
+    """Mirror a node (meta and resources) as it is once the transaction commits: re-read then, so
+    that of two racing writers the later commit's values are the ones that land last."""
+
+    def _apply() -> None:
+        node = Node.objects.select_related("pod").filter(pk=node_id).first()
+        if node is None:
+            return
+        try:
+            etcd.apply(node_keys(node))
+        except etcd.EtcdError as exc:
+            log.warning("etcd mirror write deferred to reconcile: %s", exc)
+
+    transaction.on_commit(_apply, robust=True)
 
 
 # --- drift --------------------------------------------------------------------------------------
@@ -122,7 +138,10 @@ def actual_state() -> dict[str, str]:
 
 
 def check() -> Drift:
-    return diff(desired_state(), actual_state())
+    # etcd first, then the DB: a change committed in between then shows as drift to put, never as
+    # a live key to delete.
+    actual = actual_state()
+    return diff(desired_state(), actual)
 
 
 def repair() -> Drift:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-_SIZE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*(-?\d{1,20}(?:\.\d{1,9})?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
+MAX_SIZE = 1 << 60  # 1 EiB: far beyond any host, well inside a 64-bit column
 
 
 def parse_size(value: int | float | str | None, *, field: str) -> int:
@@ -15,12 +17,20 @@ def parse_size(value: int | float | str | None, *, field: str) -> int:
     if isinstance(value, bool):
         raise ValueError(f"{field}: expected a size like 512M or a number of bytes")
     if isinstance(value, int | float):
-        return int(value)
-    match = _SIZE.match(value)
-    if not match:
-        raise ValueError(f"{field}: {value!r} is not a size; use bytes or a number with K, M, G or T")
-    number, unit = match.groups()
-    return int(float(number) * _UNITS[unit.upper()])
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{field}: must be a finite number of bytes")
+        size = int(value)
+    else:
+        match = _SIZE.match(value)
+        if not match:
+            raise ValueError(
+                f"{field}: {value[:40]!r} is not a size; use bytes or a number with K, M, G or T"
+            )
+        number, unit = match.groups()
+        size = int(float(number) * _UNITS[unit.upper()])
+    if abs(size) > MAX_SIZE:
+        raise ValueError(f"{field}: {value} is above the limit of 1 EiB")
+    return size
 
 
 def format_size(value: int) -> str:

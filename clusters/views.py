@@ -21,7 +21,7 @@ from django_htmx.http import HttpResponseLocation, HttpResponseStopPolling, trig
 
 from clusters import etcd, permissions, services
 from clusters.forms import DeployForm, PodForm, add_service_errors
-from clusters.models import AuditEvent, Node, Pod, Workload
+from clusters.models import Node, Pod, Workload
 
 RECENT_DEPLOYMENTS = 10
 WORKLOADS_SHOWN = 100
@@ -309,9 +309,7 @@ def workload_remove(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def audit_list(request: HttpRequest) -> HttpResponse:
     """The latest audit events: staff see all, others those of the pods they belong to."""
-    events = AuditEvent.objects.select_related("pod")
-    if not permissions.can_admin(request.user):
-        events = events.filter(pod__in=permissions.visible_pods(request.user))
+    events = permissions.visible_audit_events(request.user).select_related("pod")
     pod_name = request.GET.get("pod", "")
     if pod_name:
         events = events.filter(pod__name=pod_name)

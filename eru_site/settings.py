@@ -160,7 +160,8 @@ ERU_MAX_FRAGMENT_CORES = envint("ERU_MAX_FRAGMENT_CORES", -1)
 ERU_MEMORY_RESERVE = envint("ERU_MEMORY_RESERVE", 1 << 30)
 ERU_HEARTBEAT_INTERVAL = envint("ERU_HEARTBEAT_INTERVAL", 10)
 ERU_DOCKER_TIMEOUT = envint("ERU_DOCKER_TIMEOUT", 30)
-ERU_NETWORK_MODE = os.environ.get("ERU_NETWORK_MODE", "bridge")
+# Docker networks a deploy may ask for ("" = the node's default bridge). Never host/container:*.
+ERU_NETWORKS = [n for n in os.environ.get("ERU_NETWORKS", "bridge").split(",") if n]
 
 # --- Celery (one place: broker, serializer, limits, beat) ---------------------------------------
 CELERY_BROKER_URL = os.environ.get("ERU_REDIS_URL", "redis://127.0.0.1:23779/0")
@@ -173,8 +174,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = 120
 CELERY_TASK_TIME_LIMIT = 180
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ROUTES = {"agents.heartbeat_nodes": {"queue": "heartbeat"}}
 CELERY_BEAT_SCHEDULE = {
-    "heartbeat-nodes": {"task": "agents.heartbeat_nodes", "schedule": float(ERU_HEARTBEAT_INTERVAL)},
+    # A heartbeat that could not run within its interval is dropped, not piled up.
+    "heartbeat-nodes": {
+        "task": "agents.heartbeat_nodes",
+        "schedule": float(ERU_HEARTBEAT_INTERVAL),
+        "options": {"expires": float(ERU_HEARTBEAT_INTERVAL)},
+    },
     "reconcile-etcd": {"task": "agents.reconcile_etcd", "schedule": 300.0},
     "reconcile-containers": {"task": "agents.reconcile_containers", "schedule": 120.0},
 }

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.services
 
 
 def test_orphans_are_reported_then_removed(
-    nodes: list[Any], worker: Any, docker_clean: dict[str, Any]
+    nodes: list[Any], worker: Any, docker_clean: dict[str, Any], monkeypatch: Any
 ) -> None:
     pod = nodes[0].pod
     spec = services.validate_deploy(
@@ -36,8 +36,49 @@ def test_orphans_are_reported_then_removed(
     raw.containers.create(IMAGE, ["sleep", "600"], name="lost_e_abcdef", labels={"ERU": "1"})
     out = StringIO()
     call_command("reconcile", stdout=out)
+    assert "node1: 0 orphan container(s) found" in out.getvalue()  # too young: may be mid-deploy
+    out = StringIO()
+    call_command("reconcile", "--grace", "0", stdout=out)
     assert "node1: 1 orphan container(s) found lost_e_abcdef" in out.getvalue()
     assert len(raw.containers.list(all=True, filters={"label": "ERU=1"})) == 2
+    monkeypatch.setattr(tasks, "ORPHAN_GRACE", 0)
     tasks.reconcile_containers()
     names = [c.name for c in raw.containers.list(all=True, filters={"label": "ERU=1"})]
     assert names == [d.workloads.get().name]
+
+
+def test_lost_and_stranded_work_is_sent_again(
+    nodes: list[Any], worker: Any, docker_clean: dict[str, Any]
+) -> None:
+    """A pending row whose message was lost, a creation claimed by a worker that died, and a removal
+    that never finished are all picked up by the reconcile task."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from clusters.models import Workload
+
+    pod = nodes[0].pod
+    old = timezone.now() - timedelta(hours=1)
+    rows = {}
+    for name, state in (("lost", Workload.State.PENDING), ("dead", Workload.State.CREATING)):
+        rows[name] = Workload.objects.create(
+            name=f"{name}_e_aaaaaa",
+            pod=pod,
+            node=nodes[0],
+            app=name,
+            entrypoint="e",
+            image=IMAGE,
+            command=["sleep", "600"],
+            state=state,
+            task_id="gone",
+            claimed_at=old,
+        )
+    Workload.objects.filter(pk__in=[w.pk for w in rows.values()]).update(updated_at=old)
+    tasks.reconcile_containers()
+    wait_for(lambda: Workload.objects.filter(state=Workload.State.RUNNING).count() == 2)
+    Workload.objects.filter(pk=rows["lost"].pk).update(state=Workload.State.REMOVING, updated_at=old)
+    tasks.reconcile_containers()
+    wait_for(lambda: not Workload.objects.filter(pk=rows["lost"].pk).exists())
+    names = [c.name for c in docker_clean["node1"].containers.list(all=True, filters={"label": "ERU=1"})]
+    assert names == ["dead_e_aaaaaa"]

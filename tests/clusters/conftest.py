@@ -23,7 +23,7 @@ GIB = 1 << 30
 def ui_alive(monkeypatch: pytest.MonkeyPatch) -> set[str]:
     """Names of nodes with a heartbeat; add to the set to bring a node up."""
     alive: set[str] = set()
-    monkeypatch.setattr(etcd, "alive_nodes", lambda: set(alive))
+    monkeypatch.setattr(etcd, "alive_nodes", lambda **_: set(alive))
     return alive
 
 

@@ -116,14 +116,64 @@ def test_deployments_and_audit_events_are_read_only(node: Node, ui_client: Login
     assert Deployment.objects.get(pk=d.pk).count == 1 and AuditEvent.objects.filter(pk=event.pk).exists()
 
 
-def test_memberships_are_edited_in_admin(
+def test_membership_changes_in_admin_go_through_services_and_are_audited(
     ui_members: Pod, ui_client: Login, admin_user: Any, outsider: Any
 ) -> None:
     client = ui_client(admin_user)
     data = {"pod": str(ui_members.pk), "user": str(outsider.pk), "role": "deployer"}
-    response = client.post(admin_url("podmember", "add"), data)
-    assert response.status_code == 302
-    assert PodMember.objects.get(user=outsider).role == PodMember.Role.DEPLOYER
+    assert client.post(admin_url("podmember", "add"), data).status_code == 302
+    member = PodMember.objects.get(user=outsider)
+    assert member.role == PodMember.Role.DEPLOYER
+
+    page = client.get(admin_url("podmember", "change", member.pk)).content.decode()
+    assert 'name="role"' in page and 'name="pod"' not in page and 'name="user"' not in page
+    other = Pod.objects.create(name="other")  # pod and user are fixed once the row exists
+    changed = {"pod": str(other.pk), "user": str(admin_user.pk), "role": "owner"}
+    assert client.post(admin_url("podmember", "change", member.pk), changed).status_code == 302
+    member.refresh_from_db()
+    assert (member.pod, member.user, member.role) == (ui_members, outsider, PodMember.Role.OWNER)
+
+    assert client.post(admin_url("podmember", "delete", member.pk), {"post": "yes"}).status_code == 302
+    assert not PodMember.objects.filter(user=outsider).exists()
+    events = AuditEvent.objects.order_by("id")
+    assert [(e.action, e.via, e.actor, e.pod, e.before, e.after) for e in events] == [
+        ("member.set", "admin", admin_user, ui_members, None, {"user": "olga", "role": "deployer"}),
+        (
+            "member.set",
+            "admin",
+            admin_user,
+            ui_members,
+            {"user": "olga", "role": "deployer"},
+            {"user": "olga", "role": "owner"},
+        ),
+        ("member.remove", "admin", admin_user, ui_members, {"user": "olga", "role": "owner"}, None),
+    ]
+
+
+def test_bulk_delete_of_memberships_is_audited_per_row(
+    ui_members: Pod, ui_client: Login, admin_user: Any
+) -> None:
+    pks = list(PodMember.objects.values_list("pk", flat=True))
+    response = run_action(ui_client(admin_user), "podmember", "delete_selected", pks)
+    assert response.status_code == 200  # the confirmation page
+    data = {"action": "delete_selected", "_selected_action": [str(pk) for pk in pks], "post": "yes"}
+    assert ui_client(admin_user).post(admin_url("podmember"), data).status_code == 302
+    assert not PodMember.objects.exists()
+    removed = AuditEvent.objects.filter(action="member.remove", via="admin")
+    assert sorted(e.before["user"] for e in removed) == ["dora", "vic"]
+
+
+def test_api_tokens_are_revoked_by_an_admin_action(ui_client: Login, admin_user: Any, deployer: Any) -> None:
+    token = ApiToken.objects.create(user=deployer, name="ci", prefix="eru_ab12", digest="f" * 64)
+    keep = ApiToken.objects.create(user=deployer, name="laptop", prefix="eru_cd34", digest="e" * 64)
+    client = ui_client(admin_user)
+    response = run_action(client, "apitoken", "revoke", [token.pk])
+    assert "1 revoked." in response.content.decode()
+    assert list(ApiToken.objects.all()) == [keep]
+    event = AuditEvent.objects.get(action="token.revoke")
+    assert (event.via, event.actor) == ("admin", admin_user)
+    assert event.before == {"user": "dora", "name": "ci", "prefix": "eru_ab12"}
+    assert client.post(admin_url("apitoken", "delete", keep.pk), {"post": "yes"}).status_code == 403
 
 
 def test_members_who_are_not_staff_are_kept_out(ui_members: Pod, ui_client: Login, deployer: Any) -> None:

@@ -3,16 +3,27 @@ Docker/etcd/DB; bad input is a 400 naming the field and changes nothing; permiss
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
 from rest_framework.test import APIClient
 
 from clusters import etcd, services
-from clusters.models import ApiToken, AuditEvent, Deployment, PodMember, Workload
+from clusters.models import ApiToken, AuditEvent, Deployment, Node, Pod, PodMember, Workload
 from tests.conftest import IMAGE, NODES, wait_for
 
 pytestmark = pytest.mark.services
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttles() -> Iterator[None]:
+    """Throttle counters live in the cache: every test starts (and leaves) with none."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 def _client(user: Any) -> APIClient:
@@ -176,3 +187,172 @@ def test_list_endpoints_have_bounded_queries(
         assert len(api.get("/api/workloads/").json()["results"]) == 15
     with django_assert_max_num_queries(6):
         assert len(api.get("/api/nodes/").json()["results"]) == 2
+
+
+# --- query parameters and bodies the API must refuse with a 400 -------------------------------------
+@pytest.mark.parametrize("value", ["abc", "1.5", "-1", " 1", "1e3"])
+def test_workload_filter_by_deployment_must_be_an_id(admin_user: Any, pod: Any, value: str) -> None:
+    response = _client(admin_user).get("/api/workloads/", {"deployment": value})
+    assert response.status_code == 400, response.content
+    assert "deployment" in response.json()
+
+
+def test_workload_filter_by_deployment_id(admin_user: Any, nodes: list[Any]) -> None:
+    d = Deployment.objects.create(pod=nodes[0].pod, app="a", entrypoint="e", image="i", count=1)
+    Workload.objects.create(name="a_e_1", pod=d.pod, node=nodes[0], deployment=d, app="a", entrypoint="e")
+    Workload.objects.create(name="a_e_2", pod=d.pod, node=nodes[0], app="a", entrypoint="e")
+    api = _client(admin_user)
+    assert [w["name"] for w in api.get("/api/workloads/", {"deployment": d.pk}).json()["results"]] == [
+        "a_e_1"
+    ]
+    assert api.get("/api/workloads/", {"deployment": "9" * 30}).status_code == 400
+    for big in ("9" * 30, str(2**63)):  # beyond any id: a 404, not a database overflow
+        assert api.get(f"/api/workloads/{big}/").status_code == 404
+        assert api.get(f"/api/deployments/{big}/").status_code == 404
+        assert api.post(f"/api/workloads/{big}/stop/").status_code == 404
+
+
+@pytest.mark.parametrize("path", ["", "plan/", "capacity/"])
+@pytest.mark.parametrize("body", [[], ["pod", "eru"], "x", 3, None, True])
+def test_deploy_bodies_that_are_not_objects_are_a_400(
+    admin_user: Any, pod: Any, path: str, body: Any
+) -> None:
+    api = _client(admin_user)
+    events = AuditEvent.objects.count()
+    response = api.post(f"/api/deployments/{path}", body, format="json")
+    assert response.status_code == 400, response.content
+    assert not Deployment.objects.exists() and AuditEvent.objects.count() == events
+
+
+def test_form_encoded_capacity_keeps_list_values(admin_user: Any, nodes: list[Any]) -> None:
+    api = _client(admin_user)
+    body = {"pod": "eru", "cpu_limit": "0.1", "memory_limit": "16M", "node_names": ["node1", "node2"]}
+    response = api.post("/api/deployments/capacity/", body)  # multipart, like an HTML form
+    assert response.status_code == 200, response.content
+    assert set(response.json()["capacity"]) == {"node1", "node2"}
+    one = api.post("/api/deployments/capacity/", {**body, "node_names": ["node2"]}, format="multipart")
+    assert set(one.json()["capacity"]) == {"node2"}
+
+
+# --- names with dots ---------------------------------------------------------------------------------
+def test_pods_and_nodes_with_dots_in_their_names_are_addressable(
+    admin_user: Any, pod: Any, tls: dict[str, str]
+) -> None:
+    services.pod_add(actor=services.SYSTEM, name="a.b")
+    services.node_add(
+        actor=services.SYSTEM, pod=pod, name="node1.example.com", endpoint=NODES["node1"], **tls
+    )
+    api = _client(admin_user)
+    assert api.get("/api/pods/a.b/").json()["name"] == "a.b"
+    assert api.get("/api/nodes/node1.example.com/").json()["name"] == "node1.example.com"
+    down = api.post("/api/nodes/node1.example.com/down/")
+    assert down.status_code == 200 and down.json()["bypass"] is True
+    assert Node.objects.get(name="node1.example.com").bypass
+    assert api.get("/api/pods/a.b.json").json()["name"] == "a.b"  # format suffixes still work
+    assert api.delete("/api/pods/a.b/").status_code == 204
+    assert not Pod.objects.filter(name="a.b").exists()
+
+
+# --- API tokens: list and revoke -------------------------------------------------------------------
+def test_tokens_are_listed_to_their_owner_and_revoked(deployer: Any, viewer: Any, pod: Any) -> None:
+    mine, plaintext = services.token_create(actor=services.SYSTEM, user=deployer, name="laptop")
+    spare, spare_plaintext = services.token_create(actor=services.SYSTEM, user=deployer, name="ci")
+    theirs, _ = services.token_create(actor=services.SYSTEM, user=viewer, name="vic")
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {plaintext}")
+    listed = api.get("/api/auth/tokens/").json()["results"]
+    assert {t["name"] for t in listed} == {"laptop", "ci"}
+    assert set(listed[0]) == {"id", "name", "prefix", "created_at", "last_used_at"}
+    assert api.delete(f"/api/auth/tokens/{theirs.pk}/").status_code == 404  # not theirs to see
+    assert ApiToken.objects.filter(pk=theirs.pk).exists()
+
+    other = APIClient()
+    other.credentials(HTTP_AUTHORIZATION=f"Token {spare_plaintext}")
+    assert other.get("/api/pods/").status_code == 200
+    assert api.delete(f"/api/auth/tokens/{spare.pk}/").status_code == 204
+    assert other.get("/api/pods/").status_code == 401
+    event = AuditEvent.objects.get(action="token.revoke")
+    assert (event.actor, event.via, event.target_id) == (deployer, "api", str(spare.pk))
+    assert event.before == {"user": "dora", "name": "ci", "prefix": spare.prefix}
+
+    assert api.delete(f"/api/auth/tokens/{mine.pk}/").status_code == 204  # its own token, too
+    assert api.get("/api/auth/tokens/").status_code == 401
+
+
+def test_only_the_owner_or_staff_may_revoke_a_token(
+    deployer: Any, viewer: Any, admin_user: Any, pod: Any
+) -> None:
+    token, _ = services.token_create(actor=services.SYSTEM, user=deployer, name="t")
+    with pytest.raises(PermissionDenied):
+        services.token_revoke(actor=services.Actor(user=viewer, via="api"), token=token)
+    assert ApiToken.objects.filter(pk=token.pk).exists() and not AuditEvent.objects.filter(
+        action="token.revoke"
+    )
+    services.token_revoke(actor=services.Actor(user=admin_user, via="api"), token=token)
+    assert not ApiToken.objects.filter(pk=token.pk).exists()
+
+
+# --- password exchange is throttled ----------------------------------------------------------------
+def test_password_exchange_is_throttled(admin_user: Any, transactional_db: Any) -> None:
+    client = APIClient()
+    for i in range(20):
+        wrong = {"username": "admin", "password": f"guess-{i}"}
+        # a client-chosen X-Forwarded-For must not count as another client
+        response = client.post("/api/auth/token/", wrong, format="json", HTTP_X_FORWARDED_FOR=f"10.0.0.{i}")
+        assert response.status_code == 401, (i, response.content)
+    right = {"username": "admin", "password": "pw-admin-1"}
+    response = client.post("/api/auth/token/", right, format="json", HTTP_X_FORWARDED_FOR="10.9.9.9")
+    assert response.status_code == 429 and "Retry-After" in response
+    assert not ApiToken.objects.exists()
+    elsewhere = APIClient(REMOTE_ADDR="192.0.2.7").post("/api/auth/token/", right, format="json")
+    assert elsewhere.status_code == 201
+
+
+# --- outsiders and viewers -------------------------------------------------------------------------
+@pytest.fixture
+def two_pods(nodes: list[Any], deployer: Any, viewer: Any) -> dict[str, Any]:
+    """Pod eru (dora deploys, vic views) with a running workload of a deployment, and pod `other`
+    (dora deploys there only) with a workload on the same node."""
+    pod = nodes[0].pod
+    other = services.pod_add(actor=services.SYSTEM, name="other")
+    PodMember.objects.create(pod=pod, user=viewer, role=PodMember.Role.VIEWER)
+    PodMember.objects.create(pod=other, user=deployer, role=PodMember.Role.DEPLOYER)
+    d = Deployment.objects.create(pod=pod, app="web", entrypoint="main", image=IMAGE, count=1)
+    w = Workload.objects.create(name="web_main_aaaaaa", pod=pod, node=nodes[0], deployment=d, app="web",
+                                entrypoint="main", image=IMAGE, state=Workload.State.RUNNING)  # fmt: skip
+    return {"pod": pod, "deployment": d, "workload": w}
+
+
+def test_outsiders_see_nothing_and_touch_nothing(
+    two_pods: dict[str, Any], outsider: Any, deployer: Any
+) -> None:
+    w, d = two_pods["workload"], two_pods["deployment"]
+    clients = {user: _client(user) for user in (outsider, deployer)}  # deployer: of pod `other` only
+    events = AuditEvent.objects.count()
+    assert AuditEvent.objects.filter(pod=two_pods["pod"]).exists()
+    for user, api in clients.items():
+        assert api.get("/api/workloads/").json()["results"] == []
+        assert api.get("/api/workloads/", {"deployment": d.pk}).json()["results"] == []
+        assert api.get("/api/deployments/").json()["results"] == []
+        assert api.get(f"/api/workloads/{w.pk}/").status_code == 404
+        assert api.get(f"/api/deployments/{d.pk}/").status_code == 404
+        assert [e["target_name"] for e in api.get("/api/audit/").json()["results"]] == (
+            [] if user == outsider else ["other"]
+        )
+        for verb in ("start", "stop", "restart"):
+            assert api.post(f"/api/workloads/{w.pk}/{verb}/").status_code == 404, (user, verb)
+        assert api.delete(f"/api/workloads/{w.pk}/").status_code == 404
+    assert Workload.objects.get(pk=w.pk).state == Workload.State.RUNNING
+    assert AuditEvent.objects.count() == events
+
+
+def test_viewers_may_look_but_not_operate(two_pods: dict[str, Any], viewer: Any) -> None:
+    w = two_pods["workload"]
+    api = _client(viewer)
+    events = AuditEvent.objects.count()
+    assert api.get(f"/api/workloads/{w.pk}/").json()["name"] == "web_main_aaaaaa"
+    assert api.get("/api/audit/").json()["results"]
+    assert api.post(f"/api/workloads/{w.pk}/stop/").status_code == 403
+    assert api.delete(f"/api/workloads/{w.pk}/").status_code == 403
+    assert Workload.objects.get(pk=w.pk).state == Workload.State.RUNNING
+    assert AuditEvent.objects.count() == events

@@ -95,10 +95,12 @@ def test_create_task_run_twice_makes_one_container(
     w = d.workloads.get()
     # A first attempt claimed the workload and made the container, then its worker died before
     # reporting: the redelivered task must find that container, not make a second one.
-    claimed = services.workload_claim(workload_id=w.pk)
+    claimed = services.workload_claim(workload_id=w.pk, task_id="T1", stale_after=300)
     first = docker.create_and_start(services.node_client(claimed.node), **services.container_spec(claimed))
-    tasks.create_workload.apply(args=[w.pk])
-    tasks.create_workload.apply(args=[w.pk])  # and once more after it is running: a no-op
+    tasks.create_workload.apply(args=[w.pk], task_id="T2")  # another task: the claim is not its own
+    assert Workload.objects.get(pk=w.pk).state == Workload.State.CREATING
+    tasks.create_workload.apply(args=[w.pk], task_id="T1")  # the redelivery
+    tasks.create_workload.apply(args=[w.pk], task_id="T1")  # and once more after it is running: a no-op
     assert Workload.objects.get(pk=w.pk).container_id == first.id
     containers = docker_clean["node1"].containers.list(all=True, filters={"label": "ERU=1"})
     assert [c.name for c in containers] == [w.name]
@@ -189,6 +191,12 @@ def test_capacity_error_names_the_field_and_changes_nothing(nodes: list[Any]) ->
         ({"cpu_request": 0, "cpu_limit": 0, "cpu_bind": True}, "cpu_request", "bind"),
         ({"strategy": "RANDOM"}, "strategy", "AUTO"),
         ({"env": ["NOEQUALS"]}, "env", "KEY=value"),
+        ({"network": "host"}, "network", "not allowed"),
+        ({"network": "container:abc"}, "network", "not allowed"),
+        ({"memory_limit": "9" * 400}, "memory_limit", "not a size"),
+        ({"memory_limit": 2**70}, "memory_limit", "above the limit"),
+        ({"nodes_limit": 2**70}, "nodes_limit", "above the limit"),
+        ({"cpu_limit": 1e6}, "cpu_limit", "above the limit"),
     ],
 )
 def test_bad_input_is_refused_with_the_field_named(
@@ -223,3 +231,39 @@ def test_every_bad_field_is_reported_at_once(pod: Any) -> None:
             pod=pod, app="", entrypoint="a_b", image="", count=0, cpu_limit=1, memory_limit="1M"
         )
     assert set(err.value.message_dict) == {"app", "entrypoint", "image", "count", "memory_limit"}
+
+
+def test_claims_are_exclusive_until_stale(nodes: list[Any], monkeypatch: Any) -> None:
+    monkeypatch.setattr(services, "enqueue", lambda *args: None)
+    w = _deploy(nodes[0].pod, count=1, cpu_limit=0.1, cpu_bind=False).workloads.get()
+    assert services.workload_claim(workload_id=w.pk, task_id="A", stale_after=60) is not None
+    assert services.workload_claim(workload_id=w.pk, task_id="B", stale_after=60) is None
+    assert services.workload_claim(workload_id=w.pk, task_id="A", stale_after=60) is not None  # a retry
+    assert services.workload_claim(workload_id=w.pk, task_id="B", stale_after=0) is not None  # A died
+    assert services.workload_claim(workload_id=w.pk, task_id="A", stale_after=60) is None
+    assert Workload.objects.get(pk=w.pk).task_id == "B"
+
+
+def test_a_failure_reported_twice_releases_once(nodes: list[Any], monkeypatch: Any) -> None:
+    monkeypatch.setattr(services, "enqueue", lambda *args: None)
+    d = _deploy(nodes[0].pod, count=2, cpu_request=1, cpu_bind=True, memory_limit="16M", node_names=["node1"])
+    first, second = d.workloads.order_by("pk")
+    services.workload_failed(workload_id=first.pk, error="boom")
+    services.workload_failed(workload_id=first.pk, error="boom again")
+    assert _usage("node1") == (second.cpu_map, 1.0, 16 << 20)
+    assert Deployment.objects.get(pk=d.pk).failed == 1
+
+
+def test_deploy_refuses_clearly_when_etcd_is_unreachable(
+    nodes: list[Any], monkeypatch: Any, settings: Any
+) -> None:
+    monkeypatch.setattr(settings, "ERU_ETCD_ENDPOINTS", ["127.0.0.1:1"])
+    etcd.reset_client()
+    try:
+        with pytest.raises(ValidationError) as err:
+            _deploy(nodes[0].pod, cpu_limit=0.1, cpu_bind=False)
+    finally:
+        monkeypatch.undo()
+        etcd.reset_client()
+    assert "cannot tell which nodes are up" in err.value.message_dict["pod"][0]
+    assert not Deployment.objects.exists()

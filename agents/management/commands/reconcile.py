@@ -15,13 +15,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--repair", action="store_true")
+        parser.add_argument(
+            "--grace", type=float, default=60, help="ignore containers younger than this (seconds)"
+        )
 
-    def handle(self, *args: Any, repair: bool, **options: Any) -> None:
+    def handle(self, *args: Any, repair: bool, grace: float, **options: Any) -> None:
         drift = sync.repair() if repair else sync.check()
         self.stdout.write(f"etcd: {drift.summary()}")
         for node in Node.objects.all():
             try:
-                orphans = reconcile_node(node, remove=repair)
+                orphans = reconcile_node(node, remove=repair, grace=grace)
             except docker.DockerError as exc:
                 self.stdout.write(f"{node.name}: unreachable ({exc})")
                 continue
