@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from clusters import etcd, services
+from clusters import etcd, queue
 from clusters.models import Node, Pod, PodMember
 
 GIB = 1 << 30
@@ -38,7 +38,7 @@ def ui_pod(db: Any) -> Pod:
 def ui_enqueued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     """The tasks services hand to the workers, recorded instead of sent: (task name, *args)."""
     calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(services, "enqueue", lambda name, *args: calls.append((name, *args)))
+    monkeypatch.setattr(queue, "enqueue", lambda name, *args: calls.append((name, *args)))
     return calls
 
 

@@ -10,7 +10,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from agents import docker, tasks
-from clusters import etcd, services
+from clusters import etcd, queue, services
 from clusters.models import AuditEvent, Deployment, Node, Workload
 from tests.conftest import IMAGE, wait_for
 
@@ -90,7 +90,7 @@ def test_create_task_run_twice_makes_one_container(
     nodes: list[Any], docker_clean: dict[str, Any], monkeypatch: Any
 ) -> None:
     pod = nodes[0].pod
-    monkeypatch.setattr(services, "enqueue", lambda *args: None)  # no worker: the test runs the task
+    monkeypatch.setattr(queue, "enqueue", lambda *args: None)  # no worker: the test runs the task
     d = _deploy(pod, count=1, cpu_limit=0.5, cpu_bind=False, node_names=["node1"])
     w = d.workloads.get()
     # A first attempt claimed the workload and made the container, then its worker died before
@@ -234,7 +234,7 @@ def test_every_bad_field_is_reported_at_once(pod: Any) -> None:
 
 
 def test_claims_are_exclusive_until_stale(nodes: list[Any], monkeypatch: Any) -> None:
-    monkeypatch.setattr(services, "enqueue", lambda *args: None)
+    monkeypatch.setattr(queue, "enqueue", lambda *args: None)
     w = _deploy(nodes[0].pod, count=1, cpu_limit=0.1, cpu_bind=False).workloads.get()
     assert services.workload_claim(workload_id=w.pk, task_id="A", stale_after=60) is not None
     assert services.workload_claim(workload_id=w.pk, task_id="B", stale_after=60) is None
@@ -245,7 +245,7 @@ def test_claims_are_exclusive_until_stale(nodes: list[Any], monkeypatch: Any) ->
 
 
 def test_a_failure_reported_twice_releases_once(nodes: list[Any], monkeypatch: Any) -> None:
-    monkeypatch.setattr(services, "enqueue", lambda *args: None)
+    monkeypatch.setattr(queue, "enqueue", lambda *args: None)
     d = _deploy(nodes[0].pod, count=2, cpu_request=1, cpu_bind=True, memory_limit="16M", node_names=["node1"])
     first, second = d.workloads.order_by("pk")
     services.workload_failed(workload_id=first.pk, error="boom")

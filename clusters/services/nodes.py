@@ -1,0 +1,202 @@
+"""Nodes: registration over mutual TLS, labels, up/down, removal, and their resource usage."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+import scheduling
+from agents import docker
+from clusters import crypto, etcd, permissions, sync
+from clusters.models import Node, Pod, Workload
+from clusters.services._common import NAME_RE, Actor, audit, clean_labels, invalid
+from clusters.units import parse_size
+
+
+def _tls(node: Node) -> docker.TLSMaterial:
+    return docker.TLSMaterial(*node.tls())
+
+
+def node_client(node: Node, *, timeout: int | None = None) -> Any:
+    return docker.connect(node.endpoint, _tls(node), timeout=timeout or settings.ERU_DOCKER_TIMEOUT)
+
+
+def node_add(
+    *,
+    actor: Actor,
+    pod: Pod,
+    name: str,
+    endpoint: str,
+    ca: str,
+    cert: str,
+    key: str,
+    labels: Mapping[str, Any] | None = None,
+    cpu: int | None = None,
+    memory: int | str | None = None,
+    share: int | None = None,
+) -> Node:
+    """Register a Docker host. Its engine is probed over mutual TLS first; capacity is detected
+    from `docker info` (NCPU cores × share pieces, MemTotal − reserve) unless given."""
+    permissions.require_admin(actor.user)
+    name = (name or "").strip()
+    if not NAME_RE.match(name):
+        raise invalid("name", "node name: use letters, digits, '.' and '-' (at most 63 characters)")
+    labels = clean_labels(labels)
+    share = share or settings.ERU_SHARE_BASE
+    if cpu is not None and cpu < 1:
+        raise invalid("cpu", "cpu: a node needs at least 1 core")
+    try:
+        mem = parse_size(memory, field="memory") if memory not in (None, "") else None
+    except ValueError as exc:
+        raise invalid("memory", str(exc)) from exc
+    if mem is not None and mem <= 0:
+        raise invalid("memory", "memory: must be more than 0 bytes")
+    if Node.objects.filter(name=name).exists():
+        raise invalid("name", f"node {name} already exists")
+    tls = docker.TLSMaterial(ca=ca or "", cert=cert or "", key=key or "")
+    try:
+        info = docker.engine_info(docker.connect(endpoint, tls, timeout=10))
+    except docker.DockerError as exc:
+        raise invalid("endpoint", f"cannot register {endpoint}: {exc}") from exc
+    if cpu is not None and cpu > info.ncpu:
+        raise invalid("cpu", f"cpu: {cpu} cores asked, but the engine reports only {info.ncpu} (NCPU)")
+    cpu_map, memory_bytes = scheduling.engine_capacity(
+        info.ncpu,
+        info.mem_total,
+        share_base=share,
+        memory_reserve=settings.ERU_MEMORY_RESERVE,
+        cpu=cpu,
+        memory=mem,
+    )
+    with transaction.atomic():
+        if Node.objects.filter(name=name).exists():
+            raise invalid("name", f"node {name} already exists")
+        node = Node.objects.create(
+            name=name,
+            pod=pod,
+            endpoint=endpoint,
+            tls_ca=crypto.encrypt(ca),
+            tls_cert=crypto.encrypt(cert),
+            tls_key=crypto.encrypt(key),
+            labels=labels,
+            share_base=share,
+            cpu_map=cpu_map,
+            memory=memory_bytes,
+            info={
+                "ID": info.id,
+                "Name": info.name,
+                "NCPU": info.ncpu,
+                "MemTotal": info.mem_total,
+                "ServerVersion": info.server_version,
+            },
+        )
+        audit(actor, "node.add", node, pod=pod, after=_node_state(node))
+        sync.push_node(node.pk)
+        ttl = 3 * settings.ERU_HEARTBEAT_INTERVAL
+        transaction.on_commit(lambda: _heartbeat_quietly(node, ttl))
+    return node
+
+
+def _heartbeat_quietly(node: Node, ttl: int) -> None:
+    with contextlib.suppress(etcd.EtcdError):  # the beat task retries within one interval
+        etcd.heartbeat(node.name, node.pod.name, ttl)
+
+
+def _node_state(node: Node) -> dict[str, Any]:
+    return {
+        "endpoint": node.endpoint,
+        "labels": node.labels,
+        "bypass": node.bypass,
+        "cpu_map": node.cpu_map,
+        "memory": node.memory,
+    }
+
+
+def node_set(
+    *,
+    actor: Actor,
+    node: Node,
+    labels: Mapping[str, Any] | None = None,
+    bypass: bool | None = None,
+) -> Node:
+    """Replace labels (the whole map, like `erucli node set --label`) and/or set up/down."""
+    permissions.require_admin(actor.user)
+    new_labels = clean_labels(labels) if labels is not None else None
+    with transaction.atomic():
+        node = Node.objects.select_for_update().select_related("pod").get(pk=node.pk)
+        before = _node_state(node)
+        if new_labels is not None:
+            node.labels = new_labels
+        if bypass is not None:
+            node.bypass = bypass
+        node.save(update_fields=["labels", "bypass"])
+        action = "node.set"
+        if labels is None and bypass is not None:
+            action = "node.down" if bypass else "node.up"
+        audit(actor, action, node, pod=node.pod, before=before, after=_node_state(node))
+        sync.push_node(node.pk)
+    return node
+
+
+def node_remove(*, actor: Actor, node: Node) -> None:
+    permissions.require_admin(actor.user)
+    with transaction.atomic():
+        node = Node.objects.select_for_update().select_related("pod").get(pk=node.pk)
+        if node.workloads.filter(state__in=Workload.HOLDING).exists():
+            raise invalid("node", "node not empty, still has workloads associated")
+        audit(actor, "node.remove", node, pod=node.pod, before=_node_state(node))
+        keys = [
+            etcd.node_key(node.name),
+            etcd.pod_node_key(node.pod.name, node.name),
+            etcd.resource_key(node.name),
+            etcd.node_status_key(node.name),
+        ]
+        sync.push(deletes=keys)
+        node.workloads.all().delete()  # failed rows only: their allocation is already released
+        node.delete()
+
+
+def node_record_probe(*, node_id: int, error: str) -> None:
+    """Workers report the last ping result; written only when it changes."""
+    Node.objects.filter(pk=node_id).exclude(last_error=error).update(last_error=error)
+
+
+def node_resources(node: Node) -> scheduling.NodeResources:
+    return scheduling.NodeResources(
+        name=node.name,
+        cpu_map=node.cpu_map,
+        memory=node.memory,
+        used_cpu_map=node.used_cpu_map,
+        used_cpu=node.used_cpu,
+        used_memory=node.used_memory,
+        share_base=node.share_base,
+        max_fragment_cores=settings.ERU_MAX_FRAGMENT_CORES,
+    )
+
+
+def available_nodes(pod: Pod) -> list[Node]:
+    """Nodes of the pod that may take new workloads: not bypassed and heartbeat key present."""
+    try:
+        alive = etcd.alive_nodes(strict=True)
+    except etcd.EtcdError as exc:
+        raise invalid("pod", f"cannot tell which nodes are up: {exc}") from exc
+    return [n for n in pod.nodes.filter(bypass=False) if n.name in alive]
+
+
+def set_usage(node: Node, used_cpu_map: Mapping[str, int], used_cpu: float, used_memory: int) -> None:
+    """Store a node's new usage (cores with no pieces held are left out) and mirror it."""
+    node.used_cpu_map = {core: pieces for core, pieces in used_cpu_map.items() if pieces}
+    node.used_cpu = used_cpu
+    node.used_memory = used_memory
+    node.save(update_fields=["used_cpu_map", "used_cpu", "used_memory"])
+    sync.push_node(node.pk)
+
+
+def request_of(w: Workload) -> scheduling.ResourceRequest:
+    return scheduling.ResourceRequest(
+        w.cpu_request, w.cpu_limit, w.memory_request, w.memory_limit, w.cpu_bind
+    )

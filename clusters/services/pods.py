@@ -1,0 +1,74 @@
+"""Pods and who belongs to them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from clusters import etcd, permissions, sync
+from clusters.models import Pod, PodMember
+from clusters.services._common import NAME_RE, Actor, audit, invalid
+
+
+def pod_add(*, actor: Actor, name: str, desc: str = "", favor: str = Pod.Favor.CPU) -> Pod:
+    permissions.require_admin(actor.user)
+    name = (name or "").strip()
+    if not name:
+        raise invalid("name", "pod name is empty")
+    if not NAME_RE.match(name):
+        raise invalid("name", "pod name: use letters, digits, '.' and '-' (at most 63 characters)")
+    if favor not in Pod.Favor.values:
+        raise invalid("favor", f"favor must be one of {', '.join(Pod.Favor.values)}")
+    with transaction.atomic():
+        if Pod.objects.filter(name=name).exists():
+            raise invalid("name", f"pod {name} already exists")
+        pod = Pod.objects.create(name=name, desc=desc[:255], favor=favor)
+        audit(actor, "pod.add", pod, pod=pod, after={"name": name, "desc": desc, "favor": favor})
+        sync.push(sync.pod_keys(pod))
+    return pod
+
+
+def pod_remove(*, actor: Actor, pod: Pod) -> None:
+    permissions.require_admin(actor.user)
+    with transaction.atomic():
+        nodes = pod.nodes.count()
+        if nodes:
+            raise invalid("pod", f"pod {pod.name} still has {nodes} nodes, delete them first")
+        audit(actor, "pod.remove", pod, before=pod.eru_json())
+        sync.push(deletes=[etcd.pod_key(pod.name)])
+        pod.delete()
+
+
+def member_set(*, actor: Actor, pod: Pod, user: Any, role: str) -> Any:
+    """Grant `user` a role in `pod` (add or change the PodMember row); staff or an owner of the pod."""
+    permissions.require_manage_members(actor.user, pod)
+    if role not in PodMember.Role.values:
+        raise invalid("role", f"role must be one of {', '.join(PodMember.Role.values)}")
+    if user is None or not user.pk:
+        raise invalid("user", "no such user")
+    with transaction.atomic():
+        member = PodMember.objects.select_for_update().filter(pod=pod, user=user).first()
+        before = {"user": user.username, "role": member.role} if member else None
+        if member is None:
+            member = PodMember.objects.create(pod=pod, user=user, role=role)
+        elif member.role != role:
+            member.role = role
+            member.save(update_fields=["role"])
+        else:
+            return member  # nothing changes, nothing to audit
+        audit(
+            actor, "member.set", member, pod=pod, before=before, after={"user": user.username, "role": role}
+        )
+    return member
+
+
+def member_remove(*, actor: Actor, pod: Pod, user: Any) -> None:
+    """Take `user`'s role in `pod` away; staff or an owner of the pod. Not a member: a field error."""
+    permissions.require_manage_members(actor.user, pod)
+    with transaction.atomic():
+        member = PodMember.objects.select_for_update().filter(pod=pod, user=user).first()
+        if member is None:
+            raise invalid("user", f"{getattr(user, 'username', user)} is not a member of pod {pod.name}")
+        audit(actor, "member.remove", member, pod=pod, before={"user": user.username, "role": member.role})
+        member.delete()

@@ -1,0 +1,206 @@
+"""The workload lifecycle: creation claims and reports from workers, control, removal."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+import scheduling
+from agents import docker
+from clusters import etcd, permissions, queue, sync
+from clusters.models import Deployment, Node, Workload
+from clusters.services._common import SYSTEM, Actor, audit, invalid
+from clusters.services.nodes import node_resources, request_of, set_usage
+
+
+def release(w: Workload) -> None:
+    """Give a workload's allocation back to its node (caller holds the transaction)."""
+    node = Node.objects.select_for_update().get(pk=w.node_id)
+    set_usage(node, *scheduling.release(node_resources(node), request_of(w), w.cpu_map))
+
+
+def deployment_progress(deployment_id: int | None, *, ok: bool) -> None:
+    if deployment_id is None:
+        return
+    field = "succeeded" if ok else "failed"
+    Deployment.objects.filter(pk=deployment_id).update(**{field: F(field) + 1})
+    d = Deployment.objects.select_for_update().get(pk=deployment_id)
+    if d.state == Deployment.State.RUNNING and d.done_count >= d.total:
+        if d.failed == 0:
+            d.state = Deployment.State.DONE
+        else:
+            d.state = Deployment.State.FAILED if d.succeeded == 0 else Deployment.State.PARTIAL
+        d.finished_at = timezone.now()
+        d.save(update_fields=["state", "finished_at"])
+
+
+def workload_claim(*, workload_id: int, task_id: str, stale_after: int) -> Workload | None:
+    """Claim a workload for creation, exclusively: a pending one is claimed by this task; a claimed
+    one only by the same task again (a retry or redelivery, which finds its container by name), or
+    by any task once the claim is older than `stale_after` seconds (its worker died). None: not ours."""
+    now = timezone.now()
+    creating = Workload.objects.filter(pk=workload_id, state=Workload.State.CREATING)
+    claimed = (
+        Workload.objects.filter(pk=workload_id, state=Workload.State.PENDING).update(
+            state=Workload.State.CREATING, task_id=task_id, claimed_at=now
+        )
+        or creating.filter(task_id=task_id).exists()
+        or creating.filter(claimed_at__lt=now - timedelta(seconds=stale_after)).update(
+            task_id=task_id, claimed_at=now
+        )
+    )
+    return Workload.objects.select_related("pod", "node").get(pk=workload_id) if claimed else None
+
+
+def container_spec(w: Workload) -> dict[str, Any]:
+    """Everything the Docker adapter needs to create the workload's container."""
+    labels = {
+        **w.labels,
+        "ERU": "1",
+        "ERU_META": etcd.dumps({"Publish": [], "HealthCheck": None}),
+        "eru.nodename": w.node.name,
+        "eru.podname": w.pod.name,
+    }
+    env = [
+        *w.env,
+        f"APP_NAME={w.app}",
+        f"ERU_POD={w.pod.name}",
+        f"ERU_NODE_NAME={w.node.name}",
+        f"ERU_WORKLOAD_SEQ={w.seq}",
+    ]
+    resources = scheduling.docker_settings(request_of(w), w.cpu_map, share_base=w.node.share_base)
+    return {
+        "name": w.name,
+        "image": w.image,
+        "command": w.command,
+        "env": env,
+        "labels": labels,
+        "resources": resources,
+        "network": w.network,
+    }
+
+
+def workload_started(*, workload_id: int, container: docker.ContainerInfo) -> Workload | None:
+    with transaction.atomic():
+        w = Workload.objects.select_for_update().select_related("pod", "node").filter(pk=workload_id).first()
+        if w is None or w.state != Workload.State.CREATING:
+            return w
+        w.state = Workload.State.RUNNING
+        w.container_id = container.id
+        w.networks = container.networks
+        w.error = ""
+        w.save(update_fields=["state", "container_id", "networks", "error", "updated_at"])
+        deployment_progress(w.deployment_id, ok=True)
+        audit(
+            SYSTEM,
+            "workload.started",
+            w,
+            pod=w.pod,
+            after={"container_id": container.id, "node": w.node.name},
+        )
+        sync.push(sync.workload_keys(w))
+    return w
+
+
+def workload_failed(*, workload_id: int, error: str) -> Workload | None:
+    """Creation failed for good: release the allocation and say why on the row."""
+    with transaction.atomic():
+        w = Workload.objects.select_for_update().select_related("pod", "node").filter(pk=workload_id).first()
+        if w is None or w.state not in (Workload.State.PENDING, Workload.State.CREATING):
+            return w
+        release(w)
+        w.state = Workload.State.FAILED
+        w.error = error[:2000]
+        w.cpu_map = {}
+        w.save(update_fields=["state", "error", "cpu_map", "updated_at"])
+        deployment_progress(w.deployment_id, ok=False)
+        audit(SYSTEM, "workload.failed", w, pod=w.pod, after={"error": w.error, "node": w.node.name})
+    return w
+
+
+CONTROL_ACTIONS = ("start", "stop", "restart")
+
+
+def workload_control(*, actor: Actor, workload: Workload, action: str) -> Workload:
+    permissions.require_deploy(actor.user, workload.pod)
+    if action not in CONTROL_ACTIONS:
+        raise invalid("action", f"unknown control type {action!r}; use one of {', '.join(CONTROL_ACTIONS)}")
+    if workload.state not in (Workload.State.RUNNING, Workload.State.STOPPED):
+        raise invalid("action", f"workload {workload.name} is {workload.state}; only running or stopped ones")
+    with transaction.atomic():
+        audit(actor, f"workload.{action}", workload, pod=workload.pod, before={"state": workload.state})
+        queue.enqueue("agents.control_workload", workload.pk, action)
+    return workload
+
+
+def workload_record_state(*, workload_id: int, running: bool, error: str = "") -> None:
+    """Workers report the container's state after a control action or a poll; a change is audited."""
+    state = Workload.State.RUNNING if running else Workload.State.STOPPED
+    with transaction.atomic():
+        w = Workload.objects.select_for_update().select_related("pod").filter(pk=workload_id).first()
+        if w is None or w.state not in (Workload.State.RUNNING, Workload.State.STOPPED):
+            return
+        before = w.state
+        w.state, w.error = state, error[:2000]
+        w.save(update_fields=["state", "error", "updated_at"])
+        if before != state:
+            audit(SYSTEM, f"workload.{state}", w, pod=w.pod, before={"state": before}, after={"state": state})
+
+
+def workload_remove_failed(*, workload_id: int, error: str) -> None:
+    """Removing the container failed for now: say why on the row (reconcile tries again)."""
+    Workload.objects.filter(pk=workload_id, state=Workload.State.REMOVING).update(
+        error=error[:2000], updated_at=timezone.now()
+    )
+
+
+def workload_remove(*, actor: Actor, workload: Workload) -> Workload:
+    """Mark for removal; the worker removes the container, then workload_removed releases."""
+    permissions.require_deploy(actor.user, workload.pod)
+    with transaction.atomic():
+        w = Workload.objects.select_for_update().select_related("pod", "node").get(pk=workload.pk)
+        if w.state in (Workload.State.PENDING, Workload.State.CREATING):
+            raise invalid(
+                "workload", f"workload {w.name} is still being created; remove it once it is running"
+            )
+        audit(
+            actor, "workload.remove", w, pod=w.pod, before={"state": w.state, "container_id": w.container_id}
+        )
+        if w.state == Workload.State.FAILED:  # nothing in Docker, nothing held
+            w.delete()
+            return w
+        if w.state != Workload.State.REMOVING:
+            w.state = Workload.State.REMOVING
+            w.save(update_fields=["state", "updated_at"])
+        queue.enqueue("agents.remove_workload", w.pk)
+    return w
+
+
+def workload_removed(*, workload_id: int) -> None:
+    """The container is gone: release the allocation, drop the row and its etcd keys."""
+    with transaction.atomic():
+        w = Workload.objects.select_for_update().select_related("pod", "node").filter(pk=workload_id).first()
+        if w is None or w.state != Workload.State.REMOVING:
+            return
+        release(w)
+        sync.push(deletes=sync.workload_all_keys(w))
+        audit(SYSTEM, "workload.removed", w, pod=w.pod, before={"container_id": w.container_id})
+        w.delete()
+
+
+def stale_workloads(*, pending_after: int, claim_after: int) -> tuple[list[int], list[int]]:
+    """Work whose message was lost or whose worker died: (to create, to remove). Pending rows
+    untouched for `pending_after` seconds, creation claims older than `claim_after`, and removals
+    still unfinished after `pending_after`."""
+    now = timezone.now()
+    pending = Q(state=Workload.State.PENDING, updated_at__lt=now - timedelta(seconds=pending_after))
+    stale_claim = Q(state=Workload.State.CREATING, claimed_at__lt=now - timedelta(seconds=claim_after))
+    create = Workload.objects.filter(pending | stale_claim).values_list("pk", flat=True)
+    remove = Workload.objects.filter(
+        state=Workload.State.REMOVING, updated_at__lt=now - timedelta(seconds=pending_after)
+    ).values_list("pk", flat=True)
+    return list(create), list(remove)
