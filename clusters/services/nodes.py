@@ -127,7 +127,7 @@ def node_set(
     permissions.require_admin(actor.user)
     new_labels = clean_labels(labels) if labels is not None else None
     with transaction.atomic():
-        node = Node.objects.select_for_update().select_related("pod").get(pk=node.pk)
+        node = Node.objects.select_for_update(of=("self",)).select_related("pod").get(pk=node.pk)
         before = _node_state(node)
         if new_labels is not None:
             node.labels = new_labels
@@ -145,7 +145,7 @@ def node_set(
 def node_remove(*, actor: Actor, node: Node) -> None:
     permissions.require_admin(actor.user)
     with transaction.atomic():
-        node = Node.objects.select_for_update().select_related("pod").get(pk=node.pk)
+        node = Node.objects.select_for_update(of=("self",)).select_related("pod").get(pk=node.pk)
         if node.workloads.filter(state__in=Workload.HOLDING).exists():
             raise invalid("node", "node not empty, still has workloads associated")
         audit(actor, "node.remove", node, pod=node.pod, before=_node_state(node))

@@ -30,7 +30,7 @@ def token_revoke(*, actor: Actor, token: ApiToken) -> None:
     """Revoke (delete) an API token: a user their own, staff any. Requests with it get 401 at once."""
     permissions.require_revoke_token(actor.user, token)
     with transaction.atomic():
-        token = ApiToken.objects.select_for_update().select_related("user").get(pk=token.pk)
+        token = ApiToken.objects.select_for_update(of=("self",)).select_related("user").get(pk=token.pk)
         before = {"user": token.user.username, "name": token.name, "prefix": token.prefix}
         audit(actor, "token.revoke", token, before=before)
         token.delete()

@@ -86,7 +86,12 @@ def container_spec(w: Workload) -> dict[str, Any]:
 
 def workload_started(*, workload_id: int, container: docker.ContainerInfo) -> Workload | None:
     with transaction.atomic():
-        w = Workload.objects.select_for_update().select_related("pod", "node").filter(pk=workload_id).first()
+        w = (
+            Workload.objects.select_for_update(of=("self",))
+            .select_related("pod", "node")
+            .filter(pk=workload_id)
+            .first()
+        )
         if w is None or w.state != Workload.State.CREATING:
             return w
         w.state = Workload.State.RUNNING
@@ -109,7 +114,12 @@ def workload_started(*, workload_id: int, container: docker.ContainerInfo) -> Wo
 def workload_failed(*, workload_id: int, error: str) -> Workload | None:
     """Creation failed for good: release the allocation and say why on the row."""
     with transaction.atomic():
-        w = Workload.objects.select_for_update().select_related("pod", "node").filter(pk=workload_id).first()
+        w = (
+            Workload.objects.select_for_update(of=("self",))
+            .select_related("pod", "node")
+            .filter(pk=workload_id)
+            .first()
+        )
         if w is None or w.state not in (Workload.State.PENDING, Workload.State.CREATING):
             return w
         release(w)
@@ -141,7 +151,12 @@ def workload_record_state(*, workload_id: int, running: bool, error: str = "") -
     """Workers report the container's state after a control action or a poll; a change is audited."""
     state = Workload.State.RUNNING if running else Workload.State.STOPPED
     with transaction.atomic():
-        w = Workload.objects.select_for_update().select_related("pod").filter(pk=workload_id).first()
+        w = (
+            Workload.objects.select_for_update(of=("self",))
+            .select_related("pod")
+            .filter(pk=workload_id)
+            .first()
+        )
         if w is None or w.state not in (Workload.State.RUNNING, Workload.State.STOPPED):
             return
         before = w.state
@@ -162,7 +177,7 @@ def workload_remove(*, actor: Actor, workload: Workload) -> Workload:
     """Mark for removal; the worker removes the container, then workload_removed releases."""
     permissions.require_deploy(actor.user, workload.pod)
     with transaction.atomic():
-        w = Workload.objects.select_for_update().select_related("pod", "node").get(pk=workload.pk)
+        w = Workload.objects.select_for_update(of=("self",)).select_related("pod", "node").get(pk=workload.pk)
         if w.state in (Workload.State.PENDING, Workload.State.CREATING):
             raise invalid(
                 "workload", f"workload {w.name} is still being created; remove it once it is running"
@@ -183,7 +198,12 @@ def workload_remove(*, actor: Actor, workload: Workload) -> Workload:
 def workload_removed(*, workload_id: int) -> None:
     """The container is gone: release the allocation, drop the row and its etcd keys."""
     with transaction.atomic():
-        w = Workload.objects.select_for_update().select_related("pod", "node").filter(pk=workload_id).first()
+        w = (
+            Workload.objects.select_for_update(of=("self",))
+            .select_related("pod", "node")
+            .filter(pk=workload_id)
+            .first()
+        )
         if w is None or w.state != Workload.State.REMOVING:
             return
         release(w)
