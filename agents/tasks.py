@@ -22,8 +22,8 @@ MAX_RETRIES = 5
 STALE_CLAIM = settings.CELERY_TASK_TIME_LIMIT + 60
 # A pending row or an unfinished removal untouched this long lost its message.
 STALE_MESSAGE = 60
-ORPHAN_GRACE = 60
-PING_TIMEOUT = 5  # a container younger than this may belong to a row committed a moment ago
+ORPHAN_GRACE = 60  # a container younger than this may belong to a row committed a moment ago
+PING_TIMEOUT = 5  # seconds: a heartbeat must not wait on a hung node for the full Docker timeout
 
 
 def _backoff(retries: int) -> float:
