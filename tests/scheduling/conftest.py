@@ -12,3 +12,8 @@ import pytest
 @pytest.fixture(autouse=True)
 def _etcd_isolated() -> None:
     """Nothing to isolate: the scheduling engine never talks to etcd."""
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fast_passwords() -> None:
+    """No users here: nothing to hash (and no Django settings to touch under -p no:django)."""
