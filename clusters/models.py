@@ -187,6 +187,8 @@ class Workload(models.Model):
 
     # States in which the workload still holds its allocation on the node.
     HOLDING = (State.PENDING, State.CREATING, State.RUNNING, State.STOPPED, State.REMOVING)
+    # States a worker moves on from by itself.
+    BUSY = (State.PENDING, State.CREATING, State.REMOVING)
 
     name = models.CharField(max_length=200, unique=True)
     pod = models.ForeignKey(Pod, on_delete=models.PROTECT, related_name="workloads")
@@ -210,6 +212,8 @@ class Workload(models.Model):
     cpu_map = models.JSONField(default=dict, blank=True)
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
     container_id = models.CharField(max_length=64, blank=True)
+    # A start/stop/restart asked for and not yet carried out by a worker ("" = none).
+    action = models.CharField(max_length=8, blank=True)
     # The creation claim: which task (its Celery id, kept across retries and redelivery) and when.
     task_id = models.CharField(max_length=64, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
@@ -228,6 +232,11 @@ class Workload(models.Model):
     @property
     def holds_resources(self) -> bool:
         return self.state in self.HOLDING
+
+    @property
+    def is_busy(self) -> bool:
+        """A worker will change this workload soon: pages showing it keep polling."""
+        return self.state in self.BUSY or bool(self.action)
 
     @property
     def short_id(self) -> str:

@@ -26,8 +26,6 @@ from clusters.models import Node, Pod, Workload
 RECENT_DEPLOYMENTS = 10
 WORKLOADS_SHOWN = 100
 AUDIT_SHOWN = 200
-# Workload states a worker will move on from soon: the workload page polls while in one of them.
-TRANSIENT = (Workload.State.PENDING, Workload.State.CREATING, Workload.State.REMOVING)
 
 
 def _is_htmx(request: HttpRequest) -> bool:
@@ -152,7 +150,7 @@ def pod_detail(request: HttpRequest, name: str) -> HttpResponse:
     rows = [NodeRow(node, not node.bypass and node.name in alive) for node in _nodes(pod)]
     workloads = pod.workloads.select_related("node").order_by("-created_at", "-id")
     context = {
-        "busy": pod.workloads.filter(state__in=TRANSIENT).exists(),
+        "busy": pod.workloads.filter(Q(state__in=Workload.BUSY) | ~Q(action="")).exists(),
         "pod": pod,
         "rows": rows,
         "deployments": pod.deployments.select_related("created_by")[:RECENT_DEPLOYMENTS],
@@ -259,7 +257,7 @@ def workload_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "workload": workload,
         "pod": workload.pod,
         "can_deploy": permissions.can_deploy(request.user, workload.pod),
-        "transient": workload.state in TRANSIENT,
+        "transient": workload.is_busy,
         "actions": services.CONTROL_ACTIONS,
         "networks": sorted(workload.networks.items()),
         "labels": sorted(workload.labels.items()),

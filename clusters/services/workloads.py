@@ -142,6 +142,8 @@ def workload_control(*, actor: Actor, workload: Workload, action: str) -> Worklo
     if workload.state not in (Workload.State.RUNNING, Workload.State.STOPPED):
         raise invalid("action", f"workload {workload.name} is {workload.state}; only running or stopped ones")
     with transaction.atomic():
+        Workload.objects.filter(pk=workload.pk).update(action=action, updated_at=timezone.now())
+        workload.action = action
         audit(actor, f"workload.{action}", workload, pod=workload.pod, before={"state": workload.state})
         queue.enqueue("agents.control_workload", workload.pk, action)
     return workload
@@ -160,8 +162,8 @@ def workload_record_state(*, workload_id: int, running: bool, error: str = "") -
         if w is None or w.state not in (Workload.State.RUNNING, Workload.State.STOPPED):
             return
         before = w.state
-        w.state, w.error = state, error[:2000]
-        w.save(update_fields=["state", "error", "updated_at"])
+        w.state, w.error, w.action = state, error[:2000], ""
+        w.save(update_fields=["state", "error", "action", "updated_at"])
         if before != state:
             audit(SYSTEM, f"workload.{state}", w, pod=w.pod, before={"state": before}, after={"state": state})
 
