@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from celery import shared_task
+from django import db
 from django.conf import settings
 
 from agents import docker
@@ -181,3 +182,7 @@ def _reconcile_quietly(node: Node) -> list[str]:
     except docker.DockerError as exc:
         log.warning("reconcile skipped %s: %s", node.name, exc)
         return []
+    finally:
+        # A pool thread's DB connection is its own and would outlive the thread until the garbage
+        # collector finds it: on PostgreSQL an idle server session per node and run.
+        db.connections.close_all()

@@ -151,8 +151,9 @@ def nodes(register: Callable[..., Any]) -> list[Any]:
 
 
 @pytest.fixture(scope="session")
-def celery_worker_thread() -> Iterator[Any]:
-    """A real Celery worker (threads pool) consuming from the test Redis, in this process."""
+def celery_worker_thread(django_db_setup: Any) -> Iterator[Any]:
+    """A real Celery worker (threads pool) consuming from the test Redis, in this process. It stops
+    before the test database is dropped (PostgreSQL refuses to drop a database still in use)."""
     from eru_site.celery import app
 
     app.conf.broker_url = os.environ.get("ERU_REDIS_URL", settings.CELERY_BROKER_URL)

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 
 def deploy_once(db_name: str, prefix: str, image: str, barrier: Any) -> str:
-    os.environ["ERU_DB"] = db_name
+    # The parent's environment is inherited: point its database (SQLite file or PostgreSQL URL)
+    # at the test database pytest-django made.
+    url = os.environ.get("ERU_DATABASE", "")
+    if url.startswith("postgres"):
+        os.environ["ERU_DATABASE"] = urlsplit(url)._replace(path="/" + db_name).geturl()
+    else:
+        os.environ["ERU_DB"] = db_name
     os.environ["ERU_ETCD_PREFIX"] = prefix
     import django
 

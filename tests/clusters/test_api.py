@@ -11,7 +11,7 @@ from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from rest_framework.test import APIClient
 
-from clusters import etcd, services
+from clusters import etcd, services, sync
 from clusters.models import ApiToken, AuditEvent, Deployment, Node, Pod, PodMember, Workload
 from tests.conftest import IMAGE, NODES, wait_for
 
@@ -77,6 +77,7 @@ def test_deploy_through_the_api_and_poll_progress(
         lambda: (r := api.get(f"/api/deployments/{created['id']}/").json())["state"] != "running" and r
     )
     assert done["state"] == "done" and done["succeeded"] == 3 and done["percent"] == 100
+    wait_for(lambda: sync.check().count == 0)  # the mirror is written just after each commit
     workloads = api.get("/api/workloads/", {"app": "api"}).json()["results"]
     assert len(workloads) == 3 and {w["state"] for w in workloads} == {"running"}
     for w in workloads:

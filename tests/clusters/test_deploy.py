@@ -10,7 +10,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from agents import docker, tasks
-from clusters import etcd, queue, services
+from clusters import etcd, queue, services, sync
 from clusters.models import AuditEvent, Deployment, Node, Workload
 from tests.conftest import IMAGE, wait_for
 
@@ -39,6 +39,7 @@ def test_bound_deploy_creates_pinned_containers_with_labels_and_etcd_keys(
     d = _finished(_deploy(pod, count=2, cpu_request=1, cpu_limit=1, memory_limit="64M", cpu_bind=True))
     assert d.state == Deployment.State.DONE and d.succeeded == 2 and d.failed == 0
     assert d.plan == {"node1": 1, "node2": 1}  # AUTO spreads evenly
+    wait_for(lambda: sync.check().count == 0)  # the mirror is written just after each commit
     keys = etcd.get_prefix(etcd.key("/"))
     for w in Workload.objects.select_related("node"):
         assert w.state == Workload.State.RUNNING and w.container_id
@@ -164,7 +165,7 @@ def test_stop_start_restart_and_remove(nodes: list[Any], worker: Any, docker_cle
     wait_for(lambda: not Workload.objects.filter(pk=w.pk).exists())
     assert raw.containers.list(all=True, filters={"label": "ERU=1"}) == []
     assert _usage("node1") == ({}, 0.0, 0)
-    assert etcd.get_prefix(etcd.key("/workloads/")) == {}
+    wait_for(lambda: etcd.get_prefix(etcd.key("/workloads/")) == {})  # written just after the commit
     actions = list(AuditEvent.objects.filter(target_name=w.name).values_list("action", flat=True))
     assert {"workload.stop", "workload.start", "workload.remove", "workload.removed"} <= set(actions)
 
