@@ -17,6 +17,16 @@ from clusters.services._common import SYSTEM, Actor, audit, invalid
 from clusters.services.nodes import node_resources, request_of, set_usage
 
 
+def _locked(workload_id: int) -> Workload | None:
+    """The workload row, locked for this transaction (only its own row), with pod and node."""
+    return (
+        Workload.objects.select_for_update(of=("self",))
+        .select_related("pod", "node")
+        .filter(pk=workload_id)
+        .first()
+    )
+
+
 def release(w: Workload) -> None:
     """Give a workload's allocation back to its node (caller holds the transaction)."""
     node = Node.objects.select_for_update().get(pk=w.node_id)
@@ -86,12 +96,7 @@ def container_spec(w: Workload) -> dict[str, Any]:
 
 def workload_started(*, workload_id: int, container: docker.ContainerInfo) -> Workload | None:
     with transaction.atomic():
-        w = (
-            Workload.objects.select_for_update(of=("self",))
-            .select_related("pod", "node")
-            .filter(pk=workload_id)
-            .first()
-        )
+        w = _locked(workload_id)
         if w is None or w.state != Workload.State.CREATING:
             return w
         w.state = Workload.State.RUNNING
@@ -114,12 +119,7 @@ def workload_started(*, workload_id: int, container: docker.ContainerInfo) -> Wo
 def workload_failed(*, workload_id: int, error: str) -> Workload | None:
     """Creation failed for good: release the allocation and say why on the row."""
     with transaction.atomic():
-        w = (
-            Workload.objects.select_for_update(of=("self",))
-            .select_related("pod", "node")
-            .filter(pk=workload_id)
-            .first()
-        )
+        w = _locked(workload_id)
         if w is None or w.state not in (Workload.State.PENDING, Workload.State.CREATING):
             return w
         release(w)
@@ -153,12 +153,7 @@ def workload_record_state(*, workload_id: int, running: bool, error: str = "") -
     """Workers report the container's state after a control action or a poll; a change is audited."""
     state = Workload.State.RUNNING if running else Workload.State.STOPPED
     with transaction.atomic():
-        w = (
-            Workload.objects.select_for_update(of=("self",))
-            .select_related("pod")
-            .filter(pk=workload_id)
-            .first()
-        )
+        w = _locked(workload_id)
         if w is None or w.state not in (Workload.State.RUNNING, Workload.State.STOPPED):
             return
         before = w.state
@@ -179,7 +174,9 @@ def workload_remove(*, actor: Actor, workload: Workload) -> Workload:
     """Mark for removal; the worker removes the container, then workload_removed releases."""
     permissions.require_deploy(actor.user, workload.pod)
     with transaction.atomic():
-        w = Workload.objects.select_for_update(of=("self",)).select_related("pod", "node").get(pk=workload.pk)
+        w = _locked(workload.pk)
+        if w is None:
+            raise invalid("workload", f"workload {workload.name} no longer exists")
         if w.state in (Workload.State.PENDING, Workload.State.CREATING):
             raise invalid(
                 "workload", f"workload {w.name} is still being created; remove it once it is running"
@@ -200,12 +197,7 @@ def workload_remove(*, actor: Actor, workload: Workload) -> Workload:
 def workload_removed(*, workload_id: int) -> None:
     """The container is gone: release the allocation, drop the row and its etcd keys."""
     with transaction.atomic():
-        w = (
-            Workload.objects.select_for_update(of=("self",))
-            .select_related("pod", "node")
-            .filter(pk=workload_id)
-            .first()
-        )
+        w = _locked(workload_id)
         if w is None or w.state != Workload.State.REMOVING:
             return
         release(w)
