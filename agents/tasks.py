@@ -19,8 +19,10 @@ from clusters.models import Node, Workload
 
 log = logging.getLogger(__name__)
 MAX_RETRIES = 5
-# A creation claim older than this belongs to a dead worker (the hard time limit plus a margin).
-STALE_CLAIM = settings.CELERY_TASK_TIME_LIMIT + 60
+# A creation claim older than this belongs to a dead worker: one attempt makes at most four Docker
+# calls (create, start, reload, a cleanup), each bounded by the client timeout. (Celery's time
+# limits are not enforced by the threads pool, so they cannot be relied on here.)
+STALE_CLAIM = 4 * settings.ERU_DOCKER_TIMEOUT + 60
 # A pending row or an unfinished removal untouched this long lost its message.
 STALE_MESSAGE = 60
 ORPHAN_GRACE = 60  # a container younger than this may belong to a row committed a moment ago
@@ -33,9 +35,8 @@ def _backoff(retries: int) -> float:
 
 @shared_task(name="agents.create_workload", bind=True, acks_late=True, max_retries=MAX_RETRIES)
 def create_workload(self, workload_id: int) -> None:  # type: ignore[no-untyped-def]
-    w = services.workload_claim(
-        workload_id=workload_id, task_id=self.request.id or "", stale_after=STALE_CLAIM
-    )
+    task_id = self.request.id or ""
+    w = services.workload_claim(workload_id=workload_id, task_id=task_id, stale_after=STALE_CLAIM)
     if w is None:
         return
     spec = services.container_spec(w)
@@ -44,18 +45,20 @@ def create_workload(self, workload_id: int) -> None:  # type: ignore[no-untyped-
     except docker.DockerError as exc:
         if not exc.permanent and self.request.retries < MAX_RETRIES:
             raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
-        _fail(w, str(exc))
+        _fail(w, task_id, str(exc))
         return
     except Exception as exc:  # e.g. TLS material that no longer decrypts: fail the row, never strand it
         log.exception("creating %s failed", w.name)
-        _fail(w, f"{exc.__class__.__name__}: {exc}")
+        _fail(w, task_id, f"{exc.__class__.__name__}: {exc}")
         return
     services.workload_started(workload_id=workload_id, container=info)
 
 
-def _fail(w: Workload, error: str) -> None:
-    _remove_quietly(w.node, w.name)
-    services.workload_failed(workload_id=w.pk, error=error)
+def _fail(w: Workload, task_id: str, error: str) -> None:
+    """Fail the row first, and only while this task holds the claim; then remove what it made.
+    A task whose claim was taken over leaves the container to the task that now owns it."""
+    if services.workload_failed(workload_id=w.pk, error=error, task_id=task_id) is not None:
+        _remove_quietly(w.node, w.name)
 
 
 def _remove_quietly(node: Node, name: str) -> None:
@@ -81,6 +84,13 @@ def control_workload(self, workload_id: int, action: str) -> None:  # type: igno
             workload_id=w.pk, running=w.state == Workload.State.RUNNING, error=str(exc)
         )
         return
+    except Exception as exc:  # not Docker's doing: say so on the row (this also ends the request)
+        log.exception("%s of %s failed", action, w.name)
+        error = f"{exc.__class__.__name__}: {exc}"
+        services.workload_record_state(
+            workload_id=w.pk, running=w.state == Workload.State.RUNNING, error=error
+        )
+        return
     services.workload_record_state(workload_id=w.pk, running=info.status == "running")
 
 
@@ -95,6 +105,10 @@ def remove_workload(self, workload_id: int) -> None:  # type: ignore[no-untyped-
         if not exc.permanent and self.request.retries < MAX_RETRIES:
             raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
         services.workload_remove_failed(workload_id=workload_id, error=str(exc))
+        return
+    except Exception as exc:  # not Docker's doing: say so on the row; reconcile tries again
+        log.exception("removing %s failed", w.name)
+        services.workload_remove_failed(workload_id=workload_id, error=f"{exc.__class__.__name__}: {exc}")
         return
     services.workload_removed(workload_id=workload_id)
 
@@ -125,10 +139,15 @@ def heartbeat_nodes() -> None:
         services.node_record_probe(node_id=node.pk, error=error)
 
 
+def reconcile_lock_name() -> str:
+    """One lock per key space: two deployments sharing an etcd do not block each other."""
+    return f"reconcile-etcd{settings.ERU_ETCD_PREFIX.replace('/', ':')}"
+
+
 @shared_task(name="agents.reconcile_etcd", ignore_result=True)
 def reconcile_etcd() -> None:
     """Repair drift between the DB and etcd; one run at a time across all workers."""
-    lock = etcd.client().lock(f"eru{settings.ERU_ETCD_PREFIX}/reconcile-etcd", ttl=120)
+    lock = etcd.client().lock(reconcile_lock_name(), ttl=120)
     if not lock.acquire(timeout=0):
         return
     try:
@@ -136,7 +155,10 @@ def reconcile_etcd() -> None:
         if drift.count:
             log.warning("etcd drift repaired: %s", drift.summary())
     finally:
-        lock.release()
+        try:
+            lock.release()
+        except Exception as exc:  # noqa: BLE001 — the lease expires by itself; keep the real error
+            log.warning("could not release the reconcile lock: %s", exc)
 
 
 def reconcile_node(node: Node, *, remove: bool, grace: float = ORPHAN_GRACE) -> list[str]:
@@ -145,7 +167,9 @@ def reconcile_node(node: Node, *, remove: bool, grace: float = ORPHAN_GRACE) -> 
     their containers exist, so a container created meanwhile is always claimed; younger ones than
     `grace` seconds are left alone all the same."""
     client = services.node_client(node)
-    containers = docker.list_eru(client)
+    # Only containers created under this node's name: were one engine registered twice, the other
+    # node row's containers are not this one's to judge.
+    containers = [c for c in docker.list_eru(client) if c.labels.get("eru.nodename") == node.name]
     claimed = set(
         Workload.objects.filter(node=node, state__in=Workload.HOLDING).values_list("name", flat=True)
     )
@@ -166,6 +190,7 @@ def reconcile_containers() -> None:
         create_workload.delay(workload_id)
     for workload_id in remove:
         remove_workload.delay(workload_id)
+    services.clear_stale_actions(older_than=STALE_CLAIM)
     nodes = list(Node.objects.all())
     if not nodes:
         return

@@ -27,6 +27,7 @@ from clusters.services.pods import member_remove, member_set, pod_add, pod_remov
 from clusters.services.tokens import token_create, token_revoke
 from clusters.services.workloads import (
     CONTROL_ACTIONS,
+    clear_stale_actions,
     container_spec,
     stale_workloads,
     workload_claim,
@@ -50,6 +51,7 @@ __all__ = [
     "actor_from_request",
     "available_nodes",
     "capacity_preview",
+    "clear_stale_actions",
     "container_spec",
     "deploy",
     "invalid",

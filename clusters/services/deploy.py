@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import secrets
@@ -26,6 +27,7 @@ from clusters.units import parse_size
 APP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 MAX_DEPLOY_COUNT = 1000
 MAX_NODES_LIMIT = 10000
+MAX_SPEC_BYTES = 64 << 10  # command, env and labels, each
 MAX_CPU = 1024.0  # cpus in one request; far above any host, low enough for Docker's quota maths
 STRATEGIES = tuple(Deployment.Strategy.values)
 
@@ -131,6 +133,10 @@ def validate_deploy(
         bad("env", f"env entry {bad_env[0]!r} must look like KEY=value")
     if any(not isinstance(c, str) for c in command):
         bad("command", "command must be a list of strings")
+    for field_name, value in (("command", command), ("env", env), ("labels", labels)):
+        size = len(json.dumps(value, default=str))  # copied into every workload row and container
+        if size > MAX_SPEC_BYTES:
+            bad(field_name, f"{field_name}: {size} bytes is above the limit of {MAX_SPEC_BYTES // 1024} KiB")
     sizes = {}
     for field_name, value in (("memory_request", memory_request), ("memory_limit", memory_limit)):
         try:
@@ -271,8 +277,7 @@ def deploy(*, actor: Actor, spec: DeploySpec) -> Deployment:
             deployment.finished_at = timezone.now()
             deployment.save(update_fields=["state", "finished_at"])
         audit(actor, "deploy", deployment, pod=spec.pod, after={**spec.as_json(), "plan": deploy_plan})
-        for w in workloads:
-            queue.enqueue("agents.create_workload", w.pk)
+        queue.enqueue_each("agents.create_workload", [(w.pk,) for w in workloads])
     return deployment
 
 

@@ -62,6 +62,11 @@ def node_add(
         info = docker.engine_info(docker.connect(endpoint, tls, timeout=10))
     except docker.DockerError as exc:
         raise invalid("endpoint", f"cannot register {endpoint}: {exc}") from exc
+    twin = Node.objects.filter(info__ID=info.id).first() if info.id else None
+    if twin is not None:
+        raise invalid(
+            "endpoint", f"this Docker engine (ID {info.id}) is already registered as node {twin.name}"
+        )
     if cpu is not None and cpu > info.ncpu:
         raise invalid("cpu", f"cpu: {cpu} cores asked, but the engine reports only {info.ncpu} (NCPU)")
     cpu_map, memory_bytes = scheduling.engine_capacity(

@@ -51,17 +51,17 @@ def deployment_progress(deployment_id: int | None, *, ok: bool) -> None:
 def workload_claim(*, workload_id: int, task_id: str, stale_after: int) -> Workload | None:
     """Claim a workload for creation, exclusively: a pending one is claimed by this task; a claimed
     one only by the same task again (a retry or redelivery, which finds its container by name), or
-    by any task once the claim is older than `stale_after` seconds (its worker died). None: not ours."""
+    by any task once the claim is older than `stale_after` seconds (its worker died). Every attempt
+    renews the claim, so its age measures one attempt, not a whole chain of retries. None: not ours."""
     now = timezone.now()
     creating = Workload.objects.filter(pk=workload_id, state=Workload.State.CREATING)
+    stale = Q(claimed_at__lt=now - timedelta(seconds=stale_after)) | Q(claimed_at__isnull=True)
     claimed = (
         Workload.objects.filter(pk=workload_id, state=Workload.State.PENDING).update(
             state=Workload.State.CREATING, task_id=task_id, claimed_at=now
         )
-        or creating.filter(task_id=task_id).exists()
-        or creating.filter(claimed_at__lt=now - timedelta(seconds=stale_after)).update(
-            task_id=task_id, claimed_at=now
-        )
+        or creating.filter(task_id=task_id).update(claimed_at=now)
+        or creating.filter(stale).update(task_id=task_id, claimed_at=now)
     )
     return Workload.objects.select_related("pod", "node").get(pk=workload_id) if claimed else None
 
@@ -116,12 +116,15 @@ def workload_started(*, workload_id: int, container: docker.ContainerInfo) -> Wo
     return w
 
 
-def workload_failed(*, workload_id: int, error: str) -> Workload | None:
-    """Creation failed for good: release the allocation and say why on the row."""
+def workload_failed(*, workload_id: int, error: str, task_id: str | None = None) -> Workload | None:
+    """Creation failed for good: release the allocation and say why on the row. With `task_id`,
+    only while that task still holds the creation claim (another may have taken it over)."""
     with transaction.atomic():
         w = _locked(workload_id)
         if w is None or w.state not in (Workload.State.PENDING, Workload.State.CREATING):
             return w
+        if task_id is not None and w.task_id != task_id:
+            return None
         release(w)
         w.state = Workload.State.FAILED
         w.error = error[:2000]
@@ -212,9 +215,19 @@ def stale_workloads(*, pending_after: int, claim_after: int) -> tuple[list[int],
     still unfinished after `pending_after`."""
     now = timezone.now()
     pending = Q(state=Workload.State.PENDING, updated_at__lt=now - timedelta(seconds=pending_after))
-    stale_claim = Q(state=Workload.State.CREATING, claimed_at__lt=now - timedelta(seconds=claim_after))
-    create = Workload.objects.filter(pending | stale_claim).values_list("pk", flat=True)
+    stale_claim = Q(state=Workload.State.CREATING) & (
+        Q(claimed_at__lt=now - timedelta(seconds=claim_after)) | Q(claimed_at__isnull=True)
+    )
+    create = list(Workload.objects.filter(pending | stale_claim).values_list("pk", flat=True))
+    # Re-sent now: not again at the next run unless another `pending_after` passes.
+    Workload.objects.filter(pk__in=create, state=Workload.State.PENDING).update(updated_at=now)
     remove = Workload.objects.filter(
         state=Workload.State.REMOVING, updated_at__lt=now - timedelta(seconds=pending_after)
     ).values_list("pk", flat=True)
-    return list(create), list(remove)
+    return create, list(remove)
+
+
+def clear_stale_actions(*, older_than: int) -> int:
+    """Forget start/stop/restart requests no worker answered (a lost message): pages stop polling."""
+    cutoff = timezone.now() - timedelta(seconds=older_than)
+    return Workload.objects.exclude(action="").filter(updated_at__lt=cutoff).update(action="")

@@ -33,18 +33,24 @@ def test_orphans_are_reported_then_removed(
     d = services.deploy(actor=services.SYSTEM, spec=spec)
     wait_for(lambda: d.workloads.filter(state="running").exists())
     raw = docker_clean["node1"]
-    raw.containers.create(IMAGE, ["sleep", "600"], name="lost_e_abcdef", labels={"ERU": "1"})
+    raw.containers.create(
+        IMAGE, ["sleep", "600"], name="lost_e_abcdef", labels={"ERU": "1", "eru.nodename": "node1"}
+    )
+    # made under another node's name (one engine registered twice): not node1's to judge
+    raw.containers.create(
+        IMAGE, ["sleep", "600"], name="twin_e_abcdef", labels={"ERU": "1", "eru.nodename": "node9"}
+    )
     out = StringIO()
     call_command("reconcile", stdout=out)
     assert "node1: 0 orphan container(s) found" in out.getvalue()  # too young: may be mid-deploy
     out = StringIO()
     call_command("reconcile", "--grace", "0", stdout=out)
     assert "node1: 1 orphan container(s) found lost_e_abcdef" in out.getvalue()
-    assert len(raw.containers.list(all=True, filters={"label": "ERU=1"})) == 2
+    assert len(raw.containers.list(all=True, filters={"label": "ERU=1"})) == 3
     monkeypatch.setattr(tasks, "ORPHAN_GRACE", 0)
     tasks.reconcile_containers()
-    names = [c.name for c in raw.containers.list(all=True, filters={"label": "ERU=1"})]
-    assert names == [d.workloads.get().name]
+    names = {c.name for c in raw.containers.list(all=True, filters={"label": "ERU=1"})}
+    assert names == {d.workloads.get().name, "twin_e_abcdef"}
 
 
 def test_lost_and_stranded_work_is_sent_again(
@@ -82,3 +88,18 @@ def test_lost_and_stranded_work_is_sent_again(
     wait_for(lambda: not Workload.objects.filter(pk=rows["lost"].pk).exists())
     names = [c.name for c in docker_clean["node1"].containers.list(all=True, filters={"label": "ERU=1"})]
     assert names == ["dead_e_aaaaaa"]
+
+
+def test_reconcile_etcd_repairs_drift_once_at_a_time(nodes: list[Any]) -> None:
+    from clusters import etcd, sync
+
+    etcd.client().delete(etcd.node_key("node1"))
+    lock = etcd.client().lock(tasks.reconcile_lock_name(), ttl=30)
+    assert lock.acquire(timeout=1)
+    try:
+        tasks.reconcile_etcd()  # another run holds the lock: this one does nothing
+        assert sync.check().count == 1
+    finally:
+        lock.release()
+    tasks.reconcile_etcd()
+    assert sync.check().count == 0

@@ -38,7 +38,7 @@ def ui_pod(db: Any) -> Pod:
 def ui_enqueued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     """The tasks services hand to the workers, recorded instead of sent: (task name, *args)."""
     calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(queue, "enqueue", lambda name, *args: calls.append((name, *args)))
+    monkeypatch.setattr(queue, "enqueue_each", lambda name, batch: calls.extend((name, *a) for a in batch))
     return calls
 
 

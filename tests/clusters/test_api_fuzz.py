@@ -73,7 +73,7 @@ bodies = st.one_of(objects, extremes, values)  # values: lists, strings, numbers
 def api(admin_user: Any, register: Any, monkeypatch: Any) -> APIClient:
     """No task leaves the process: an accepted deploy must not have a worker (one may be running
     from other tests) write rows while later examples compare counts."""
-    monkeypatch.setattr(queue, "enqueue", lambda *args: None)
+    monkeypatch.setattr(queue, "enqueue_each", lambda *args: None)
     register("node1", cpu=1, memory="64M")
     client = APIClient()
     client.force_authenticate(admin_user)

@@ -91,7 +91,7 @@ def test_create_task_run_twice_makes_one_container(
     nodes: list[Any], docker_clean: dict[str, Any], monkeypatch: Any
 ) -> None:
     pod = nodes[0].pod
-    monkeypatch.setattr(queue, "enqueue", lambda *args: None)  # no worker: the test runs the task
+    monkeypatch.setattr(queue, "enqueue_each", lambda *args: None)  # no worker: the test runs the task
     d = _deploy(pod, count=1, cpu_limit=0.5, cpu_bind=False, node_names=["node1"])
     w = d.workloads.get()
     # A first attempt claimed the workload and made the container, then its worker died before
@@ -198,6 +198,7 @@ def test_capacity_error_names_the_field_and_changes_nothing(nodes: list[Any]) ->
         ({"memory_limit": 2**70}, "memory_limit", "above the limit"),
         ({"nodes_limit": 2**70}, "nodes_limit", "above the limit"),
         ({"cpu_limit": 1e6}, "cpu_limit", "above the limit"),
+        ({"env": ["A=" + "x" * 70000]}, "env", "above the limit of 64 KiB"),
     ],
 )
 def test_bad_input_is_refused_with_the_field_named(
@@ -235,7 +236,7 @@ def test_every_bad_field_is_reported_at_once(pod: Any) -> None:
 
 
 def test_claims_are_exclusive_until_stale(nodes: list[Any], monkeypatch: Any) -> None:
-    monkeypatch.setattr(queue, "enqueue", lambda *args: None)
+    monkeypatch.setattr(queue, "enqueue_each", lambda *args: None)
     w = _deploy(nodes[0].pod, count=1, cpu_limit=0.1, cpu_bind=False).workloads.get()
     assert services.workload_claim(workload_id=w.pk, task_id="A", stale_after=60) is not None
     assert services.workload_claim(workload_id=w.pk, task_id="B", stale_after=60) is None
@@ -243,10 +244,29 @@ def test_claims_are_exclusive_until_stale(nodes: list[Any], monkeypatch: Any) ->
     assert services.workload_claim(workload_id=w.pk, task_id="B", stale_after=0) is not None  # A died
     assert services.workload_claim(workload_id=w.pk, task_id="A", stale_after=60) is None
     assert Workload.objects.get(pk=w.pk).task_id == "B"
+    # A, whose claim was taken over, may no longer fail the row (B owns it and its container)
+    assert services.workload_failed(workload_id=w.pk, error="late", task_id="A") is None
+    assert Workload.objects.get(pk=w.pk).state == Workload.State.CREATING
+
+
+def test_a_retry_renews_the_claim(nodes: list[Any], monkeypatch: Any) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    monkeypatch.setattr(queue, "enqueue_each", lambda *args: None)
+    w = _deploy(nodes[0].pod, count=1, cpu_limit=0.1, cpu_bind=False).workloads.get()
+    services.workload_claim(workload_id=w.pk, task_id="A", stale_after=60)
+    Workload.objects.filter(pk=w.pk).update(claimed_at=timezone.now() - timedelta(seconds=50))
+    assert services.workload_claim(workload_id=w.pk, task_id="A", stale_after=60) is not None  # renews
+    Workload.objects.filter(pk=w.pk).update(
+        claimed_at=Workload.objects.get(pk=w.pk).claimed_at - timedelta(seconds=20)
+    )
+    assert services.workload_claim(workload_id=w.pk, task_id="B", stale_after=60) is None  # 20 s old: A's
 
 
 def test_a_failure_reported_twice_releases_once(nodes: list[Any], monkeypatch: Any) -> None:
-    monkeypatch.setattr(queue, "enqueue", lambda *args: None)
+    monkeypatch.setattr(queue, "enqueue_each", lambda *args: None)
     d = _deploy(nodes[0].pod, count=2, cpu_request=1, cpu_bind=True, memory_limit="16M", node_names=["node1"])
     first, second = d.workloads.order_by("pk")
     services.workload_failed(workload_id=first.pk, error="boom")
@@ -268,3 +288,22 @@ def test_deploy_refuses_clearly_when_etcd_is_unreachable(
         etcd.reset_client()
     assert "cannot tell which nodes are up" in err.value.message_dict["pod"][0]
     assert not Deployment.objects.exists()
+
+
+def test_a_broker_outage_after_commit_is_not_the_users_error(nodes: list[Any], monkeypatch: Any) -> None:
+    """Stopping Redis would take the session's worker down with it: the send is made to fail."""
+    from celery import current_app
+
+    attempts: list[str] = []
+
+    def refuse(name: str, **kwargs: Any) -> None:
+        attempts.append(name)
+        raise ConnectionRefusedError("broker down")
+
+    monkeypatch.setattr(current_app, "send_task", refuse)
+    d = _deploy(nodes[0].pod, count=3, cpu_limit=0.1, cpu_bind=False)
+    assert d.workloads.filter(state=Workload.State.PENDING).count() == 3  # committed, left for reconcile
+    assert attempts == ["agents.create_workload"]  # the batch stopped at the first failure
+    create, _ = services.stale_workloads(pending_after=0, claim_after=60)
+    assert sorted(create) == sorted(d.workloads.values_list("pk", flat=True))
+    assert services.stale_workloads(pending_after=60, claim_after=60) == ([], [])  # re-sent just now

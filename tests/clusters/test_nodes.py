@@ -169,3 +169,10 @@ def test_node_add_refuses_more_cores_than_the_engine_has(register: Any) -> None:
         register("node1", cpu=512)
     assert "NCPU" in err.value.message_dict["cpu"][0]
     assert not Node.objects.exists()
+
+
+def test_the_same_engine_cannot_be_registered_twice(register: Any, tls: dict[str, str], pod: Any) -> None:
+    register("node1")
+    with pytest.raises(ValidationError) as err:
+        services.node_add(actor=services.SYSTEM, pod=pod, name="again", endpoint=NODES["node1"], **tls)
+    assert "already registered as node node1" in err.value.message_dict["endpoint"][0]
