@@ -57,59 +57,15 @@ def start(env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
     sh(f"{py} manage.py migrate --noinput", env)
     sh(f"{py} manage.py eru_bootstrap", env)
     logs = open(DIR / "bench-procs.log", "ab")  # noqa: SIM115 — kept open for the children
+    bin_dir = ROOT / ".venv" / "bin"
+    commands = [
+        f"{bin_dir}/gunicorn eru_site.wsgi --bind 127.0.0.1:{PORT} --workers 2",
+        f"{bin_dir}/celery -A eru_site worker --pool=threads -Q celery,heartbeat -c 8 "
+        "--without-gossip --without-mingle --without-heartbeat -l warning",
+        f"{bin_dir}/celery -A eru_site beat -l warning --schedule {DIR / 'beat-schedule'}",
+    ]
     procs = [
-        subprocess.Popen(
-            [
-                str(ROOT / ".venv/bin/gunicorn"),
-                "eru_site.wsgi",
-                "--bind",
-                f"127.0.0.1:{PORT}",
-                "--workers",
-                "2",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=logs,
-            stderr=logs,
-        ),
-        subprocess.Popen(
-            [
-                str(ROOT / ".venv/bin/celery"),
-                "-A",
-                "eru_site",
-                "worker",
-                "--pool=threads",
-                "-Q",
-                "celery,heartbeat",
-                "-c",
-                "8",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-l",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=logs,
-            stderr=logs,
-        ),
-        subprocess.Popen(
-            [
-                str(ROOT / ".venv/bin/celery"),
-                "-A",
-                "eru_site",
-                "beat",
-                "-l",
-                "warning",
-                "--schedule",
-                str(DIR / "beat-schedule"),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=logs,
-            stderr=logs,
-        ),
+        subprocess.Popen(shlex.split(cmd), cwd=ROOT, env=env, stdout=logs, stderr=logs) for cmd in commands
     ]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
