@@ -11,6 +11,7 @@ import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from scheduling.cpuplans import core_id_key, cpu_plan_count, cpu_plans
 from scheduling.errors import InvalidRequest, NotEnoughResource
@@ -127,6 +128,17 @@ def normalize_request(
     return ResourceRequest(cpu_request, cpu_limit, memory_request, memory_limit, cpu_bind)
 
 
+class PlanOptions(TypedDict):
+    """Keyword arguments of ``cpu_plans``/``cpu_plan_count`` that describe the node."""
+
+    share_base: int
+    max_fragment_cores: int
+    memory: int
+    memory_request: int
+    numa: Mapping[str, str] | None
+    numa_memory: Mapping[str, int] | None
+
+
 @dataclass(frozen=True)
 class NodeResources:
     """One node's capacity and usage, as stored by the DB."""
@@ -154,6 +166,17 @@ class NodeResources:
         used = self.used_numa_memory or {}
         return {
             numa_node: size - used.get(numa_node, 0) for numa_node, size in (self.numa_memory or {}).items()
+        }
+
+    def plan_options(self, memory_request: int) -> PlanOptions:
+        """The node's side of a ``cpu_plans``/``cpu_plan_count`` call: what is free, its NUMA layout."""
+        return {
+            "share_base": self.share_base,
+            "max_fragment_cores": self.max_fragment_cores,
+            "memory": self.available_memory(),
+            "memory_request": memory_request,
+            "numa": self.numa,
+            "numa_memory": self.available_numa_memory() if self.numa else None,
         }
 
 
@@ -206,14 +229,7 @@ def node_deploy_capacity(node: NodeResources, req: ResourceRequest) -> NodeInfo 
             return None
         return NodeInfo(node.name, capacity, 0, usage, _divide(req.memory_request, node.memory))
     capacity = cpu_plan_count(
-        node.available_cpu_map(),
-        req.cpu_request,
-        share_base=node.share_base,
-        max_fragment_cores=node.max_fragment_cores,
-        memory=node.memory - node.used_memory,
-        memory_request=req.memory_request,
-        numa=node.numa,
-        numa_memory=node.available_numa_memory() if node.numa else None,
+        node.available_cpu_map(), req.cpu_request, **node.plan_options(req.memory_request)
     )
     if capacity <= 0:
         return None
@@ -281,16 +297,7 @@ def allocate(node: NodeResources, req: ResourceRequest, n: int) -> Allocation:
         cpu_maps: list[dict[str, int]] = [{} for _ in range(n)]
         numa_nodes = [""] * n
     else:
-        plans = cpu_plans(
-            node.available_cpu_map(),
-            req.cpu_request,
-            share_base=node.share_base,
-            max_fragment_cores=node.max_fragment_cores,
-            memory=node.available_memory(),
-            memory_request=req.memory_request,
-            numa=node.numa,
-            numa_memory=node.available_numa_memory() if node.numa else None,
-        )
+        plans = cpu_plans(node.available_cpu_map(), req.cpu_request, **node.plan_options(req.memory_request))
         if len(plans) < n:
             raise NotEnoughResource.capacity("cpu")
         cpu_maps, numa_nodes = [], []
@@ -382,12 +389,7 @@ def realloc(
         plans = cpu_plans(
             freed.available_cpu_map(),
             new.cpu_request,
-            share_base=node.share_base,
-            max_fragment_cores=node.max_fragment_cores,
-            memory=freed.available_memory(),
-            memory_request=new.memory_request,
-            numa=node.numa,
-            numa_memory=freed.available_numa_memory() if node.numa else None,
+            **freed.plan_options(new.memory_request),
             origin=old_cpu_map,
         )
         if not plans:
