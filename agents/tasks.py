@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from celery import shared_task
 from django import db
@@ -29,8 +30,12 @@ ORPHAN_GRACE = 60  # a container younger than this may belong to a row committed
 PING_TIMEOUT = 5  # seconds: a heartbeat must not wait on a hung node for the full Docker timeout
 
 
-def _backoff(retries: int) -> float:
-    return min(0.5 * 2**retries, 10.0)
+def _retry_if_transient(task: Any, exc: docker.DockerError) -> None:
+    """Raise Celery's Retry (backing off 0.5 s, 1 s, … up to 10 s) while the error may pass and
+    retries are left; return for the caller to record a permanent failure otherwise."""
+    retries = task.request.retries
+    if not exc.permanent and retries < MAX_RETRIES:
+        raise task.retry(exc=exc, countdown=min(0.5 * 2**retries, 10.0)) from exc
 
 
 @shared_task(name="agents.create_workload", bind=True, acks_late=True, max_retries=MAX_RETRIES)
@@ -43,8 +48,7 @@ def create_workload(self, workload_id: int) -> None:  # type: ignore[no-untyped-
     try:
         info = docker.create_and_start(services.node_client(w.node), **spec)
     except docker.DockerError as exc:
-        if not exc.permanent and self.request.retries < MAX_RETRIES:
-            raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
+        _retry_if_transient(self, exc)
         _fail(w, task_id, str(exc))
         return
     except Exception as exc:  # e.g. TLS material that no longer decrypts: fail the row, never strand it
@@ -78,8 +82,7 @@ def control_workload(self, workload_id: int, action: str) -> None:  # type: igno
     try:
         info = operation(services.node_client(w.node), w.container_id or w.name)
     except docker.DockerError as exc:
-        if not exc.permanent and self.request.retries < MAX_RETRIES:
-            raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
+        _retry_if_transient(self, exc)
         services.workload_record_state(
             workload_id=w.pk, running=w.state == Workload.State.RUNNING, error=str(exc)
         )
@@ -102,8 +105,7 @@ def remove_workload(self, workload_id: int) -> None:  # type: ignore[no-untyped-
     try:
         docker.remove(services.node_client(w.node), w.container_id or w.name)
     except docker.DockerError as exc:
-        if not exc.permanent and self.request.retries < MAX_RETRIES:
-            raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
+        _retry_if_transient(self, exc)
         services.workload_remove_failed(workload_id=workload_id, error=str(exc))
         return
     except Exception as exc:  # not Docker's doing: say so on the row; reconcile tries again

@@ -131,13 +131,13 @@ class NodeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         data = _valid(s.NodeCreateSerializer, request)
         pod = permissions.get_pod_for_user(request.user, data.pop("pod"))
         node = services.node_add(actor=_actor(request), pod=pod, **data)
-        return Response(s.NodeSerializer(node, context=self.get_serializer_context()).data, status=201)
+        return Response(self.get_serializer(node).data, status=201)
 
     @extend_schema(request=s.NodeUpdateSerializer, responses=s.NodeSerializer)
     def partial_update(self, request: Request, name: str) -> Response:
         data = _valid(s.NodeUpdateSerializer, request)
         node = services.node_set(actor=_actor(request), node=self.get_object(), **data)
-        return Response(s.NodeSerializer(node, context=self.get_serializer_context()).data)
+        return Response(self.get_serializer(node).data)
 
     def destroy(self, request: Request, name: str) -> Response:
         services.node_remove(actor=_actor(request), node=self.get_object())
@@ -147,13 +147,13 @@ class NodeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     @action(detail=True, methods=["post"])
     def up(self, request: Request, name: str) -> Response:
         node = services.node_set(actor=_actor(request), node=self.get_object(), bypass=False)
-        return Response(s.NodeSerializer(node, context=self.get_serializer_context()).data)
+        return Response(self.get_serializer(node).data)
 
     @extend_schema(request=None, responses=s.NodeSerializer)
     @action(detail=True, methods=["post"])
     def down(self, request: Request, name: str) -> Response:
         node = services.node_set(actor=_actor(request), node=self.get_object(), bypass=True)
-        return Response(s.NodeSerializer(node, context=self.get_serializer_context()).data)
+        return Response(self.get_serializer(node).data)
 
 
 class WorkloadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

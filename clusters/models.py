@@ -89,6 +89,11 @@ class Node(models.Model):
     def bound_pieces_used(self) -> int:
         return sum(self.used_cpu_map.values())
 
+    def is_available(self, alive: set[str]) -> bool:
+        """Takes new workloads: not set down by an operator, and its heartbeat key (in `alive`,
+        the names etcd.alive_nodes() read) has not expired."""
+        return not self.bypass and self.name in alive
+
     def tls(self) -> tuple[str, str, str]:
         return crypto.decrypt(self.tls_ca), crypto.decrypt(self.tls_cert), crypto.decrypt(self.tls_key)
 

@@ -50,7 +50,7 @@ class NodeSerializer(serializers.ModelSerializer):
         ]
 
     def get_available(self, node: Node) -> bool:
-        return not node.bypass and node.name in self.context.get("alive", set())
+        return node.is_available(self.context.get("alive", set()))
 
 
 class NodeCreateSerializer(serializers.Serializer):

@@ -147,7 +147,7 @@ def _nodes(pod: Pod) -> QuerySet[Node]:
 def pod_detail(request: HttpRequest, name: str) -> HttpResponse:
     pod = permissions.get_pod_for_user(request.user, name)
     alive = etcd.alive_nodes()
-    rows = [NodeRow(node, not node.bypass and node.name in alive) for node in _nodes(pod)]
+    rows = [NodeRow(node, node.is_available(alive)) for node in _nodes(pod)]
     workloads = pod.workloads.select_related("node").order_by("-created_at", "-id")
     context = {
         "busy": pod.workloads.filter(Q(state__in=Workload.BUSY) | ~Q(action="")).exists(),
@@ -174,7 +174,7 @@ def node_set_bypass(request: HttpRequest, name: str, *, bypass: bool) -> HttpRes
         messages.success(request, f"Node {node.name} marked {'down' if bypass else 'up'}.")
         return redirect("clusters:pod-detail", node.pod.name)
     node = _nodes(node.pod).get(pk=node.pk)
-    row = NodeRow(node, not node.bypass and node.name in etcd.alive_nodes())
+    row = NodeRow(node, node.is_available(etcd.alive_nodes()))
     return render(
         request, "clusters/pod_detail.html#node-row", {"row": row, "pod": node.pod, "is_admin": True}
     )

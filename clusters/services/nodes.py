@@ -189,7 +189,7 @@ def available_nodes(pod: Pod) -> list[Node]:
         alive = etcd.alive_nodes(strict=True)
     except etcd.EtcdError as exc:
         raise invalid("pod", f"cannot tell which nodes are up: {exc}") from exc
-    return [n for n in pod.nodes.filter(bypass=False) if n.name in alive]
+    return [n for n in pod.nodes.filter(bypass=False) if n.is_available(alive)]
 
 
 def set_usage(node: Node, used_cpu_map: Mapping[str, int], used_cpu: float, used_memory: int) -> None:
