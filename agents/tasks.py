@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TypeVar
 
-from celery import shared_task
+from celery import Task, shared_task
 from django import db
 from django.conf import settings
 
-from agents import docker
-from clusters import etcd, services, sync
+from clusters import etcd, selectors, services, sync
 from clusters.models import Node, Workload
+from engine import docker
 
 log = logging.getLogger(__name__)
 MAX_RETRIES = 5
@@ -28,9 +29,10 @@ STALE_CLAIM = 4 * settings.ERU_DOCKER_TIMEOUT + 60
 STALE_MESSAGE = 60
 ORPHAN_GRACE = 60  # a container younger than this may belong to a row committed a moment ago
 PING_TIMEOUT = 5  # seconds: a heartbeat must not wait on a hung node for the full Docker timeout
+T = TypeVar("T")
 
 
-def _retry_if_transient(task: Any, exc: docker.DockerError) -> None:
+def _retry_if_transient(task: Task, exc: docker.DockerError) -> None:
     """Raise Celery's Retry (backing off 0.5 s, 1 s, … up to 10 s) while the error may pass and
     retries are left; return for the caller to record a permanent failure otherwise."""
     retries = task.request.retries
@@ -38,24 +40,36 @@ def _retry_if_transient(task: Any, exc: docker.DockerError) -> None:
         raise task.retry(exc=exc, countdown=min(0.5 * 2**retries, 10.0)) from exc
 
 
+def _attempt(task: Task, what: str, call: Callable[[], T], fail: Callable[[str], object]) -> T | None:
+    """One Docker step of a task: its result, or None once `fail` has recorded why on the row.
+    A transient Docker error is retried first; anything that is not Docker's doing (TLS material
+    that no longer decrypts, a bug) fails the row too, so that no row is stranded mid-way."""
+    try:
+        return call()
+    except docker.DockerError as exc:
+        _retry_if_transient(task, exc)
+        fail(str(exc))
+    except Exception as exc:
+        log.exception("%s failed", what)
+        fail(f"{exc.__class__.__name__}: {exc}")
+    return None
+
+
 @shared_task(name="agents.create_workload", bind=True, acks_late=True, max_retries=MAX_RETRIES)
-def create_workload(self, workload_id: int) -> None:  # type: ignore[no-untyped-def]
+def create_workload(self: Task, workload_id: int) -> None:
     task_id = self.request.id or ""
     w = services.workload_claim(workload_id=workload_id, task_id=task_id, stale_after=STALE_CLAIM)
     if w is None:
         return
-    spec = services.container_spec(w)
-    try:
-        info = docker.create_and_start(services.node_client(w.node), **spec)
-    except docker.DockerError as exc:
-        _retry_if_transient(self, exc)
-        _fail(w, task_id, str(exc))
-        return
-    except Exception as exc:  # e.g. TLS material that no longer decrypts: fail the row, never strand it
-        log.exception("creating %s failed", w.name)
-        _fail(w, task_id, f"{exc.__class__.__name__}: {exc}")
-        return
-    services.workload_started(workload_id=workload_id, container=info)
+    spec = selectors.container_spec(w)
+    info = _attempt(
+        self,
+        f"creating {w.name}",
+        lambda: docker.create_and_start(selectors.node_client(w.node), **spec),
+        lambda error: _fail(w, task_id, error),
+    )
+    if info is not None:
+        services.workload_started(workload_id=workload_id, container_id=info.id, networks=info.networks)
 
 
 def _fail(w: Workload, task_id: str, error: str) -> None:
@@ -68,56 +82,56 @@ def _fail(w: Workload, task_id: str, error: str) -> None:
 def _remove_quietly(node: Node, name: str) -> None:
     """A failed creation leaves no container behind, even one made by an earlier attempt."""
     try:
-        docker.remove(services.node_client(node), name)
+        docker.remove(selectors.node_client(node), name)
     except Exception as exc:  # noqa: BLE001 — the reconcile task removes what is left
         log.warning("could not remove %s on %s after a failed creation: %s", name, node.name, exc)
 
 
+_CONTROL = {"start": docker.start, "stop": docker.stop, "restart": docker.restart}
+
+
 @shared_task(name="agents.control_workload", bind=True, acks_late=True, max_retries=MAX_RETRIES)
-def control_workload(self, workload_id: int, action: str) -> None:  # type: ignore[no-untyped-def]
-    w = Workload.objects.select_related("node").filter(pk=workload_id).first()
-    if w is None or w.state not in (Workload.State.RUNNING, Workload.State.STOPPED):
+def control_workload(self: Task, workload_id: int, action: str) -> None:
+    """Carry out a start/stop/restart once: the request is claimed by this message's id, so the same
+    message delivered again after it was done finds nothing to do."""
+    task_id = self.request.id or ""
+    w = services.workload_control_claim(workload_id=workload_id, action=action, task_id=task_id)
+    if w is None:
         return
-    operation = {"start": docker.start, "stop": docker.stop, "restart": docker.restart}[action]
-    try:
-        info = operation(services.node_client(w.node), w.container_id or w.name)
-    except docker.DockerError as exc:
-        _retry_if_transient(self, exc)
-        services.workload_record_state(
-            workload_id=w.pk, running=w.state == Workload.State.RUNNING, error=str(exc)
-        )
-        return
-    except Exception as exc:  # not Docker's doing: say so on the row (this also ends the request)
-        log.exception("%s of %s failed", action, w.name)
-        error = f"{exc.__class__.__name__}: {exc}"
-        services.workload_record_state(
-            workload_id=w.pk, running=w.state == Workload.State.RUNNING, error=error
-        )
-        return
-    services.workload_record_state(workload_id=w.pk, running=info.status == "running")
+    was_running = w.state == Workload.State.RUNNING
+
+    def fail(error: str) -> None:
+        services.workload_record_state(workload_id=w.pk, running=was_running, error=error, task_id=task_id)
+
+    operation = _CONTROL[action]
+    client = selectors.node_client
+    info = _attempt(
+        self, f"{action} of {w.name}", lambda: operation(client(w.node), w.container_id or w.name), fail
+    )
+    if info is not None:
+        services.workload_record_state(workload_id=w.pk, running=info.status == "running", task_id=task_id)
 
 
 @shared_task(name="agents.remove_workload", bind=True, acks_late=True, max_retries=MAX_RETRIES)
-def remove_workload(self, workload_id: int) -> None:  # type: ignore[no-untyped-def]
+def remove_workload(self: Task, workload_id: int) -> None:
     w = Workload.objects.select_related("node").filter(pk=workload_id, state=Workload.State.REMOVING).first()
     if w is None:
         return
-    try:
-        docker.remove(services.node_client(w.node), w.container_id or w.name)
-    except docker.DockerError as exc:
-        _retry_if_transient(self, exc)
-        services.workload_remove_failed(workload_id=workload_id, error=str(exc))
-        return
-    except Exception as exc:  # not Docker's doing: say so on the row; reconcile tries again
-        log.exception("removing %s failed", w.name)
-        services.workload_remove_failed(workload_id=workload_id, error=f"{exc.__class__.__name__}: {exc}")
-        return
-    services.workload_removed(workload_id=workload_id)
+
+    def fail(error: str) -> None:  # reconcile tries again
+        services.workload_remove_failed(workload_id=workload_id, error=error)
+
+    client = selectors.node_client
+    removed = _attempt(
+        self, f"removing {w.name}", lambda: docker.remove(client(w.node), w.container_id or w.name), fail
+    )
+    if removed is not None:
+        services.workload_removed(workload_id=workload_id)
 
 
 def _beat_one(node: Node, ttl: int) -> str:
     try:
-        docker.ping(services.node_client(node, timeout=PING_TIMEOUT))
+        docker.ping(selectors.node_client(node, timeout=PING_TIMEOUT))
     except docker.DockerError as exc:
         return str(exc)
     try:
@@ -168,7 +182,7 @@ def reconcile_node(node: Node, *, remove: bool, grace: float = ORPHAN_GRACE) -> 
     names, removed when `remove`. Docker is listed before the rows are read, and rows commit before
     their containers exist, so a container created meanwhile is always claimed; younger ones than
     `grace` seconds are left alone all the same."""
-    client = services.node_client(node)
+    client = selectors.node_client(node)
     # Only containers created under this node's name: were one engine registered twice, the other
     # node row's containers are not this one's to judge.
     containers = [c for c in docker.list_eru(client) if c.labels.get("eru.nodename") == node.name]
@@ -187,12 +201,12 @@ def reconcile_node(node: Node, *, remove: bool, grace: float = ORPHAN_GRACE) -> 
 def reconcile_containers() -> None:
     """Re-send work whose message was lost or whose worker died, then remove orphan containers
     on every reachable node (in parallel)."""
-    create, remove = services.stale_workloads(pending_after=STALE_MESSAGE, claim_after=STALE_CLAIM)
+    create, remove = services.workload_collect_stale(pending_after=STALE_MESSAGE, claim_after=STALE_CLAIM)
     for workload_id in create:
         create_workload.delay(workload_id)
     for workload_id in remove:
         remove_workload.delay(workload_id)
-    services.clear_stale_actions(older_than=STALE_CLAIM)
+    services.workload_clear_stale_actions(older_than=STALE_CLAIM)
     nodes = list(Node.objects.all())
     if not nodes:
         return

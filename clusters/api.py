@@ -28,10 +28,12 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
 
 import scheduling
+import schema
 from clusters import etcd, permissions, services
 from clusters import serializers as s
 from clusters.authentication import TokenAuthentication
 from clusters.models import ApiToken, AuditEvent, Deployment, Node, Pod, PodMember, Workload
+from clusters.pagination import MAX_BIGINT, bounded_int
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -55,16 +57,6 @@ def _valid(serializer_class: type[Any], request: Request) -> dict[str, Any]:
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
-
-
-MAX_ID = 2**63 - 1  # the largest id the database can hold
-
-
-def _id_param(value: str, name: str) -> int:
-    """A row id given as a query parameter: digits only, 1..MAX_ID, else a 400 naming the parameter."""
-    if not (value.isascii() and value.isdigit() and len(value) <= 19 and 0 < int(value) <= MAX_ID):
-        raise exceptions.ValidationError({name: [f"{name}: must be an id, an integer from 1 to {MAX_ID}"]})
-    return int(value)
 
 
 class PodViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -165,7 +157,7 @@ class WorkloadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         params = self.request.query_params
         filters = {f: params[f] for f in self.FILTERS if params.get(f)}
         if "deployment" in filters:
-            filters["deployment"] = _id_param(filters["deployment"], "deployment")
+            filters["deployment"] = bounded_int(filters["deployment"], "deployment", 1, MAX_BIGINT)
         if params.get("pod"):
             filters["pod__name"] = params["pod"]
         if params.get("node"):
@@ -196,6 +188,33 @@ class WorkloadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         return self._control(request, "restart")
 
 
+def _deploy_body(request: Request) -> Mapping[str, Any]:
+    """The request's fields as the schema takes them. A form-encoded body (QueryDict) keeps every
+    value of a list field (`command`, `env`, `node_names`) and reads map fields as `labels.key=value`."""
+    data: Any = request.data
+    if not isinstance(data, Mapping):
+        raise exceptions.ValidationError({"non_field_errors": ["expected an object of deploy fields"]})
+    if not isinstance(data, QueryDict):
+        return data
+    lists, maps = schema.container_fields(schema.DeployRequest)
+    body: dict[str, Any] = {}
+    for key in data:
+        name, _, sub = key.partition(".")
+        if sub and name in maps:
+            body.setdefault(name, {})[sub] = data[key]
+        else:
+            body[key] = data.getlist(key) if key in lists else data[key]
+    return body
+
+
+def _pod_of(request: Request, body: Mapping[str, Any]) -> Pod:
+    """The pod a deploy body names, as the caller may see it (404 otherwise)."""
+    name = body.get("pod")
+    if not isinstance(name, str) or not name.strip():
+        raise exceptions.ValidationError({"pod": ["pod: this field is required"]})
+    return permissions.get_pod_for_user(request.user, name.strip())
+
+
 class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = s.DeploymentSerializer
 
@@ -203,47 +222,34 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         qs = permissions.visible_deployments(self.request.user).select_related("pod", "created_by")
         return qs.prefetch_related("workloads")
 
-    def _spec(self, request: Request, defaults: dict[str, Any] | None = None) -> services.DeploySpec:
-        if not isinstance(request.data, Mapping):
-            raise exceptions.ValidationError({"non_field_errors": ["expected an object of deploy fields"]})
-        data_in: Any = request.data
-        missing = {key: value for key, value in (defaults or {}).items() if key not in data_in}
-        if missing and isinstance(data_in, QueryDict):  # form-encoded: keep each value of env, command…
-            data_in = QueryDict(mutable=True)
-            for key in request.data:
-                data_in.setlist(key, request.data.getlist(key))
-            data_in.update(missing)
-        elif missing:
-            data_in = {**data_in, **missing}
-        serializer = s.DeploymentCreateSerializer(data=data_in)
-        serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
-        pod = permissions.get_pod_for_user(request.user, data.pop("pod"))
-        return services.validate_deploy(pod=pod, **data)
+    def _spec(self, request: Request) -> services.DeploySpec:
+        body = _deploy_body(request)
+        return services.deployment_validate(pod=_pod_of(request, body), data=body)
 
-    @extend_schema(request=s.DeploymentCreateSerializer, responses={201: s.DeploymentSerializer})
+    @extend_schema(request=schema.DeployRequest, responses={201: s.DeploymentSerializer})
     def create(self, request: Request) -> Response:
         """Deploy: plan and allocate now, create the containers in the background; poll GET for progress."""
-        deployment = services.deploy(actor=_actor(request), spec=self._spec(request))
+        deployment = services.deployment_create(actor=_actor(request), spec=self._spec(request))
         return Response(s.DeploymentSerializer(deployment).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=s.DeploymentCreateSerializer, responses={200: dict})
+    @extend_schema(request=schema.DeployRequest, responses={200: dict})
     @action(detail=False, methods=["post"])
     def plan(self, request: Request) -> Response:
         """Dry run: the plan {node: n} the strategy would make now. Changes nothing."""
         spec = self._spec(request)
         permissions.require_deploy(request.user, spec.pod)
-        deploy_plan = services.plan_deploy(spec)
+        deploy_plan = services.deployment_plan(spec)
         return Response({"plan": deploy_plan, "total": sum(deploy_plan.values())})
 
-    @extend_schema(request=s.DeploymentCreateSerializer, responses={200: dict})
+    @extend_schema(request=schema.Placement, responses={200: dict})
     @action(detail=False, methods=["post"])
     def capacity(self, request: Request) -> Response:
         """Dry run (Eru's DUMMY): instances of this request each available node can take now.
-        Only pod and the resource fields matter; app, entrypoint and image may be left out."""
-        spec = self._spec(request, {"app": "capacity", "entrypoint": "dry-run", "image": "-"})
+        It takes a pod, the resources and optionally a node filter (no app, entrypoint or image)."""
+        body = _deploy_body(request)
+        spec = services.placement_validate(pod=_pod_of(request, body), data=body)
         permissions.require_deploy(request.user, spec.pod)
-        per_node, total = services.capacity_preview(spec)
+        per_node, total = services.deployment_capacity(spec)
         return Response({"capacity": per_node, "total": total, "unlimited": total == scheduling.UNLIMITED})
 
 

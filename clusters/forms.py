@@ -9,7 +9,8 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
-from clusters.models import Deployment, Pod
+import schema
+from clusters.models import Pod
 
 CPU_BIND_CHOICES = [("", "pod default"), ("bind", "bind (cpuset)"), ("unbind", "unbind (CFS quota)")]
 
@@ -33,7 +34,8 @@ def add_service_errors(form: forms.Form, exc: ValidationError) -> None:
     if not hasattr(exc, "error_dict"):
         form.add_error(None, exc.messages)
         return
-    for field, messages in exc.message_dict.items():
+    for path, messages in exc.message_dict.items():
+        field = path.split(".")[0]  # `labels.zone`, `command.2`: shown beside labels, command
         form.add_error(field if field in form.fields else None, messages)
 
 
@@ -43,42 +45,61 @@ class PodForm(forms.Form):
     favor = forms.ChoiceField(choices=Pod.Favor.choices, initial=Pod.Favor.CPU)
 
 
-def _text(rows: int, help_text: str, **kwargs: Any) -> forms.CharField:
-    return forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": rows}), help_text=help_text, **kwargs
-    )
+def _help(name: str) -> str:
+    return schema.help_of(schema.DeployRequest, name)
 
 
-def _number(
-    field: type[forms.Field], initial: float, help_text: str, label: str | None = None, **attrs: Any
-) -> Any:
+def _initial(name: str) -> Any:
+    value = schema.default_of(schema.DeployRequest, name)
+    if name.startswith("memory_"):  # sizes as people write them; 0 (the request: = the limit) as empty
+        return schema.format_size(value) if value else ""
+    return value
+
+
+def _text(name: str, rows: int, **kwargs: Any) -> forms.CharField:
+    widget = forms.Textarea(attrs={"rows": rows})
+    return forms.CharField(required=False, widget=widget, help_text=_help(name), **kwargs)
+
+
+def _number(field: type[forms.Field], name: str, label: str | None = None, **attrs: Any) -> Any:
     widget = forms.NumberInput(attrs=attrs)
-    return field(required=False, initial=initial, help_text=help_text, label=label, widget=widget)
+    return field(required=False, initial=_initial(name), help_text=_help(name), label=label, widget=widget)
 
 
 class DeployForm(forms.Form):
-    app = forms.CharField(max_length=64)
-    entrypoint = forms.CharField(max_length=64)
-    image = forms.CharField(max_length=255, initial="eru/busybox:latest")
+    """The deploy request's fields (schema.DeployRequest) as HTML inputs: help and defaults come from
+    the schema; this form only turns the posted strings into the schema's shapes."""
+
+    app = forms.CharField(max_length=64, help_text=_help("app"))
+    entrypoint = forms.CharField(max_length=64, help_text=_help("entrypoint"))
+    image = forms.CharField(max_length=255, initial="eru/busybox:latest", help_text=_help("image"))
     command = forms.CharField(
         required=False,
         help_text="a shell-like string, e.g. sh -c 'sleep 3600'",
         widget=forms.TextInput(attrs={"placeholder": "sleep 3600"}),
     )
-    count = forms.IntegerField(initial=1, widget=forms.NumberInput(attrs={"min": 1}))
-    cpu_request = _number(forms.FloatField, 0.0, "0 = the limit", step=0.01, min=0, label="CPU request")
-    cpu_limit = _number(forms.FloatField, 1.0, "0 = unlimited", step=0.01, min=0, label="CPU limit")
-    memory_request = forms.CharField(required=False, help_text="e.g. 256M; empty = the limit")
-    memory_limit = forms.CharField(required=False, initial="512M", help_text="e.g. 512M, 1G; at least 4M")
+    count = forms.IntegerField(
+        initial=_initial("count"), help_text=_help("count"), widget=forms.NumberInput(attrs={"min": 1})
+    )
+    cpu_request = _number(forms.FloatField, "cpu_request", label="CPU request", step=0.01, min=0)
+    cpu_limit = _number(forms.FloatField, "cpu_limit", label="CPU limit", step=0.01, min=0)
+    memory_request = forms.CharField(
+        required=False, initial=_initial("memory_request"), help_text=_help("memory_request")
+    )
+    memory_limit = forms.CharField(
+        required=False, initial=_initial("memory_limit"), help_text=_help("memory_limit")
+    )
     cpu_bind = forms.ChoiceField(choices=CPU_BIND_CHOICES, required=False, label="CPU bind")
-    strategy = forms.ChoiceField(choices=Deployment.Strategy.choices, initial=Deployment.Strategy.AUTO)
-    nodes_limit = _number(forms.IntegerField, 0, "0 = no limit", min=0)
+    strategy = forms.ChoiceField(
+        choices=[(s, s) for s in schema.STRATEGIES], initial=_initial("strategy"), help_text=_help("strategy")
+    )
+    nodes_limit = _number(forms.IntegerField, "nodes_limit", min=0)
     node_names = forms.MultipleChoiceField(
         required=False, label="Nodes", help_text="none selected = any available node"
     )
-    node_labels = _text(2, "key=value lines; a node must match all", label="Node labels")
-    env = _text(3, "KEY=value lines")
-    labels = _text(2, "key=value lines")
+    node_labels = _text("node_labels", 2, label="Node labels")
+    env = _text("env", 3)
+    labels = _text("labels", 2)
 
     def __init__(self, *args: Any, node_names: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -102,24 +123,10 @@ class DeployForm(forms.Form):
     def clean_node_labels(self) -> dict[str, str]:
         return parse_pairs(self.cleaned_data["node_labels"], field="node labels")
 
-    def service_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for services.validate_deploy (the pod is the view's to add)."""
-        data = self.cleaned_data
-        return {
-            "app": data["app"],
-            "entrypoint": data["entrypoint"],
-            "image": data["image"],
-            "count": data["count"],
-            "command": data["command"],
-            "env": data["env"],
-            "labels": data["labels"],
-            "cpu_request": data["cpu_request"] or 0.0,
-            "cpu_limit": data["cpu_limit"] or 0.0,
-            "memory_request": data["memory_request"],
-            "memory_limit": data["memory_limit"],
-            "cpu_bind": data["cpu_bind"],
-            "strategy": data["strategy"],
-            "nodes_limit": data["nodes_limit"] or 0,
-            "node_names": data["node_names"],
-            "node_labels": data["node_labels"],
-        }
+    def request_data(self) -> dict[str, Any]:
+        """The deploy request's fields for services.deployment_validate (the view adds the pod). An
+        emptied number means 0, as the help says (a cleared cpu limit is unlimited, not the default)."""
+        data = dict(self.cleaned_data)
+        for name in ("cpu_request", "cpu_limit", "nodes_limit"):
+            data[name] = data[name] or 0
+        return data

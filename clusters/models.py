@@ -219,7 +219,8 @@ class Workload(models.Model):
     container_id = models.CharField(max_length=64, blank=True)
     # A start/stop/restart asked for and not yet carried out by a worker ("" = none).
     action = models.CharField(max_length=8, blank=True)
-    # The creation claim: which task (its Celery id, kept across retries and redelivery) and when.
+    # The claim on work in progress, by task id (kept across retries and redelivery) and when: the
+    # creation task's, or the id a start/stop/restart request made for its message.
     task_id = models.CharField(max_length=64, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     networks = models.JSONField(default=dict, blank=True)
@@ -272,6 +273,32 @@ class Workload(models.Model):
 
 
 class AuditEvent(models.Model):
+    class Action(models.TextChoices):
+        """The audit vocabulary, `<entity>.<verb>`: what an actor asked for in the present tense
+        (`workload.stop`), what the system then saw happen in the past tense (`workload.stopped`)."""
+
+        POD_ADD = "pod.add", "pod added"
+        POD_REMOVE = "pod.remove", "pod removed"
+        MEMBER_SET = "member.set", "member role set"
+        MEMBER_REMOVE = "member.remove", "member removed"
+        NODE_ADD = "node.add", "node added"
+        NODE_SET = "node.set", "node changed"
+        NODE_UP = "node.up", "node set up"
+        NODE_DOWN = "node.down", "node set down"
+        NODE_REMOVE = "node.remove", "node removed"
+        TOKEN_CREATE = "token.create", "API token created"
+        TOKEN_REVOKE = "token.revoke", "API token revoked"
+        DEPLOYMENT_CREATE = "deployment.create", "deployment created"
+        WORKLOAD_START = "workload.start", "workload start asked"
+        WORKLOAD_STOP = "workload.stop", "workload stop asked"
+        WORKLOAD_RESTART = "workload.restart", "workload restart asked"
+        WORKLOAD_REMOVE = "workload.remove", "workload removal asked"
+        WORKLOAD_CREATED = "workload.created", "container created and running"
+        WORKLOAD_FAILED = "workload.failed", "container creation failed"
+        WORKLOAD_STARTED = "workload.started", "container running again"
+        WORKLOAD_STOPPED = "workload.stopped", "container stopped"
+        WORKLOAD_REMOVED = "workload.removed", "container removed"
+
     class Via(models.TextChoices):
         UI = "ui"
         API = "api"
@@ -286,7 +313,7 @@ class AuditEvent(models.Model):
     actor_name = models.CharField(max_length=150, blank=True)
     via = models.CharField(max_length=8, choices=Via.choices)
     request_id = models.CharField(max_length=64, blank=True)
-    action = models.CharField(max_length=64, db_index=True)
+    action = models.CharField(max_length=64, choices=Action.choices, db_index=True)
     target_type = models.CharField(max_length=32)
     target_id = models.CharField(max_length=64, blank=True)
     target_name = models.CharField(max_length=200, blank=True)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib.auth import get_user_model
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
@@ -107,45 +105,6 @@ class WorkloadSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
-
-
-class SizeField(serializers.Field):
-    """Bytes as an integer, or a string such as "512M" (parsed by the service)."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, bool) or not isinstance(data, int | str):
-            raise serializers.ValidationError("expected bytes or a size like 512M")
-        return data
-
-    def to_representation(self, value: Any) -> Any:
-        return value
-
-
-class DeploymentCreateSerializer(serializers.Serializer):
-    pod = serializers.CharField(max_length=64)
-    app = serializers.CharField(max_length=64)
-    entrypoint = serializers.CharField(max_length=64)
-    image = serializers.CharField(max_length=255)
-    count = serializers.IntegerField(default=1)
-    command = serializers.ListField(
-        child=serializers.CharField(allow_blank=True), required=False, default=list
-    )
-    env = serializers.ListField(child=serializers.CharField(), required=False, default=list)
-    labels = serializers.DictField(
-        child=serializers.CharField(allow_blank=True), required=False, default=dict
-    )
-    network = serializers.CharField(required=False, allow_blank=True, default="")
-    cpu_request = serializers.FloatField(default=0.0)
-    cpu_limit = serializers.FloatField(default=1.0, help_text="cpus; 0 = unlimited (erucli default 1.0)")
-    memory_request = SizeField(default=0)
-    memory_limit = SizeField(default="512M", help_text="0 = unlimited, else at least 4 MiB (default 512M)")
-    cpu_bind = serializers.BooleanField(required=False, allow_null=True, default=None)
-    strategy = serializers.ChoiceField(choices=Deployment.Strategy.choices, default=Deployment.Strategy.AUTO)
-    nodes_limit = serializers.IntegerField(default=0)
-    node_names = serializers.ListField(child=serializers.CharField(), required=False, default=list)
-    node_labels = serializers.DictField(
-        child=serializers.CharField(allow_blank=True), required=False, default=dict
-    )
 
 
 class DeploymentSerializer(serializers.ModelSerializer):

@@ -193,11 +193,11 @@ def deploy(request: HttpRequest, name: str) -> HttpResponse:
     plan: dict[str, int] | None = None
     if request.method == "POST" and form.is_valid():
         try:
-            spec = services.validate_deploy(pod=pod, **form.service_kwargs())
+            spec = services.deployment_validate(pod=pod, data=form.request_data())
             if request.POST.get("action") == "preview":
-                plan = services.plan_deploy(spec)
+                plan = services.deployment_plan(spec)
             else:
-                deployment = services.deploy(actor=_actor(request), spec=spec)
+                deployment = services.deployment_create(actor=_actor(request), spec=spec)
                 url = reverse("clusters:deployment-detail", args=[deployment.pk])
                 return HttpResponseLocation(url) if _is_htmx(request) else redirect(url)
         except ValidationError as exc:

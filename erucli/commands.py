@@ -88,7 +88,7 @@ def pod_nodes(api: Client, p: Printer, a: Args) -> int:
 
 
 def pod_capacity(api: Client, p: Printer, a: Args) -> int:
-    body = {"pod": a.name, "app": "capacity", "entrypoint": "capacity", "image": "capacity", **_resources(a)}
+    body = {"pod": a.name, **_resources(a)}
     result = api.post("/api/deployments/capacity/", body)
     rows = [
         {"node": k, "capacity": "unlimited" if v >= UNLIMITED else v}

@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import schema
 from erucli import commands as c
 from erucli.client import DEFAULT_URL, ApiError, Client, read_token
 from erucli.output import Printer
@@ -28,7 +29,7 @@ environment:
   Global options may also follow the command: erucli pod list -o json"""
 
 FORMATTER = argparse.RawDescriptionHelpFormatter
-STRATEGIES = ("auto", "fill", "each", "global", "drained")
+STRATEGIES = tuple(s.lower() for s in schema.STRATEGIES)
 
 
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -67,22 +68,28 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     )
 
 
+def _help(name: str, model: type[schema.Resources] = schema.DeployRequest) -> str:
+    return schema.help_of(model, name)
+
+
+def _default(name: str) -> Any:
+    return schema.default_of(schema.DeployRequest, name)
+
+
 def _resource_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("resources (unset: the API's defaults, cpu limit 1.0 and memory limit 512M)")
+    cpu, memory = _default("cpu_limit"), schema.format_size(_default("memory_limit"))
+    g = p.add_argument_group(
+        f"resources (unset: the API's defaults, cpu limit {cpu:g} and memory limit {memory})"
+    )
     g.add_argument("--cpu", type=float, metavar="CPUS", help="cpu request and limit, e.g. 0.5 (shortcut)")
-    g.add_argument("--cpu-request", type=float, metavar="CPUS", help="cpu request (0: same as the limit)")
-    g.add_argument("--cpu-limit", type=float, metavar="CPUS", help="cpu limit (0: unlimited)")
+    g.add_argument("--cpu-request", type=float, metavar="CPUS", help=_help("cpu_request"))
+    g.add_argument("--cpu-limit", type=float, metavar="CPUS", help=_help("cpu_limit"))
     g.add_argument("--memory", metavar="SIZE", help="memory request and limit, e.g. 512M, 1G (shortcut)")
-    g.add_argument("--memory-request", metavar="SIZE", help="memory request (0: same as the limit)")
-    g.add_argument("--memory-limit", metavar="SIZE", help="memory limit (0: unlimited, else at least 4M)")
+    g.add_argument("--memory-request", metavar="SIZE", help=_help("memory_request"))
+    g.add_argument("--memory-limit", metavar="SIZE", help=_help("memory_limit"))
     bind = g.add_mutually_exclusive_group()
     bind.add_argument(
-        "--cpu-bind",
-        dest="cpu_bind",
-        action="store_const",
-        const=True,
-        default=None,
-        help="pin to cores (default: the pod's favor; cpu pods bind)",
+        "--cpu-bind", dest="cpu_bind", action="store_const", const=True, default=None, help=_help("cpu_bind")
     )
     bind.add_argument(
         "--cpu-unbind",
@@ -189,12 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(wl, "deploy", c.workload_deploy, "deploy workloads and wait until they run")
     p.add_argument("command", nargs="*", metavar="-- CMD ARGS", help="the command to run in the container")
     p.add_argument("--pod", required=True, help="pod to deploy into")
-    p.add_argument("--entry", required=True, help="entrypoint name (no '_')")
-    p.add_argument("--image", required=True, help="image, e.g. busybox:latest")
-    p.add_argument("--name", help="app name (default: the entrypoint name)")
-    p.add_argument(
-        "--count", type=int, default=1, help="how many (meaning depends on the strategy; default 1)"
-    )
+    p.add_argument("--entry", required=True, help=_help("entrypoint"))
+    p.add_argument("--image", required=True, help=_help("image"))
+    p.add_argument("--name", help=f"{_help('app')} (default: the entrypoint name)")
+    count = _default("count")
+    p.add_argument("--count", type=int, default=count, help=f"{_help('count')} (default {count})")
     _resource_flags(p)
     p.add_argument("--env", action="append", metavar="KEY=VALUE", help="environment variable, repeatable")
     p.add_argument(
@@ -210,16 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="only nodes with this label (repeatable)",
     )
+    strategy, nodes_limit = _default("strategy").lower(), _default("nodes_limit")
     p.add_argument(
         "--deploy-strategy",
         choices=STRATEGIES,
-        default="auto",
+        default=strategy,
         type=str.lower,
-        help="auto: balance; fill: top up to COUNT per node; each: COUNT per node; global: by "
-        "usage; drained: emptiest first (default: auto)",
+        help=f"{_help('strategy')} (default: {strategy})",
     )
     p.add_argument(
-        "--nodes-limit", type=int, default=0, metavar="N", help="at most this many nodes (0: no limit)"
+        "--nodes-limit", type=int, default=nodes_limit, metavar="N", help=f"{_help('nodes_limit')}"
     )
     p.add_argument("--network", help="docker network (default: the cluster's network mode)")
     p.add_argument("--dry-run", action="store_true", help="print the plan {node: count} and deploy nothing")

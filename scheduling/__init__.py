@@ -20,11 +20,11 @@ Where this deliberately differs from Eru (projecteru2/core):
   usable (Go panics), negative available memory means no plans (Go panics), any negative
   ``max_fragment_cores`` means no cap; negative capacities/counts and ``nodes_limit`` are rejected;
 * a DRAINED total larger than the real capacities reports "need: N, available: M" instead of
-  Eru's "BUG: never reach here"; memory limits must be 0 or at least 4 MiB; numbers must be finite
-  and ``cpu_bind`` a real bool; release never takes usage below 0.
+  Eru's "BUG: never reach here"; memory limits must be 0 or at least 6 MiB (Docker's minimum); numbers
+  must be finite and ``cpu_bind`` a real bool; release never takes usage below 0.
 """
 
-from scheduling.cpuplans import CPUPlan, cpu_plan_count, cpu_plans
+from scheduling.cpuplans import CPUPlan, cpu_plan_count, cpu_plans, request_pieces
 from scheduling.errors import AlreadyFilled, InvalidRequest, NotEnoughResource, SchedulingError
 from scheduling.resources import (
     CPU_PERIOD,
@@ -84,5 +84,6 @@ __all__ = [
     "plan",
     "realloc",
     "release",
+    "request_pieces",
     "share_pool",
 ]

@@ -42,7 +42,7 @@ __all__ = [
 MiB = 1 << 20
 GiB = 1 << 30
 UNLIMITED = sys.maxsize  # Eru's math.MaxInt: capacity of an unbound request without memory request
-MIN_MEMORY_LIMIT = 4 * MiB  # Docker refuses smaller memory limits
+MIN_MEMORY_LIMIT = 6 * MiB  # Docker refuses smaller memory limits and reservations
 CPU_PERIOD = 100_000  # CFS period, microseconds
 BIND_WEIGHT = 100  # Eru's weight of a cpu-bind capacity; usage and rate are divided by it
 
@@ -89,7 +89,7 @@ def normalize_request(
     1. cpu request 0 with a cpu limit -> request = limit; 2./3. negatives are errors; 4. bind needs a
     cpu request; 5. memory request 0 with a limit -> request = limit; 6./7. a limit below its request
     is raised to the request; 8. bind with limit > request -> request = limit. On top of Eru: numbers
-    must be finite, and a memory limit must be 0 (unlimited) or at least 4 MiB.
+    must be finite, and a memory limit must be 0 (unlimited) or at least 6 MiB.
     """
     cpu_request = _finite_cpu("cpu_request", cpu_request)
     cpu_limit = _finite_cpu("cpu_limit", cpu_limit)
@@ -113,7 +113,7 @@ def normalize_request(
         raise InvalidRequest("unlimited request with bind: invalid cpu", field="cpu_request")
     if 0 < memory_limit < MIN_MEMORY_LIMIT:
         raise InvalidRequest(
-            f"memory_limit: {memory_limit} is below the minimum of 4 MiB ({MIN_MEMORY_LIMIT} bytes); "
+            f"memory_limit: {memory_limit} is below the minimum of 6 MiB ({MIN_MEMORY_LIMIT} bytes); "
             "use 0 for unlimited",
             field="memory_limit",
         )
@@ -450,7 +450,7 @@ def docker_settings(
     any, ``cpu_shares = round(1024 * fraction of cpu_limit)`` when that fraction is not 0; no quota
     (the cpuset is the limit). Unbound: ``cpu_period`` 100000 and ``cpu_quota = cpu_limit * 100000``
     when ``cpu_limit > 0``; ``cpuset_cpus`` = the remap ``share_pool`` when given. Memory:
-    ``mem_limit = memswap_limit = memory_limit``, ``mem_reservation = max(memory_limit / 2, 4 MiB)``,
+    ``mem_limit = memswap_limit = memory_limit``, ``mem_reservation = max(memory_limit / 2, 6 MiB)``,
     all left out when the limit is 0 (unlimited). ``share_base`` is accepted for symmetry with the
     other calls; Docker shares come from ``cpu_limit`` as in Eru.
     """

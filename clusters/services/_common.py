@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.db import models
 
+import schema
+from clusters.errors import invalid
 from clusters.models import AuditEvent, Pod
+from clusters.users import AnyUser
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$")
+NAME_RE = schema.NAME_RE
+
+__all__ = ["NAME_RE", "SYSTEM", "Actor", "actor_from_request", "audit", "clean_labels", "invalid"]
 
 
 @dataclass(frozen=True)
 class Actor:
     """Who acts (None = the system: workers, beat, management commands) and through what."""
 
-    user: Any = None
+    user: AnyUser | None = None
     via: str = AuditEvent.Via.SYSTEM
     request_id: str = ""
 
@@ -30,21 +34,17 @@ def actor_from_request(request: Any, via: str) -> Actor:
     return Actor(user=request.user, via=via, request_id=getattr(request, "request_id", ""))
 
 
-def invalid(field: str, message: str) -> ValidationError:
-    return ValidationError({field: [message]})
-
-
 def audit(
     actor: Actor,
-    action: str,
-    target: Any,
+    action: AuditEvent.Action,
+    target: models.Model,
     *,
     pod: Pod | None = None,
     before: Any = None,
     after: Any = None,
 ) -> AuditEvent:
     return AuditEvent.objects.create(
-        actor=actor.user,
+        actor=actor.user if actor.user is not None and actor.user.is_authenticated else None,
         actor_name=getattr(actor.user, "username", "") if actor.user else "",
         via=actor.via,
         request_id=actor.request_id,
@@ -58,10 +58,8 @@ def audit(
     )
 
 
-def clean_labels(labels: Mapping[str, Any] | None) -> dict[str, str]:
-    result: dict[str, str] = {}
-    for k, v in (labels or {}).items():
-        if not isinstance(k, str) or not k.strip() or "=" in k:
-            raise invalid("labels", f"label key {k!r} must be a non-empty string without '='")
-        result[k.strip()] = str(v)
-    return result
+def clean_labels(labels: Mapping[str, Any] | None, *, field: str = "labels") -> dict[str, str]:
+    try:
+        return schema.clean_labels(labels or {}, field=field)
+    except ValueError as exc:
+        raise invalid(field, str(exc)) from exc

@@ -1,13 +1,14 @@
-"""Deploy: validate a request, plan it with the scheduling engine, allocate under row locks."""
+"""Deploy: validate a request against its pod, plan it with the scheduling engine, allocate under row
+locks. The request's fields, types, limits and defaults are the schema's (schema.DeployRequest); the
+rules here are the ones that need the pod or the server: Eru's resource rules with the pod's favor, the
+network allow-list, node names and liveness, and the cap on what the plan makes."""
 
 from __future__ import annotations
 
-import json
-import math
-import re
+import dataclasses
 import secrets
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,215 +19,142 @@ from django.db.models import Count
 from django.utils import timezone
 
 import scheduling
-from clusters import permissions, queue
-from clusters.models import Deployment, Node, Pod, Workload
-from clusters.services._common import NAME_RE, Actor, audit, clean_labels, invalid
-from clusters.services.nodes import available_nodes, node_resources, set_usage
-from clusters.units import parse_size
-
-APP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-MAX_DEPLOY_COUNT = 1000
-MAX_NODES_LIMIT = 10000
-MAX_SPEC_BYTES = 64 << 10  # command, env and labels, each
-MAX_CPU = 1024.0  # cpus in one request; far above any host, low enough for Docker's quota maths
-STRATEGIES = tuple(Deployment.Strategy.values)
+import schema
+from clusters import permissions, queue, selectors
+from clusters.models import AuditEvent, Deployment, Node, Pod, Workload
+from clusters.services._common import Actor, audit, invalid
+from clusters.services.nodes import set_usage
 
 
 @dataclass(frozen=True)
-class DeploySpec:
-    """A validated deploy request."""
+class PlacementSpec:
+    """A validated placement (the capacity dry run's input): the request, and its resources after
+    Eru's rules."""
 
     pod: Pod
-    app: str
-    entrypoint: str
-    image: str
-    count: int
-    command: list[str]
-    env: list[str]
-    labels: dict[str, str]
-    network: str
-    request: scheduling.ResourceRequest
-    strategy: str
-    nodes_limit: int
-    node_names: list[str]
-    node_labels: dict[str, str]
+    request: schema.Placement
+    resources: scheduling.ResourceRequest
+
+
+@dataclass(frozen=True)
+class DeploySpec(PlacementSpec):
+    """A validated deploy request."""
+
+    request: schema.DeployRequest
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "app": self.app,
-            "entrypoint": self.entrypoint,
-            "image": self.image,
-            "count": self.count,
-            "command": self.command,
-            "env": self.env,
-            "labels": self.labels,
-            "network": self.network,
-            "cpu_request": self.request.cpu_request,
-            "cpu_limit": self.request.cpu_limit,
-            "memory_request": self.request.memory_request,
-            "memory_limit": self.request.memory_limit,
-            "cpu_bind": self.request.cpu_bind,
-            "strategy": self.strategy,
-            "nodes_limit": self.nodes_limit,
-            "node_names": self.node_names,
-            "node_labels": self.node_labels,
-        }
+        """What the deployment row keeps: the request as given, resources as Eru's rules made them."""
+        return {**self.request.model_dump(exclude={"pod"}), **dataclasses.asdict(self.resources)}
 
 
-def validate_deploy(
-    *,
-    pod: Pod,
-    app: str,
-    entrypoint: str,
-    image: str,
-    count: int = 1,
-    command: Sequence[str] = (),
-    env: Sequence[str] = (),
-    labels: Mapping[str, Any] | None = None,
-    network: str = "",
-    cpu_request: float = 0.0,
-    cpu_limit: float = 0.0,
-    memory_request: int | str = 0,
-    memory_limit: int | str = 0,
-    cpu_bind: bool | None = None,
-    strategy: str = "AUTO",
-    nodes_limit: int = 0,
-    node_names: Sequence[str] = (),
-    node_labels: Mapping[str, Any] | None = None,
-) -> DeploySpec:
-    """Eru's deploy option rules; every bad field is reported at once, by name. Changes nothing."""
-    errors: dict[str, list[str]] = {}
-
-    def bad(field_name: str, message: str) -> None:
-        errors.setdefault(field_name, []).append(message)
-
-    app, entrypoint, image = (app or "").strip(), (entrypoint or "").strip(), (image or "").strip()
-    if not app:
-        bad("app", "app name is empty")
-    elif not APP_RE.match(app):
-        bad("app", "app name: use letters, digits, '_', '.' and '-' (at most 63 characters)")
-    if not entrypoint:
-        bad("entrypoint", "entrypoint name is empty")
-    elif "_" in entrypoint:
-        bad("entrypoint", "entrypoint name has '_' character")
-    elif not NAME_RE.match(entrypoint):
-        bad("entrypoint", "entrypoint name: use letters, digits, '.' and '-' (at most 63 characters)")
-    if not image:
-        bad("image", "image is empty")
-    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-        bad("count", f"count: {count}: invalid deploy count, must be at least 1")
-    elif count > MAX_DEPLOY_COUNT:
-        bad("count", f"count: {count} is above the limit of {MAX_DEPLOY_COUNT} per deploy")
-    strategy = (strategy or "AUTO").upper()
-    if strategy not in STRATEGIES:
-        bad("strategy", f"strategy must be one of {', '.join(STRATEGIES)}")
-    if not isinstance(nodes_limit, int) or isinstance(nodes_limit, bool) or nodes_limit < 0:
-        bad("nodes_limit", "nodes_limit must be 0 (no limit) or more")
-    elif nodes_limit > MAX_NODES_LIMIT:
-        bad("nodes_limit", f"nodes_limit: {nodes_limit} is above the limit of {MAX_NODES_LIMIT}")
-    network = (network or "").strip()
-    if network and network not in settings.ERU_NETWORKS:
-        allowed = ", ".join(settings.ERU_NETWORKS) or "none"
-        bad("network", f"network {network[:40]!r} is not allowed; use one of: {allowed} (or leave it empty)")
-    bad_env = [item for item in env if "=" not in item or item.startswith("=")]
-    if bad_env:
-        bad("env", f"env entry {bad_env[0]!r} must look like KEY=value")
-    if any(not isinstance(c, str) for c in command):
-        bad("command", "command must be a list of strings")
-    for field_name, value in (("command", command), ("env", env), ("labels", labels)):
-        size = len(json.dumps(value, default=str))  # copied into every workload row and container
-        if size > MAX_SPEC_BYTES:
-            bad(field_name, f"{field_name}: {size} bytes is above the limit of {MAX_SPEC_BYTES // 1024} KiB")
-    sizes = {}
-    for field_name, value in (("memory_request", memory_request), ("memory_limit", memory_limit)):
-        try:
-            sizes[field_name] = parse_size(value, field=field_name)
-        except ValueError as exc:
-            bad(field_name, str(exc))
-    for field_name, value in (("cpu_request", cpu_request), ("cpu_limit", cpu_limit)):
-        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-            bad(field_name, f"{field_name}: must be a number of cpus")
-        elif value > MAX_CPU:
-            bad(field_name, f"{field_name}: {value} is above the limit of {MAX_CPU:g} cpus")
+def _resources(pod: Pod, given: schema.Resources, errors: dict[str, list[str]]) -> scheduling.ResourceRequest:
+    """Eru's request rules, binding by the pod's favor unless the request says; errors by field."""
+    bind = pod.favor == Pod.Favor.CPU if given.cpu_bind is None else given.cpu_bind
     try:
-        labels, node_labels = clean_labels(labels), clean_labels(node_labels)
-    except ValidationError as exc:
-        for field_name, messages in exc.message_dict.items():
-            errors.setdefault(field_name, []).extend(messages)
-    if not ({"memory_request", "memory_limit", "cpu_request", "cpu_limit"} & errors.keys()):
-        try:
-            request = scheduling.normalize_request(
-                cpu_request=float(cpu_request),
-                cpu_limit=float(cpu_limit),
-                memory_request=sizes["memory_request"],
-                memory_limit=sizes["memory_limit"],
-                cpu_bind=pod.favor == Pod.Favor.CPU if cpu_bind is None else bool(cpu_bind),
-            )
-        except scheduling.InvalidRequest as exc:
-            bad(exc.field, str(exc))
+        request = scheduling.normalize_request(
+            cpu_request=given.cpu_request,
+            cpu_limit=given.cpu_limit,
+            memory_request=given.memory_request,
+            memory_limit=given.memory_limit,
+            cpu_bind=bind,
+        )
+        if request.cpu_bind:  # a bound request takes at least one piece of a core
+            scheduling.request_pieces(request.cpu_request, settings.ERU_SHARE_BASE)
+    except scheduling.InvalidRequest as exc:
+        errors.setdefault(exc.field or "cpu_request", []).append(str(exc))
+        return scheduling.ResourceRequest()
+    return request
+
+
+def _validate(
+    model: type[schema.Placement], pod: Pod, data: Mapping[str, Any], entry: schema.Entry
+) -> tuple[Any, scheduling.ResourceRequest]:
+    """The schema's checks, then the pod's; every bad field at once, as one ValidationError."""
+    if not isinstance(data, Mapping):
+        raise invalid("non_field_errors", "expected an object of deploy fields")
+    errors: dict[str, list[str]] = {}
+    data = {**data, "pod": pod.name}
+    request: schema.Placement | None = None
+    try:
+        request = model.parse(data, entry=entry)
+    except schema.SchemaError as exc:
+        errors.update(exc.errors)
+    given: schema.Resources | None = request
+    if given is None and not errors.keys() & set(schema.RESOURCE_FIELDS):
+        given = schema.Resources.parse(data, entry=entry)  # the rest failed: still check these
+    resources = _resources(pod, given, errors) if given is not None else scheduling.ResourceRequest()
+    network = data.get("network") or ""
+    if isinstance(network, str) and network.strip() and network.strip() not in settings.ERU_NETWORKS:
+        allowed = ", ".join(settings.ERU_NETWORKS) or "none"
+        message = (
+            f"network {network.strip()[:40]!r} is not allowed; use one of: {allowed} (or leave it empty)"
+        )
+        errors.setdefault("network", []).append(message)
     if errors:
         raise ValidationError(errors)
-    return DeploySpec(
-        pod=pod,
-        app=app,
-        entrypoint=entrypoint,
-        image=image,
-        count=count,
-        command=list(command),
-        env=list(env),
-        labels=labels,
-        network=network,
-        request=request,
-        strategy=strategy,
-        nodes_limit=nodes_limit,
-        node_names=sorted(set(node_names)),
-        node_labels=node_labels,
-    )
+    return request, resources
 
 
-def _candidates(spec: DeploySpec) -> list[Node]:
-    """Available nodes of the pod, narrowed by names and labels (exact match on every label)."""
-    nodes = available_nodes(spec.pod)
-    if spec.node_names:
-        known = set(spec.pod.nodes.filter(name__in=spec.node_names).values_list("name", flat=True))
-        unknown = [n for n in spec.node_names if n not in known]
-        if unknown:
-            raise invalid("node_names", f"no such node in pod {spec.pod.name}: {', '.join(unknown)}")
-        up = {n.name for n in nodes}
-        down = [n for n in spec.node_names if n not in up]
-        if down:
-            raise invalid("node_names", f"node is down (set down or no heartbeat): {', '.join(down)}")
-        nodes = [n for n in nodes if n.name in spec.node_names]
-    nodes = [n for n in nodes if all(n.labels.get(k) == v for k, v in spec.node_labels.items())]
-    if not nodes:
-        raise invalid("pod", "node map is empty: no available node matches this deploy")
-    return nodes
+def deployment_validate(*, pod: Pod, data: Mapping[str, Any], entry: schema.Entry = "portal") -> DeploySpec:
+    """A deploy request for `pod` from the fields in `data` (a dict, as the API, the form or erucli
+    give it; `entry` picks the defaults). Raises ValidationError naming every bad field. Changes nothing."""
+    request, resources = _validate(schema.DeployRequest, pod, data, entry)
+    return DeploySpec(pod=pod, request=request, resources=resources)
+
+
+def placement_validate(*, pod: Pod, data: Mapping[str, Any], entry: schema.Entry = "portal") -> PlacementSpec:
+    """The capacity dry run's input: pod, node filter and resources only."""
+    request, resources = _validate(schema.Placement, pod, data, entry)
+    return PlacementSpec(pod=pod, request=request, resources=resources)
+
+
+def _candidates(spec: PlacementSpec) -> list[Node]:
+    return selectors.deploy_candidates(spec.pod, spec.request.node_names, spec.request.node_labels)
 
 
 def _scheduling_infos(spec: DeploySpec, nodes: list[Node]) -> tuple[list[scheduling.NodeInfo], int]:
     counts = dict(
         Workload.objects.filter(
-            app=spec.app, entrypoint=spec.entrypoint, node__in=nodes, state__in=Workload.HOLDING
+            app=spec.request.app,
+            entrypoint=spec.request.entrypoint,
+            node__in=nodes,
+            state__in=Workload.HOLDING,
         )
         .values_list("node__name")
         .annotate(n=Count("id"))
     )
-    return scheduling.deploy_infos([node_resources(n) for n in nodes], spec.request, counts)
+    resources = [selectors.node_resources(n) for n in nodes]
+    return scheduling.deploy_infos(resources, spec.resources, counts)
 
 
-def plan_deploy(spec: DeploySpec) -> dict[str, int]:
-    """The strategy's plan for the spec against current usage (a dry run: changes nothing)."""
-    infos, total = _scheduling_infos(spec, _candidates(spec))
+def _plan(spec: DeploySpec, nodes: list[Node]) -> dict[str, int]:
+    """The strategy's plan; a plan making more instances than one deploy may (EACH × nodes) is refused."""
+    r = spec.request
     try:
-        return scheduling.plan(spec.strategy, infos, spec.count, total, spec.nodes_limit)
+        infos, total = _scheduling_infos(spec, nodes)
+        plan = scheduling.plan(r.strategy, infos, r.count, total, r.nodes_limit)
     except scheduling.SchedulingError as exc:
         raise invalid("count", str(exc)) from exc
+    made = sum(plan.values())
+    if made > schema.MAX_DEPLOY_COUNT:
+        raise invalid(
+            "count",
+            f"count: {r.strategy} with count {r.count} makes {made} instances here, above the limit of "
+            f"{schema.MAX_DEPLOY_COUNT} per deploy",
+        )
+    return plan
 
 
-def capacity_preview(spec: DeploySpec) -> tuple[dict[str, int], int]:
+def deployment_plan(spec: DeploySpec) -> dict[str, int]:
+    """The strategy's plan for the spec against current usage (a dry run: changes nothing)."""
+    return _plan(spec, _candidates(spec))
+
+
+def deployment_capacity(spec: PlacementSpec) -> tuple[dict[str, int], int]:
     """Eru's DUMMY dry run: how many instances of this request each available node can take now."""
     try:
-        return scheduling.deploy_capacity([node_resources(n) for n in _candidates(spec)], spec.request)
+        resources = [selectors.node_resources(n) for n in _candidates(spec)]
+        return scheduling.deploy_capacity(resources, spec.resources)
     except scheduling.SchedulingError as exc:
         raise invalid("count", str(exc)) from exc
 
@@ -240,10 +168,11 @@ def _ident(taken: set[str]) -> str:
             return ident
 
 
-def deploy(*, actor: Actor, spec: DeploySpec) -> Deployment:
+def deployment_create(*, actor: Actor, spec: DeploySpec) -> Deployment:
     """Plan and allocate under row locks, then create the containers asynchronously."""
     permissions.require_deploy(actor.user, spec.pod)
     candidates = _candidates(spec)
+    r = spec.request
     with transaction.atomic():
         # SQLite: BEGIN IMMEDIATE already serialises writers. PostgreSQL: lock nodes in name order.
         nodes = list(
@@ -251,32 +180,29 @@ def deploy(*, actor: Actor, spec: DeploySpec) -> Deployment:
             .filter(pk__in=[n.pk for n in candidates], bypass=False)  # set down since: no new work
             .order_by("name")
         )
-        infos, total = _scheduling_infos(spec, nodes)
-        try:
-            deploy_plan = scheduling.plan(spec.strategy, infos, spec.count, total, spec.nodes_limit)
-        except scheduling.SchedulingError as exc:
-            raise invalid("count", str(exc)) from exc
+        deploy_plan = _plan(spec, nodes)
         deployment = Deployment.objects.create(
             pod=spec.pod,
-            app=spec.app,
-            entrypoint=spec.entrypoint,
-            image=spec.image,
+            app=r.app,
+            entrypoint=r.entrypoint,
+            image=r.image,
             spec=spec.as_json(),
-            strategy=spec.strategy,
-            count=spec.count,
-            nodes_limit=spec.nodes_limit,
-            node_names=spec.node_names,
-            node_labels=spec.node_labels,
+            strategy=r.strategy,
+            count=r.count,
+            nodes_limit=r.nodes_limit,
+            node_names=r.node_names,
+            node_labels=r.node_labels,
             plan=deploy_plan,
             total=sum(deploy_plan.values()),
-            created_by=actor.user,
+            created_by=actor.user if actor.user is not None and actor.user.is_authenticated else None,
         )
         workloads = _allocate(spec, deployment, nodes, deploy_plan)
         if not workloads:  # FILL may plan zeros only when nothing is needed; nothing to do
             deployment.state = Deployment.State.DONE
             deployment.finished_at = timezone.now()
             deployment.save(update_fields=["state", "finished_at"])
-        audit(actor, "deploy", deployment, pod=spec.pod, after={**spec.as_json(), "plan": deploy_plan})
+        after = {**spec.as_json(), "plan": deploy_plan}
+        audit(actor, AuditEvent.Action.DEPLOYMENT_CREATE, deployment, pod=spec.pod, after=after)
         queue.enqueue_each("agents.create_workload", [(w.pk,) for w in workloads])
     return deployment
 
@@ -287,36 +213,36 @@ def _allocate(
     by_name = {n.name: n for n in nodes}
     taken: set[str] = set()
     rows: list[Workload] = []
-    seq = 0
+    r, seq = spec.request, 0
     for node_name, n in sorted(plan.items()):
         if n <= 0:
             continue
         node = by_name[node_name]
         try:
-            alloc = scheduling.allocate(node_resources(node), spec.request, n)
+            alloc = scheduling.allocate(selectors.node_resources(node), spec.resources, n)
         except scheduling.SchedulingError as exc:
             raise invalid("count", str(exc)) from exc
         set_usage(node, alloc.used_cpu_map, alloc.used_cpu, alloc.used_memory)
         for cpu_map in alloc.cpu_maps:
             rows.append(
                 Workload(
-                    name=f"{spec.app}_{spec.entrypoint}_{_ident(taken)}",
+                    name=f"{r.app}_{r.entrypoint}_{_ident(taken)}",
                     pod=spec.pod,
                     node=node,
                     deployment=deployment,
-                    app=spec.app,
-                    entrypoint=spec.entrypoint,
+                    app=r.app,
+                    entrypoint=r.entrypoint,
                     seq=seq,
-                    image=spec.image,
-                    command=spec.command,
-                    env=spec.env,
-                    labels=spec.labels,
-                    network=spec.network,
-                    cpu_request=spec.request.cpu_request,
-                    cpu_limit=spec.request.cpu_limit,
-                    memory_request=spec.request.memory_request,
-                    memory_limit=spec.request.memory_limit,
-                    cpu_bind=spec.request.cpu_bind,
+                    image=r.image,
+                    command=r.command,
+                    env=r.env,
+                    labels=r.labels,
+                    network=r.network,
+                    cpu_request=spec.resources.cpu_request,
+                    cpu_limit=spec.resources.cpu_limit,
+                    memory_request=spec.resources.memory_request,
+                    memory_limit=spec.resources.memory_limit,
+                    cpu_bind=spec.resources.cpu_bind,
                     cpu_map=cpu_map,
                 )
             )

@@ -10,19 +10,11 @@ from django.conf import settings
 from django.db import transaction
 
 import scheduling
-from agents import docker
 from clusters import crypto, etcd, permissions, sync
-from clusters.models import Node, Pod, Workload
+from clusters.models import AuditEvent, Node, Pod, Workload
 from clusters.services._common import NAME_RE, Actor, audit, clean_labels, invalid
-from clusters.units import parse_size
-
-
-def _tls(node: Node) -> docker.TLSMaterial:
-    return docker.TLSMaterial(*node.tls())
-
-
-def node_client(node: Node, *, timeout: int | None = None) -> Any:
-    return docker.connect(node.endpoint, _tls(node), timeout=timeout or settings.ERU_DOCKER_TIMEOUT)
+from engine import docker
+from schema import parse_size
 
 
 def node_add(
@@ -99,7 +91,7 @@ def node_add(
                 "ServerVersion": info.server_version,
             },
         )
-        audit(actor, "node.add", node, pod=pod, after=_node_state(node))
+        audit(actor, AuditEvent.Action.NODE_ADD, node, pod=pod, after=_node_state(node))
         sync.push_node(node.pk)
         ttl = 3 * settings.ERU_HEARTBEAT_INTERVAL
         transaction.on_commit(lambda: _heartbeat_quietly(node, ttl))
@@ -139,9 +131,9 @@ def node_set(
         if bypass is not None:
             node.bypass = bypass
         node.save(update_fields=["labels", "bypass"])
-        action = "node.set"
+        action = AuditEvent.Action.NODE_SET
         if labels is None and bypass is not None:
-            action = "node.down" if bypass else "node.up"
+            action = AuditEvent.Action.NODE_DOWN if bypass else AuditEvent.Action.NODE_UP
         audit(actor, action, node, pod=node.pod, before=before, after=_node_state(node))
         sync.push_node(node.pk)
     return node
@@ -153,7 +145,7 @@ def node_remove(*, actor: Actor, node: Node) -> None:
         node = Node.objects.select_for_update(of=("self",)).select_related("pod").get(pk=node.pk)
         if node.workloads.filter(state__in=Workload.HOLDING).exists():
             raise invalid("node", "node not empty, still has workloads associated")
-        audit(actor, "node.remove", node, pod=node.pod, before=_node_state(node))
+        audit(actor, AuditEvent.Action.NODE_REMOVE, node, pod=node.pod, before=_node_state(node))
         keys = [
             etcd.node_key(node.name),
             etcd.pod_node_key(node.pod.name, node.name),
@@ -170,28 +162,6 @@ def node_record_probe(*, node_id: int, error: str) -> None:
     Node.objects.filter(pk=node_id).exclude(last_error=error).update(last_error=error)
 
 
-def node_resources(node: Node) -> scheduling.NodeResources:
-    return scheduling.NodeResources(
-        name=node.name,
-        cpu_map=node.cpu_map,
-        memory=node.memory,
-        used_cpu_map=node.used_cpu_map,
-        used_cpu=node.used_cpu,
-        used_memory=node.used_memory,
-        share_base=node.share_base,
-        max_fragment_cores=settings.ERU_MAX_FRAGMENT_CORES,
-    )
-
-
-def available_nodes(pod: Pod) -> list[Node]:
-    """Nodes of the pod that may take new workloads: not bypassed and heartbeat key present."""
-    try:
-        alive = etcd.alive_nodes(strict=True)
-    except etcd.EtcdError as exc:
-        raise invalid("pod", f"cannot tell which nodes are up: {exc}") from exc
-    return [n for n in pod.nodes.filter(bypass=False) if n.is_available(alive)]
-
-
 def set_usage(node: Node, used_cpu_map: Mapping[str, int], used_cpu: float, used_memory: int) -> None:
     """Store a node's new usage (cores with no pieces held are left out) and mirror it."""
     node.used_cpu_map = {core: pieces for core, pieces in used_cpu_map.items() if pieces}
@@ -199,9 +169,3 @@ def set_usage(node: Node, used_cpu_map: Mapping[str, int], used_cpu: float, used
     node.used_memory = used_memory
     node.save(update_fields=["used_cpu_map", "used_cpu", "used_memory"])
     sync.push_node(node.pk)
-
-
-def request_of(w: Workload) -> scheduling.ResourceRequest:
-    return scheduling.ResourceRequest(
-        w.cpu_request, w.cpu_limit, w.memory_request, w.memory_limit, w.cpu_bind
-    )

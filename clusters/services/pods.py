@@ -7,7 +7,7 @@ from typing import Any
 from django.db import transaction
 
 from clusters import etcd, permissions, sync
-from clusters.models import Pod, PodMember
+from clusters.models import AuditEvent, Pod, PodMember
 from clusters.services._common import NAME_RE, Actor, audit, invalid
 
 
@@ -24,7 +24,9 @@ def pod_add(*, actor: Actor, name: str, desc: str = "", favor: str = Pod.Favor.C
         if Pod.objects.filter(name=name).exists():
             raise invalid("name", f"pod {name} already exists")
         pod = Pod.objects.create(name=name, desc=desc[:255], favor=favor)
-        audit(actor, "pod.add", pod, pod=pod, after={"name": name, "desc": desc, "favor": favor})
+        audit(
+            actor, AuditEvent.Action.POD_ADD, pod, pod=pod, after={"name": name, "desc": desc, "favor": favor}
+        )
         sync.push(sync.pod_keys(pod))
     return pod
 
@@ -35,7 +37,7 @@ def pod_remove(*, actor: Actor, pod: Pod) -> None:
         nodes = pod.nodes.count()
         if nodes:
             raise invalid("pod", f"pod {pod.name} still has {nodes} nodes, delete them first")
-        audit(actor, "pod.remove", pod, before=pod.eru_json())
+        audit(actor, AuditEvent.Action.POD_REMOVE, pod, before=pod.eru_json())
         sync.push(deletes=[etcd.pod_key(pod.name)])
         pod.delete()
 
@@ -58,7 +60,12 @@ def member_set(*, actor: Actor, pod: Pod, user: Any, role: str) -> Any:
         else:
             return member  # nothing changes, nothing to audit
         audit(
-            actor, "member.set", member, pod=pod, before=before, after={"user": user.username, "role": role}
+            actor,
+            AuditEvent.Action.MEMBER_SET,
+            member,
+            pod=pod,
+            before=before,
+            after={"user": user.username, "role": role},
         )
     return member
 
@@ -70,5 +77,11 @@ def member_remove(*, actor: Actor, pod: Pod, user: Any) -> None:
         member = PodMember.objects.select_for_update().filter(pod=pod, user=user).first()
         if member is None:
             raise invalid("user", f"{getattr(user, 'username', user)} is not a member of pod {pod.name}")
-        audit(actor, "member.remove", member, pod=pod, before={"user": user.username, "role": member.role})
+        audit(
+            actor,
+            AuditEvent.Action.MEMBER_REMOVE,
+            member,
+            pod=pod,
+            before={"user": user.username, "role": member.role},
+        )
         member.delete()

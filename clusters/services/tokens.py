@@ -8,7 +8,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
 from clusters import authentication, permissions
-from clusters.models import ApiToken
+from clusters.models import ApiToken, AuditEvent
 from clusters.services._common import Actor, audit
 
 
@@ -22,7 +22,7 @@ def token_create(*, actor: Actor, user: Any, name: str) -> tuple[ApiToken, str]:
         token = ApiToken.objects.create(
             user=user, name=name, prefix=plaintext[4:12], digest=authentication.digest(plaintext)
         )
-        audit(actor, "token.create", token, after={"user": user.username, "name": name})
+        audit(actor, AuditEvent.Action.TOKEN_CREATE, token, after={"user": user.username, "name": name})
     return token, plaintext
 
 
@@ -32,5 +32,5 @@ def token_revoke(*, actor: Actor, token: ApiToken) -> None:
     with transaction.atomic():
         token = ApiToken.objects.select_for_update(of=("self",)).select_related("user").get(pk=token.pk)
         before = {"user": token.user.username, "name": token.name, "prefix": token.prefix}
-        audit(actor, "token.revoke", token, before=before)
+        audit(actor, AuditEvent.Action.TOKEN_REVOKE, token, before=before)
         token.delete()

@@ -1,20 +1,28 @@
-"""The workload lifecycle: creation claims and reports from workers, control, removal."""
+"""The workload lifecycle: creation and control claims, reports from workers, control, removal."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
-from typing import Any
 
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 import scheduling
-from agents import docker
-from clusters import etcd, permissions, queue, sync
-from clusters.models import Deployment, Node, Workload
+from clusters import permissions, queue, selectors, sync
+from clusters.models import AuditEvent, Deployment, Node, Workload
 from clusters.services._common import SYSTEM, Actor, audit, invalid
-from clusters.services.nodes import node_resources, request_of, set_usage
+from clusters.services.nodes import set_usage
+
+Action = AuditEvent.Action
+CONTROL_ACTIONS = ("start", "stop", "restart")
+_REQUESTED = {
+    "start": Action.WORKLOAD_START,
+    "stop": Action.WORKLOAD_STOP,
+    "restart": Action.WORKLOAD_RESTART,
+}
+_SEEN = {Workload.State.RUNNING: Action.WORKLOAD_STARTED, Workload.State.STOPPED: Action.WORKLOAD_STOPPED}
 
 
 def _locked(workload_id: int) -> Workload | None:
@@ -30,7 +38,8 @@ def _locked(workload_id: int) -> Workload | None:
 def release(w: Workload) -> None:
     """Give a workload's allocation back to its node (caller holds the transaction)."""
     node = Node.objects.select_for_update().get(pk=w.node_id)
-    set_usage(node, *scheduling.release(node_resources(node), request_of(w), w.cpu_map))
+    used = scheduling.release(selectors.node_resources(node), selectors.request_of(w), w.cpu_map)
+    set_usage(node, *used)
 
 
 def deployment_progress(deployment_id: int | None, *, ok: bool) -> None:
@@ -66,52 +75,20 @@ def workload_claim(*, workload_id: int, task_id: str, stale_after: int) -> Workl
     return Workload.objects.select_related("pod", "node").get(pk=workload_id) if claimed else None
 
 
-def container_spec(w: Workload) -> dict[str, Any]:
-    """Everything the Docker adapter needs to create the workload's container."""
-    labels = {
-        **w.labels,
-        "ERU": "1",
-        "ERU_META": etcd.dumps({"Publish": [], "HealthCheck": None}),
-        "eru.nodename": w.node.name,
-        "eru.podname": w.pod.name,
-    }
-    env = [
-        *w.env,
-        f"APP_NAME={w.app}",
-        f"ERU_POD={w.pod.name}",
-        f"ERU_NODE_NAME={w.node.name}",
-        f"ERU_WORKLOAD_SEQ={w.seq}",
-    ]
-    resources = scheduling.docker_settings(request_of(w), w.cpu_map, share_base=w.node.share_base)
-    return {
-        "name": w.name,
-        "image": w.image,
-        "command": w.command,
-        "env": env,
-        "labels": labels,
-        "resources": resources,
-        "network": w.network,
-    }
-
-
-def workload_started(*, workload_id: int, container: docker.ContainerInfo) -> Workload | None:
+def workload_started(*, workload_id: int, container_id: str, networks: dict[str, str]) -> Workload | None:
+    """A worker made the workload's container and it runs: the row says so, the deployment counts it."""
     with transaction.atomic():
         w = _locked(workload_id)
         if w is None or w.state != Workload.State.CREATING:
             return w
         w.state = Workload.State.RUNNING
-        w.container_id = container.id
-        w.networks = container.networks
+        w.container_id = container_id
+        w.networks = networks
         w.error = ""
         w.save(update_fields=["state", "container_id", "networks", "error", "updated_at"])
         deployment_progress(w.deployment_id, ok=True)
-        audit(
-            SYSTEM,
-            "workload.started",
-            w,
-            pod=w.pod,
-            after={"container_id": container.id, "node": w.node.name},
-        )
+        after = {"container_id": container_id, "node": w.node.name}
+        audit(SYSTEM, Action.WORKLOAD_CREATED, w, pod=w.pod, after=after)
         sync.push(sync.workload_keys(w))
     return w
 
@@ -131,39 +108,58 @@ def workload_failed(*, workload_id: int, error: str, task_id: str | None = None)
         w.cpu_map = {}
         w.save(update_fields=["state", "error", "cpu_map", "updated_at"])
         deployment_progress(w.deployment_id, ok=False)
-        audit(SYSTEM, "workload.failed", w, pod=w.pod, after={"error": w.error, "node": w.node.name})
+        audit(SYSTEM, Action.WORKLOAD_FAILED, w, pod=w.pod, after={"error": w.error, "node": w.node.name})
     return w
 
 
-CONTROL_ACTIONS = ("start", "stop", "restart")
-
-
 def workload_control(*, actor: Actor, workload: Workload, action: str) -> Workload:
+    """Ask for a start, stop or restart. The request carries a task id of its own: the worker's
+    message claims it once (workload_control_claim), so a message delivered twice acts once."""
     permissions.require_deploy(actor.user, workload.pod)
     if action not in CONTROL_ACTIONS:
         raise invalid("action", f"unknown control type {action!r}; use one of {', '.join(CONTROL_ACTIONS)}")
     if workload.state not in (Workload.State.RUNNING, Workload.State.STOPPED):
         raise invalid("action", f"workload {workload.name} is {workload.state}; only running or stopped ones")
+    task_id = uuid.uuid4().hex
     with transaction.atomic():
-        Workload.objects.filter(pk=workload.pk).update(action=action, updated_at=timezone.now())
-        workload.action = action
-        audit(actor, f"workload.{action}", workload, pod=workload.pod, before={"state": workload.state})
-        queue.enqueue("agents.control_workload", workload.pk, action)
+        Workload.objects.filter(pk=workload.pk).update(
+            action=action, task_id=task_id, claimed_at=None, updated_at=timezone.now()
+        )
+        workload.action, workload.task_id = action, task_id
+        audit(actor, _REQUESTED[action], workload, pod=workload.pod, before={"state": workload.state})
+        queue.enqueue("agents.control_workload", workload.pk, action, task_id=task_id)
     return workload
 
 
-def workload_record_state(*, workload_id: int, running: bool, error: str = "") -> None:
-    """Workers report the container's state after a control action or a poll; a change is audited."""
+def workload_control_claim(*, workload_id: int, action: str, task_id: str) -> Workload | None:
+    """The worker's claim on a control request: only the message of the request still asked for (a
+    retry of it too: same task id). None: nothing to do — done already, or replaced by a newer one."""
+    claimed = Workload.objects.filter(
+        pk=workload_id,
+        action=action,
+        task_id=task_id,
+        state__in=(Workload.State.RUNNING, Workload.State.STOPPED),
+    ).update(claimed_at=timezone.now())
+    return Workload.objects.select_related("pod", "node").get(pk=workload_id) if claimed else None
+
+
+def workload_record_state(
+    *, workload_id: int, running: bool, error: str = "", task_id: str | None = None
+) -> None:
+    """Workers report the container's state after a control action or a poll; a change is audited.
+    With `task_id`, the control request it carried out is done (unless a newer one replaced it)."""
     state = Workload.State.RUNNING if running else Workload.State.STOPPED
     with transaction.atomic():
         w = _locked(workload_id)
         if w is None or w.state not in (Workload.State.RUNNING, Workload.State.STOPPED):
             return
         before = w.state
-        w.state, w.error, w.action = state, error[:2000], ""
-        w.save(update_fields=["state", "error", "action", "updated_at"])
+        w.state, w.error = state, error[:2000]
+        if task_id is not None and w.task_id == task_id:
+            w.action, w.task_id, w.claimed_at = "", "", None
+        w.save(update_fields=["state", "error", "action", "task_id", "claimed_at", "updated_at"])
         if before != state:
-            audit(SYSTEM, f"workload.{state}", w, pod=w.pod, before={"state": before}, after={"state": state})
+            audit(SYSTEM, _SEEN[state], w, pod=w.pod, before={"state": before}, after={"state": state})
 
 
 def workload_remove_failed(*, workload_id: int, error: str) -> None:
@@ -184,9 +180,8 @@ def workload_remove(*, actor: Actor, workload: Workload) -> Workload:
             raise invalid(
                 "workload", f"workload {w.name} is still being created; remove it once it is running"
             )
-        audit(
-            actor, "workload.remove", w, pod=w.pod, before={"state": w.state, "container_id": w.container_id}
-        )
+        before = {"state": w.state, "container_id": w.container_id}
+        audit(actor, Action.WORKLOAD_REMOVE, w, pod=w.pod, before=before)
         if w.state == Workload.State.FAILED:  # nothing in Docker, nothing held
             w.delete()
             return w
@@ -205,14 +200,14 @@ def workload_removed(*, workload_id: int) -> None:
             return
         release(w)
         sync.push(deletes=sync.workload_all_keys(w))
-        audit(SYSTEM, "workload.removed", w, pod=w.pod, before={"container_id": w.container_id})
+        audit(SYSTEM, Action.WORKLOAD_REMOVED, w, pod=w.pod, before={"container_id": w.container_id})
         w.delete()
 
 
-def stale_workloads(*, pending_after: int, claim_after: int) -> tuple[list[int], list[int]]:
+def workload_collect_stale(*, pending_after: int, claim_after: int) -> tuple[list[int], list[int]]:
     """Work whose message was lost or whose worker died: (to create, to remove). Pending rows
     untouched for `pending_after` seconds, creation claims older than `claim_after`, and removals
-    still unfinished after `pending_after`."""
+    still unfinished after `pending_after`. Pending ones are marked as re-sent."""
     now = timezone.now()
     pending = Q(state=Workload.State.PENDING, updated_at__lt=now - timedelta(seconds=pending_after))
     stale_claim = Q(state=Workload.State.CREATING) & (
@@ -227,7 +222,8 @@ def stale_workloads(*, pending_after: int, claim_after: int) -> tuple[list[int],
     return create, list(remove)
 
 
-def clear_stale_actions(*, older_than: int) -> int:
+def workload_clear_stale_actions(*, older_than: int) -> int:
     """Forget start/stop/restart requests no worker answered (a lost message): pages stop polling."""
     cutoff = timezone.now() - timedelta(seconds=older_than)
-    return Workload.objects.exclude(action="").filter(updated_at__lt=cutoff).update(action="")
+    stale = Workload.objects.exclude(action="").filter(updated_at__lt=cutoff)
+    return stale.update(action="", task_id="", claimed_at=None)

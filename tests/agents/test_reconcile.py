@@ -20,17 +20,17 @@ def test_orphans_are_reported_then_removed(
     nodes: list[Any], worker: Any, docker_clean: dict[str, Any], monkeypatch: Any
 ) -> None:
     pod = nodes[0].pod
-    spec = services.validate_deploy(
-        pod=pod,
-        app="keep",
-        entrypoint="e",
-        image=IMAGE,
-        command=["sleep", "600"],
-        cpu_limit=0.1,
-        cpu_bind=False,
-        node_names=["node1"],
-    )
-    d = services.deploy(actor=services.SYSTEM, spec=spec)
+    data = {
+        "app": "keep",
+        "entrypoint": "e",
+        "image": IMAGE,
+        "command": ["sleep", "600"],
+        "cpu_limit": 0.1,
+        "cpu_bind": False,
+        "node_names": ["node1"],
+    }
+    spec = services.deployment_validate(pod=pod, data=data)
+    d = services.deployment_create(actor=services.SYSTEM, spec=spec)
     wait_for(lambda: d.workloads.filter(state="running").exists())
     raw = docker_clean["node1"]
     raw.containers.create(

@@ -38,7 +38,9 @@ def ui_pod(db: Any) -> Pod:
 def ui_enqueued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     """The tasks services hand to the workers, recorded instead of sent: (task name, *args)."""
     calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(queue, "enqueue_each", lambda name, batch: calls.extend((name, *a) for a in batch))
+    monkeypatch.setattr(
+        queue, "enqueue_each", lambda name, batch, **_: calls.extend((name, *a) for a in batch)
+    )
     return calls
 
 

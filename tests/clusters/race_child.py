@@ -25,20 +25,20 @@ def deploy_once(db_name: str, prefix: str, image: str, barrier: Any) -> str:
     from clusters.models import Pod
 
     pod = Pod.objects.get(name="eru")
-    spec = services.validate_deploy(
-        pod=pod,
-        app="race",
-        entrypoint="e",
-        image=image,
-        count=1,
-        command=["sleep", "600"],
-        cpu_request=1,
-        cpu_bind=True,
-        memory_limit="16M",
-    )
+    data = {
+        "app": "race",
+        "entrypoint": "e",
+        "image": image,
+        "count": 1,
+        "command": ["sleep", "600"],
+        "cpu_request": 1,
+        "cpu_bind": True,
+        "memory_limit": "16M",
+    }
+    spec = services.deployment_validate(pod=pod, data=data)
     barrier.wait(timeout=30)
     try:
-        services.deploy(actor=services.SYSTEM, spec=spec)
+        services.deployment_create(actor=services.SYSTEM, spec=spec)
     except ValidationError as exc:
         return "refused: " + "; ".join(exc.messages)
     return "granted"

@@ -84,7 +84,7 @@ def test_deploy_through_the_api_and_poll_progress(
         container = docker_clean[w["node"]].containers.get(w["container_id"])
         assert container.attrs["HostConfig"]["CpuQuota"] == 20000
         assert etcd.workload_key(w["container_id"]) in etcd.get_prefix(etcd.key("/workloads/"))
-    event = AuditEvent.objects.get(action="deploy")
+    event = AuditEvent.objects.get(action="deployment.create")
     assert event.via == "api" and event.actor == admin_user and event.request_id
     nodes_view = api.get("/api/nodes/").json()["results"]
     assert {n["name"]: n["available"] for n in nodes_view} == {"node1": True, "node2": True}

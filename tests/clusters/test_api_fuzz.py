@@ -73,7 +73,7 @@ bodies = st.one_of(objects, extremes, values)  # values: lists, strings, numbers
 def api(admin_user: Any, register: Any, monkeypatch: Any) -> APIClient:
     """No task leaves the process: an accepted deploy must not have a worker (one may be running
     from other tests) write rows while later examples compare counts."""
-    monkeypatch.setattr(queue, "enqueue_each", lambda *args: None)
+    monkeypatch.setattr(queue, "enqueue_each", lambda *args, **kwargs: None)
     register("node1", cpu=1, memory="64M")
     client = APIClient()
     client.force_authenticate(admin_user)
@@ -135,19 +135,23 @@ def test_node_add_never_500(api: APIClient, body: Any) -> None:
     assert AuditEvent.objects.count() == events
 
 
+RESOURCE_EXTREMES = [
+    {"memory_limit": "9" * 400},
+    {"memory_request": "9" * 400},
+    {"memory_limit": 2**70},
+    {"cpu_limit": 2**70},
+    {"cpu_request": 2**70},
+]
+DEPLOY_EXTREMES = [{"nodes_limit": 2**70}, {"count": 2**70}]  # not fields of the capacity dry run
+
+
 @pytest.mark.parametrize(
-    "change",
+    ("path", "change"),
     [
-        {"memory_limit": "9" * 400},
-        {"memory_request": "9" * 400},
-        {"memory_limit": 2**70},
-        {"nodes_limit": 2**70},
-        {"count": 2**70},
-        {"cpu_limit": 2**70},
-        {"cpu_request": 2**70},
+        *((path, change) for path in ("", "plan/") for change in RESOURCE_EXTREMES + DEPLOY_EXTREMES),
+        *(("capacity/", change) for change in RESOURCE_EXTREMES),
     ],
 )
-@pytest.mark.parametrize("path", ["", "plan/", "capacity/"])
 def test_known_extremes_are_a_400_naming_the_field(api: APIClient, change: dict[str, Any], path: str) -> None:
     """The fuzzer's rare cases, pinned: sizes and numbers past what a database column can hold."""
     before = _counts()

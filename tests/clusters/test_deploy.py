@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from django.core.exceptions import ValidationError
 
-from agents import docker, tasks
-from clusters import etcd, queue, services, sync
+from agents import tasks
+from clusters import etcd, queue, selectors, services, sync
 from clusters.models import AuditEvent, Deployment, Node, Workload
+from engine import docker
 from tests.conftest import IMAGE, wait_for
 
 pytestmark = pytest.mark.services
@@ -19,8 +20,8 @@ pytestmark = pytest.mark.services
 
 def _deploy(pod: Any, **kwargs: Any) -> Deployment:
     params = {"app": "web", "entrypoint": "main", "image": IMAGE, "command": ["sleep", "3600"], **kwargs}
-    spec = services.validate_deploy(pod=pod, **params)
-    return services.deploy(actor=services.SYSTEM, spec=spec)
+    spec = services.deployment_validate(pod=pod, data=params)
+    return services.deployment_create(actor=services.SYSTEM, spec=spec)
 
 
 def _finished(deployment: Deployment) -> Deployment:
@@ -64,7 +65,7 @@ def test_bound_deploy_creates_pinned_containers_with_labels_and_etcd_keys(
         resource = json.loads(keys[etcd.resource_key(w.node.name)])
         assert resource["usage"]["memory"] == 64 << 20
     actions = set(AuditEvent.objects.values_list("action", flat=True))
-    assert {"deploy", "workload.started"} <= actions
+    assert {"deployment.create", "workload.created"} <= actions
 
 
 def test_unbound_deploy_sets_cfs_quota(nodes: list[Any], worker: Any, docker_clean: dict[str, Any]) -> None:
@@ -91,13 +92,15 @@ def test_create_task_run_twice_makes_one_container(
     nodes: list[Any], docker_clean: dict[str, Any], monkeypatch: Any
 ) -> None:
     pod = nodes[0].pod
-    monkeypatch.setattr(queue, "enqueue_each", lambda *args: None)  # no worker: the test runs the task
+    monkeypatch.setattr(
+        queue, "enqueue_each", lambda *args, **kwargs: None
+    )  # no worker: the test runs the task
     d = _deploy(pod, count=1, cpu_limit=0.5, cpu_bind=False, node_names=["node1"])
     w = d.workloads.get()
     # A first attempt claimed the workload and made the container, then its worker died before
     # reporting: the redelivered task must find that container, not make a second one.
     claimed = services.workload_claim(workload_id=w.pk, task_id="T1", stale_after=300)
-    first = docker.create_and_start(services.node_client(claimed.node), **services.container_spec(claimed))
+    first = docker.create_and_start(selectors.node_client(claimed.node), **selectors.container_spec(claimed))
     tasks.create_workload.apply(args=[w.pk], task_id="T2")  # another task: the claim is not its own
     assert Workload.objects.get(pk=w.pk).state == Workload.State.CREATING
     tasks.create_workload.apply(args=[w.pk], task_id="T1")  # the redelivery
@@ -107,7 +110,7 @@ def test_create_task_run_twice_makes_one_container(
     assert [c.name for c in containers] == [w.name]
     d.refresh_from_db()
     assert d.succeeded == 1 and d.state == Deployment.State.DONE
-    assert AuditEvent.objects.filter(action="workload.started").count() == 1
+    assert AuditEvent.objects.filter(action="workload.created").count() == 1
 
 
 def test_failed_container_releases_its_allocation_and_says_why(
@@ -176,7 +179,7 @@ def test_capacity_error_names_the_field_and_changes_nothing(nodes: list[Any]) ->
         _deploy(pod, count=50, cpu_request=1, cpu_bind=True, memory_limit="16M")
     assert "not enough resource" in err.value.message_dict["count"][0]
     assert not Deployment.objects.exists() and not Workload.objects.exists()
-    assert not AuditEvent.objects.filter(action="deploy").exists()
+    assert not AuditEvent.objects.filter(action="deployment.create").exists()
     assert _usage("node1") == ({}, 0.0, 0)
 
 
@@ -186,7 +189,7 @@ def test_capacity_error_names_the_field_and_changes_nothing(nodes: list[Any]) ->
         ({"entrypoint": "a_b"}, "entrypoint", "'_'"),
         ({"image": ""}, "image", "image is empty"),
         ({"count": 0}, "count", "invalid deploy count"),
-        ({"memory_limit": "1M"}, "memory_limit", "4 MiB"),
+        ({"memory_limit": "1M"}, "memory_limit", "6 MiB"),
         ({"memory_limit": "lots"}, "memory_limit", "not a size"),
         ({"cpu_request": -1}, "cpu_request", "less than 0"),
         ({"cpu_request": 0, "cpu_limit": 0, "cpu_bind": True}, "cpu_request", "bind"),
@@ -206,7 +209,7 @@ def test_bad_input_is_refused_with_the_field_named(
 ) -> None:
     params = {"app": "web", "entrypoint": "main", "image": IMAGE, "cpu_limit": 1, **kwargs}
     with pytest.raises(ValidationError) as err:
-        services.validate_deploy(pod=pod, **params)
+        services.deployment_validate(pod=pod, data=params)
     assert field in err.value.message_dict, err.value.message_dict
     assert fragment in err.value.message_dict[field][0]
 
@@ -214,9 +217,17 @@ def test_bad_input_is_refused_with_the_field_named(
 def test_down_node_gets_no_new_workloads(nodes: list[Any]) -> None:
     pod = nodes[0].pod
     services.node_set(actor=services.SYSTEM, node=nodes[0], bypass=True)
-    plan = services.plan_deploy(
-        services.validate_deploy(
-            pod=pod, app="a", entrypoint="e", image=IMAGE, count=3, cpu_limit=0.1, cpu_bind=False
+    plan = services.deployment_plan(
+        services.deployment_validate(
+            pod=pod,
+            data={
+                "app": "a",
+                "entrypoint": "e",
+                "image": IMAGE,
+                "count": 3,
+                "cpu_limit": 0.1,
+                "cpu_bind": False,
+            },
         )
     )
     assert plan == {"node2": 3}
@@ -229,14 +240,22 @@ def test_down_node_gets_no_new_workloads(nodes: list[Any]) -> None:
 
 def test_every_bad_field_is_reported_at_once(pod: Any) -> None:
     with pytest.raises(ValidationError) as err:
-        services.validate_deploy(
-            pod=pod, app="", entrypoint="a_b", image="", count=0, cpu_limit=1, memory_limit="1M"
+        services.deployment_validate(
+            pod=pod,
+            data={
+                "app": "",
+                "entrypoint": "a_b",
+                "image": "",
+                "count": 0,
+                "cpu_limit": 1,
+                "memory_limit": "1M",
+            },
         )
     assert set(err.value.message_dict) == {"app", "entrypoint", "image", "count", "memory_limit"}
 
 
 def test_claims_are_exclusive_until_stale(nodes: list[Any], monkeypatch: Any) -> None:
-    monkeypatch.setattr(queue, "enqueue_each", lambda *args: None)
+    monkeypatch.setattr(queue, "enqueue_each", lambda *args, **kwargs: None)
     w = _deploy(nodes[0].pod, count=1, cpu_limit=0.1, cpu_bind=False).workloads.get()
     assert services.workload_claim(workload_id=w.pk, task_id="A", stale_after=60) is not None
     assert services.workload_claim(workload_id=w.pk, task_id="B", stale_after=60) is None
@@ -254,7 +273,7 @@ def test_a_retry_renews_the_claim(nodes: list[Any], monkeypatch: Any) -> None:
 
     from django.utils import timezone
 
-    monkeypatch.setattr(queue, "enqueue_each", lambda *args: None)
+    monkeypatch.setattr(queue, "enqueue_each", lambda *args, **kwargs: None)
     w = _deploy(nodes[0].pod, count=1, cpu_limit=0.1, cpu_bind=False).workloads.get()
     services.workload_claim(workload_id=w.pk, task_id="A", stale_after=60)
     Workload.objects.filter(pk=w.pk).update(claimed_at=timezone.now() - timedelta(seconds=50))
@@ -266,7 +285,7 @@ def test_a_retry_renews_the_claim(nodes: list[Any], monkeypatch: Any) -> None:
 
 
 def test_a_failure_reported_twice_releases_once(nodes: list[Any], monkeypatch: Any) -> None:
-    monkeypatch.setattr(queue, "enqueue_each", lambda *args: None)
+    monkeypatch.setattr(queue, "enqueue_each", lambda *args, **kwargs: None)
     d = _deploy(nodes[0].pod, count=2, cpu_request=1, cpu_bind=True, memory_limit="16M", node_names=["node1"])
     first, second = d.workloads.order_by("pk")
     services.workload_failed(workload_id=first.pk, error="boom")
@@ -304,6 +323,6 @@ def test_a_broker_outage_after_commit_is_not_the_users_error(nodes: list[Any], m
     d = _deploy(nodes[0].pod, count=3, cpu_limit=0.1, cpu_bind=False)
     assert d.workloads.filter(state=Workload.State.PENDING).count() == 3  # committed, left for reconcile
     assert attempts == ["agents.create_workload"]  # the batch stopped at the first failure
-    create, _ = services.stale_workloads(pending_after=0, claim_after=60)
+    create, _ = services.workload_collect_stale(pending_after=0, claim_after=60)
     assert sorted(create) == sorted(d.workloads.values_list("pk", flat=True))
-    assert services.stale_workloads(pending_after=60, claim_after=60) == ([], [])  # re-sent just now
+    assert services.workload_collect_stale(pending_after=60, claim_after=60) == ([], [])  # re-sent just now

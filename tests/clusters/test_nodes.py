@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from django.core.exceptions import ValidationError
 
-from clusters import etcd, services
+from clusters import etcd, selectors, services
 from clusters.models import AuditEvent, Node
 from tests.conftest import NODES, TLS_DIR
 
@@ -93,9 +93,9 @@ def test_duplicate_node_is_refused(register: Any) -> None:
 def test_down_and_up_change_availability_and_are_audited(nodes: list[Any]) -> None:
     node1 = nodes[0]
     services.node_set(actor=services.SYSTEM, node=node1, bypass=True)
-    assert [n.name for n in services.available_nodes(node1.pod)] == ["node2"]
+    assert [n.name for n in selectors.available_nodes(node1.pod)] == ["node2"]
     services.node_set(actor=services.SYSTEM, node=node1, bypass=False)
-    assert [n.name for n in services.available_nodes(node1.pod)] == ["node1", "node2"]
+    assert [n.name for n in selectors.available_nodes(node1.pod)] == ["node1", "node2"]
     assert list(AuditEvent.objects.filter(target_name="node1").values_list("action", flat=True))[:2] == [
         "node.up",
         "node.down",
@@ -111,7 +111,7 @@ def test_heartbeat_key_expires_and_the_node_goes_down(nodes: list[Any]) -> None:
     while "node1" in etcd.alive_nodes() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert "node1" not in etcd.alive_nodes()
-    assert [n.name for n in services.available_nodes(pod)] == ["node2"]
+    assert [n.name for n in selectors.available_nodes(pod)] == ["node2"]
 
 
 def test_heartbeat_task_keeps_the_lease_alive_with_ttl_three_intervals(

@@ -46,7 +46,7 @@ def _plan(pod: Any, **kwargs: Any) -> dict[str, int]:
         "cpu_bind": False,
         **kwargs,
     }
-    return services.plan_deploy(services.validate_deploy(pod=pod, **params))
+    return services.deployment_plan(services.deployment_validate(pod=pod, data=params))
 
 
 def test_auto_evens_out_counts_with_existing_instances(small: list[Node]) -> None:

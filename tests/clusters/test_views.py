@@ -186,7 +186,7 @@ def test_viewer_is_refused_deploy_and_node_up_down(n1: Node, ui_client: Login, v
     assert client.post(url("node-down", "n1"), headers=HX).status_code == 403
     assert client.post(url("node-up", "n1")).status_code == 403
     assert not Deployment.objects.exists() and not Node.objects.get(name="n1").bypass
-    assert not AuditEvent.objects.filter(action__in=["deploy", "node.down", "node.up"]).exists()
+    assert not AuditEvent.objects.filter(action__in=["deployment.create", "node.down", "node.up"]).exists()
 
 
 def test_staff_mark_a_node_down_and_up_and_get_the_row_back(
@@ -218,7 +218,7 @@ def test_deploy_form_has_the_defaults(n1: Node, ui_client: Login, deployer: Any)
     ("field", "value", "message"),
     [
         ("entrypoint", "my_main", "entrypoint name has &#x27;_&#x27; character"),
-        ("memory_limit", "1M", "memory_limit: 1048576 is below the minimum of 4 MiB"),
+        ("memory_limit", "1M", "memory_limit: 1048576 is below the minimum of 6 MiB"),
         ("memory_limit", "lots", "memory_limit: &#x27;lots&#x27; is not a size"),
         ("count", "0", "invalid deploy count"),
         ("env", "NOEQUALS", "must look like KEY=value"),
@@ -255,7 +255,9 @@ def test_preview_shows_the_plan_and_creates_nothing(
     plan = re.findall(r"<tr><td>(n\d)</td><td class=\"num\">(\d+)</td></tr>", body)
     assert plan == [("n1", "4"), ("n2", "4")]
     assert '<th class="num">8</th>' in body
-    assert not Deployment.objects.exists() and not AuditEvent.objects.filter(action="deploy").exists()
+    assert (
+        not Deployment.objects.exists() and not AuditEvent.objects.filter(action="deployment.create").exists()
+    )
 
 
 def test_preview_names_a_down_node_under_nodes(
@@ -282,7 +284,7 @@ def test_deploy_creates_the_deployment_and_sends_htmx_to_its_page(
     assert deployment.spec["memory_limit"] == 64 << 20 and deployment.spec["cpu_bind"] is False
     workloads = Workload.objects.filter(deployment=deployment, state=Workload.State.PENDING)
     assert sorted(ui_enqueued) == sorted(("agents.create_workload", w.pk) for w in workloads) and workloads
-    event = AuditEvent.objects.get(action="deploy")
+    event = AuditEvent.objects.get(action="deployment.create")
     assert event.via == "ui" and event.actor == deployer
 
 

@@ -138,7 +138,7 @@ def test_bad_deploy_shows_both_errors_next_to_their_fields(
 
     for field, message in (
         ("entrypoint", "entrypoint name has '_' character"),
-        ("memory_limit", "is below the minimum of 4 MiB"),
+        ("memory_limit", "is below the minimum of 6 MiB"),
     ):
         group = page.locator(".field", has=page.locator(f"#id_{field}"))
         expect(group.locator(".errorlist")).to_contain_text(message)

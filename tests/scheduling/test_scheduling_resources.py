@@ -63,13 +63,13 @@ def node(
         ({"cpu_request": 1}, ResourceRequest(1, 0)),  # limit 0 = unlimited
         ({"memory_limit": 64 * MiB}, ResourceRequest(0, 0, 64 * MiB, 64 * MiB)),  # 5.
         ({"memory_request": MiB}, ResourceRequest(0, 0, MiB, 0)),
-        ({"memory_request": 8 * MiB, "memory_limit": 4 * MiB}, ResourceRequest(0, 0, 8 * MiB, 8 * MiB)),  # 6.
+        ({"memory_request": 8 * MiB, "memory_limit": 7 * MiB}, ResourceRequest(0, 0, 8 * MiB, 8 * MiB)),  # 6.
         ({"cpu_request": 2, "cpu_limit": 1}, ResourceRequest(2, 2)),  # 7.
         ({"cpu_request": 1, "cpu_limit": 2}, ResourceRequest(1, 2)),
         ({"cpu_request": 1, "cpu_limit": 2, "cpu_bind": True}, ResourceRequest(2, 2, cpu_bind=True)),  # 8.
         ({"cpu_request": 1.2, "cpu_bind": True}, ResourceRequest(1.2, 0, cpu_bind=True)),
         ({"cpu_limit": 0.5, "cpu_bind": True}, ResourceRequest(0.5, 0.5, cpu_bind=True)),
-        ({"memory_limit": 4 * MiB}, ResourceRequest(0, 0, 4 * MiB, 4 * MiB)),
+        ({"memory_limit": 6 * MiB}, ResourceRequest(0, 0, 6 * MiB, 6 * MiB)),
         ({"memory_request": 2 * GiB, "memory_limit": 2.0 * GiB}, ResourceRequest(0, 0, 2 * GiB, 2 * GiB)),
     ],
 )
@@ -98,12 +98,12 @@ def test_normalize_request(given: dict[str, Any], expected: ResourceRequest) -> 
         (
             {"memory_limit": MiB},
             "memory_limit",
-            "memory_limit: 1048576 is below the minimum of 4 MiB (4194304 bytes); use 0 for unlimited",
+            "memory_limit: 1048576 is below the minimum of 6 MiB (6291456 bytes); use 0 for unlimited",
         ),
         (
             {"memory_request": 8 * MiB, "memory_limit": 1},
             "memory_limit",
-            "memory_limit: 1 is below the minimum of 4 MiB (4194304 bytes); use 0 for unlimited",
+            "memory_limit: 1 is below the minimum of 6 MiB (6291456 bytes); use 0 for unlimited",
         ),
         ({"cpu_request": float("nan")}, "cpu_request", "cpu_request: nan is not a finite number"),
         ({"cpu_limit": float("inf")}, "cpu_limit", "cpu_limit: inf is not a finite number"),
@@ -325,7 +325,7 @@ def test_realloc_unbind_and_bind() -> None:
         (
             {"memory_limit": 3 * MiB - GiB},
             InvalidRequest,
-            "memory_limit: 3145728 is below the minimum of 4 MiB (4194304 bytes); use 0 for unlimited",
+            "memory_limit: 3145728 is below the minimum of 6 MiB (6291456 bytes); use 0 for unlimited",
         ),
     ],
 )
@@ -420,7 +420,7 @@ def test_engine_capacity_needs_a_core() -> None:
                 "cpu_period": 100000,
                 "mem_limit": 6 * MiB,
                 "memswap_limit": 6 * MiB,
-                "mem_reservation": 4 * MiB,
+                "mem_reservation": 6 * MiB,  # Docker's minimum, not half the limit
             },
         ),
         (normalize_request(memory_request=6 * MiB), {}, {}, {"cpu_period": 100000}),

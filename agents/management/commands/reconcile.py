@@ -4,10 +4,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from agents import docker
 from agents.tasks import reconcile_node
 from clusters import sync
 from clusters.models import Node
+from engine import docker
 
 
 class Command(BaseCommand):

@@ -11,6 +11,7 @@ import os
 import ssl
 import tempfile
 import threading
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,10 +103,31 @@ def _write_tls(material: TLSMaterial) -> tuple[str, str, str]:
     return paths[0], paths[1], paths[2]
 
 
+def check_endpoint(endpoint: str) -> None:
+    """A Docker-over-TLS address: tcp:// (or https://) with a host and a port from 1 to 65535."""
+    shown = endpoint[:100]
+    if not endpoint.startswith(("tcp://", "https://")):
+        raise DockerError(f"endpoint {shown!r} must be tcp://host:port (Docker over TLS)", permanent=True)
+    try:
+        url = urllib.parse.urlsplit(endpoint)
+        port = url.port
+    except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range 0-65535", a port that is no number
+        raise DockerError(
+            f"endpoint {shown!r} is not a valid tcp://host:port address: {exc}", permanent=True
+        ) from exc
+    if not url.hostname:
+        raise DockerError(f"endpoint {shown!r} has no host: use tcp://host:port", permanent=True)
+    if port is None or not 1 <= port <= 65535:
+        raise DockerError(
+            f"endpoint {shown!r} needs a port from 1 to 65535, e.g. tcp://{url.hostname}:2376", permanent=True
+        )
+    if url.path not in ("", "/") or url.query or url.fragment:
+        raise DockerError(f"endpoint {shown!r}: only tcp://host:port, with no path", permanent=True)
+
+
 def connect(endpoint: str, tls: TLSMaterial, *, timeout: int = 30) -> docker.DockerClient:
     """A cached mutual-TLS client for a tcp:// endpoint. Plain (non-TLS) endpoints are refused."""
-    if not endpoint.startswith(("tcp://", "https://")):
-        raise DockerError(f"endpoint {endpoint!r} must be tcp://host:port (Docker over TLS)", permanent=True)
+    check_endpoint(endpoint)
     if not (tls.ca and tls.cert and tls.key):
         raise DockerError(
             "mutual TLS needs a CA certificate, a client certificate and its key", permanent=True

@@ -10,11 +10,11 @@ _SIZE = re.compile(r"^\s*(-?\d{1,20}(?:\.\d{1,9})?)\s*([KMGT]?)(?:I?B)?\s*$", re
 MAX_SIZE = 1 << 60  # 1 EiB: far beyond any host, well inside a 64-bit column
 
 
-def parse_size(value: int | float | str | None, *, field: str) -> int:
+def parse_size(value: object, *, field: str) -> int:
     """Bytes from an int or a string like '512M'. Raises ValueError naming the field."""
     if value is None or value == "":
         return 0
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(f"{field}: expected a size like 512M or a number of bytes")
     if isinstance(value, int | float):
         if isinstance(value, float) and not math.isfinite(value):
