@@ -1,0 +1,301 @@
+"""The `bin/eru` command line: the embedded cluster of var/cluster (see services) plus the Django
+processes (gunicorn, a Celery worker, a heartbeat worker, Celery beat), each one a Daemon found by its
+pidfile under var/cluster/run and recognised by its command line."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+
+from embedded.config import ROOT, Config, apply_env_file
+from embedded.procs import Daemon, ServiceError, listeners, log, stop, strays, tail
+from embedded.services import Cluster, print_status, require_root
+
+USAGE = """\
+bin/eru — the embedded Eru cluster on this machine (like Eru's quickstart).
+
+  bin/eru up       infrastructure (bin/services, var/cluster) + Django: migrate, collectstatic,
+                   eru_bootstrap (admin user, pod `eru`, local nodes), then gunicorn, a Celery
+                   worker, a heartbeat worker and Celery beat. Running it twice is harmless.
+  bin/eru down     stop what `up` started (by pid), then the infrastructure
+  bin/eru status   every process, up or down (exit 0 iff all are up)
+  bin/eru logs [NAME]   follow the logs (web, worker, liveness, beat; default all of them)
+  bin/eru token [USER]  print a new API token for USER (default: the admin user)
+
+Environment: ERU_NODES_COUNT (default 1), ERU_PORT (8000), ERU_ADMIN_USER (admin),
+ERU_ADMIN_PASSWORD (else one is generated and printed once by eru_bootstrap).
+"""
+
+CLUSTER_DIR = ROOT / "var" / "cluster"
+RUN = CLUSTER_DIR / "run"
+PORT_BASE = 23700
+VENV_BIN = ROOT / ".venv" / "bin"
+PY = VENV_BIN / "python"
+APPS = ("web", "worker", "liveness", "beat")
+
+
+def say(message: str) -> None:
+    log(f"eru: {message}")
+
+
+class EruError(Exception):
+    """Stop with this message (and exit code)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def web_port() -> int:
+    return int(os.environ.get("ERU_PORT", "8000"))
+
+
+def admin_user() -> str:
+    return os.environ.get("ERU_ADMIN_USER", "admin")
+
+
+def app_argv(name: str, port: int) -> list[str]:
+    """The command line of each process. Each names this checkout's absolute paths, which is how a pid
+    is recognised as ours."""
+    celery = [str(VENV_BIN / "celery"), "-A", "eru_site"]
+    quiet = ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    level = ["--loglevel", "INFO"]
+    if name == "web":
+        return [
+            str(VENV_BIN / "gunicorn"), "eru_site.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+            "--graceful-timeout", "5", "--access-logfile", "-", "-c", str(RUN / "gunicorn.conf.py"),
+        ]  # fmt: skip
+    if name == "worker":
+        return [*celery, "worker", "--pool=threads", "-c", "8", *quiet, "-n", "worker@%h", *level]
+    if name == "liveness":
+        # Node heartbeats have a queue and a worker of their own, so a big deploy cannot delay them
+        # past their lease and make every node look down.
+        return [*celery, "worker", "-Q", "heartbeat", "--pool=solo", *quiet, "-n", "liveness@%h", *level]
+    if name == "beat":
+        return [*celery, "beat", "--schedule", str(RUN / "beat-schedule"), "--pidfile="]
+    raise EruError(f"unknown process: {name}")
+
+
+def app_needle(name: str) -> str:
+    """The part of the command line that identifies the process: an absolute path plus its role."""
+    needles = {
+        "web": f"{VENV_BIN}/gunicorn eru_site.wsgi ",
+        "worker": f"{VENV_BIN}/celery -A eru_site worker --pool=threads ",
+        "liveness": f"{VENV_BIN}/celery -A eru_site worker -Q heartbeat ",
+    }
+    return needles.get(name, f"{VENV_BIN}/celery -A eru_site {name} ")
+
+
+class App(Daemon):
+    """One Django process. Leftovers of ours that no pidfile names (e.g. gunicorn workers whose
+    master was killed: they keep the port) are stopped before a start and after a stop."""
+
+    def __init__(self, name: str, env: Mapping[str, str] | None = None) -> None:
+        self.port = web_port()
+        super().__init__(
+            name,
+            argv=app_argv(name, self.port),
+            needle=app_needle(name),
+            pidfile=RUN / f"{name}.pid",
+            logfile=RUN / f"{name}.log",
+            env=env,
+            cwd=ROOT,
+        )
+
+    def say(self, message: str) -> None:
+        say(f"{self.name}: {message}")
+
+    def reap_strays(self) -> None:
+        found = strays(self.needle)
+        if found:
+            self.say(f"stopping leftover processes {' '.join(str(p.pid) for p in found)}")
+            stop(found, self.stop_timeout)
+
+    def prepare(self) -> None:
+        self.reap_strays()
+        if self.name == "web":
+            # gunicorn >= 24 opens a control socket at ~/.gunicorn/gunicorn.ctl, shared by every
+            # checkout; keep ours under RUN. A config file, since older versions ignore unknown
+            # settings there.
+            (RUN / "gunicorn.conf.py").write_text(f'control_socket = "{RUN}/gunicorn.ctl"\n')
+            if self.port in listeners():
+                raise EruError(
+                    f"port {self.port} (web) is already in use by someone else; set ERU_PORT to another port"
+                )
+
+    def cleanup(self) -> None:
+        self.reap_strays()
+
+
+def apps(env: Mapping[str, str] | None = None) -> list[App]:
+    return [App(name, env) for name in APPS]
+
+
+def cluster(nodes: str | None = None, port_base: int | None = None) -> Cluster:
+    """var/cluster; N and P as given, else as saved (PostgreSQL only if an earlier up asked for it)."""
+    return Cluster(Config.load(CLUSTER_DIR, nodes=nodes, port_base=port_base))
+
+
+def load_env() -> dict[str, str]:
+    """This process' environment plus var/cluster/env, as `source`-ing it would give, plus the app's
+    settings."""
+    env_file = CLUSTER_DIR / "env"
+    if not env_file.is_file():
+        raise EruError(f"{env_file} is missing: run bin/eru up")
+    env = dict(os.environ)
+    apply_env_file(env_file, env)
+    env.setdefault("ERU_DB", str(ROOT / "var" / "eru.sqlite3"))
+    env["ERU_PORT"] = str(web_port())
+    env["ERU_ADMIN_USER"] = admin_user()
+    env["DJANGO_SETTINGS_MODULE"] = "eru_site.settings"
+    return env
+
+
+def manage(env: Mapping[str, str], *args: str, quiet: bool = False) -> None:
+    argv = [str(PY), str(ROOT / "manage.py"), *args]
+    out = subprocess.DEVNULL if quiet else None
+    code = subprocess.run(
+        argv, env=dict(env), cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, check=False
+    ).returncode
+    if code != 0:
+        raise EruError(f"manage.py {args[0]} failed (exit {code})", code)
+
+
+def django_prepare(env: Mapping[str, str]) -> None:
+    say("migrate")
+    manage(env, "migrate", "--noinput")
+    say("collectstatic")
+    manage(env, "collectstatic", "--noinput", quiet=True)
+    say("eru_bootstrap")
+    manage(env, "eru_bootstrap")
+
+
+def web_answers(port: int) -> bool:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", "/")
+        conn.getresponse().read()
+        return True  # any HTTP answer, even an error page, means gunicorn is serving
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def wait_for_web(web: App) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if web_answers(web.port):
+            return
+        if not web.is_running():
+            break
+        time.sleep(0.1)
+    log(tail(web.logfile, 30))
+    raise EruError(f"the web server does not answer on 127.0.0.1:{web.port} (log: {web.logfile})")
+
+
+def welcome(port: int, user: str) -> str:
+    return f"""
+Eru portal is up: http://127.0.0.1:{port}/   (admin user: {user}; its password was printed by
+eru_bootstrap the first time, or is ERU_ADMIN_PASSWORD)
+
+Things to try:
+  1. Open http://127.0.0.1:{port}/ and log in as {user}: pod "eru" and its node(s) are there.
+  2. Call the API with a token:
+       TOKEN=$(bin/eru token)
+       curl -H "Authorization: Token $TOKEN" http://127.0.0.1:{port}/api/nodes/
+  3. Read the OpenAPI schema: curl http://127.0.0.1:{port}/api/schema/
+
+bin/eru status · bin/eru logs · bin/eru down
+"""
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+def cmd_up() -> int:
+    require_root()
+    cluster(nodes=os.environ.get("ERU_NODES_COUNT", "1"), port_base=PORT_BASE).up()
+    env = load_env()
+    RUN.mkdir(parents=True, exist_ok=True)
+    django_prepare(env)
+    processes = apps(env)
+    for app in processes:
+        app.start()
+    wait_for_web(processes[0])
+    print(welcome(web_port(), admin_user()), end="", flush=True)
+    return 0
+
+
+def cmd_down() -> int:
+    for app in reversed(apps()):
+        app.stop()
+    require_root()
+    cluster().down()
+    return 0
+
+
+def cmd_status() -> int:
+    ok = True
+    try:
+        require_root()
+        ok = print_status(cluster())
+    except ServiceError as exc:
+        log(f"services: error: {exc}")
+        ok = False
+    for app in apps():
+        pid = app.pid()
+        if pid is not None:
+            print(f"{app.name:<8} up    pid {pid:<8} {app.logfile}", flush=True)
+        else:
+            print(f"{app.name:<8} down  {'':<12} {app.logfile}", flush=True)
+            ok = False
+    return 0 if ok else 1
+
+
+def cmd_logs(names: Sequence[str]) -> int:
+    files = [str(RUN / f"{name}.log") for name in (names or APPS) if (RUN / f"{name}.log").is_file()]
+    if not files:
+        raise EruError(f"no logs under {RUN} yet")
+    os.execvp("tail", ["tail", "-n", "50", "-F", *files])
+
+
+def cmd_token(user: str | None) -> int:
+    env = load_env()
+    argv = [str(PY), str(ROOT / "manage.py"), "eru_token", user or admin_user()]
+    os.execve(argv[0], argv, env)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command, args = (argv[0], list(argv[1:])) if argv else ("", [])
+    os.chdir(ROOT)
+    try:
+        if command == "up":
+            return cmd_up()
+        if command == "down":
+            return cmd_down()
+        if command == "status":
+            return cmd_status()
+        if command == "logs":
+            return cmd_logs(args)
+        if command == "token":
+            return cmd_token(args[0] if args else None)
+    except EruError as exc:
+        say(f"error: {exc}")
+        return exc.code
+    except ServiceError as exc:
+        log(f"services: error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    sys.stderr.write(USAGE)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
