@@ -30,9 +30,10 @@ STALE_MESSAGE = 60
 ORPHAN_GRACE = 60  # a container younger than this may belong to a row committed a moment ago
 PING_TIMEOUT = 5  # seconds: a heartbeat must not wait on a hung node for the full Docker timeout
 T = TypeVar("T")
+BoundTask = Task[..., None]  # what a bind=True task receives as `self`
 
 
-def _retry_if_transient(task: Task, exc: docker.DockerError) -> None:
+def _retry_if_transient(task: BoundTask, exc: docker.DockerError) -> None:
     """Raise Celery's Retry (backing off 0.5 s, 1 s, … up to 10 s) while the error may pass and
     retries are left; return for the caller to record a permanent failure otherwise."""
     retries = task.request.retries
@@ -40,7 +41,7 @@ def _retry_if_transient(task: Task, exc: docker.DockerError) -> None:
         raise task.retry(exc=exc, countdown=min(0.5 * 2**retries, 10.0)) from exc
 
 
-def _attempt(task: Task, what: str, call: Callable[[], T], fail: Callable[[str], object]) -> T | None:
+def _attempt(task: BoundTask, what: str, call: Callable[[], T], fail: Callable[[str], object]) -> T | None:
     """One Docker step of a task: its result, or None once `fail` has recorded why on the row.
     A transient Docker error is retried first; anything that is not Docker's doing (TLS material
     that no longer decrypts, a bug) fails the row too, so that no row is stranded mid-way."""
@@ -56,7 +57,7 @@ def _attempt(task: Task, what: str, call: Callable[[], T], fail: Callable[[str],
 
 
 @shared_task(name="agents.create_workload", bind=True, acks_late=True, max_retries=MAX_RETRIES)
-def create_workload(self: Task, workload_id: int) -> None:
+def create_workload(self: BoundTask, workload_id: int) -> None:
     task_id = self.request.id or ""
     w = services.workload_claim(workload_id=workload_id, task_id=task_id, stale_after=STALE_CLAIM)
     if w is None:
@@ -91,7 +92,7 @@ _CONTROL = {"start": docker.start, "stop": docker.stop, "restart": docker.restar
 
 
 @shared_task(name="agents.control_workload", bind=True, acks_late=True, max_retries=MAX_RETRIES)
-def control_workload(self: Task, workload_id: int, action: str) -> None:
+def control_workload(self: BoundTask, workload_id: int, action: str) -> None:
     """Carry out a start/stop/restart once: the request is claimed by this message's id, so the same
     message delivered again after it was done finds nothing to do."""
     task_id = self.request.id or ""
@@ -113,7 +114,7 @@ def control_workload(self: Task, workload_id: int, action: str) -> None:
 
 
 @shared_task(name="agents.remove_workload", bind=True, acks_late=True, max_retries=MAX_RETRIES)
-def remove_workload(self: Task, workload_id: int) -> None:
+def remove_workload(self: BoundTask, workload_id: int) -> None:
     w = Workload.objects.select_related("node").filter(pk=workload_id, state=Workload.State.REMOVING).first()
     if w is None:
         return

@@ -88,7 +88,8 @@ def bench_bound() -> None:
     nodes = [NodeResources(f"node{i}", cores, 128 * GiB, {}, 0.0, 0, share_base=10) for i in range(NODES)]
     req = normalize_request(cpu_request=1.3, cpu_bind=True)
     seconds, (capacities, total) = best_of(lambda: deploy_capacity(nodes, req))
-    assert total == 180_000 and len(capacities) == NODES
+    assert total == 180_000
+    assert len(capacities) == NODES
 
     sample = 100
 
@@ -110,7 +111,8 @@ def bench_unbound() -> None:
     nodes = [NodeResources(f"node{i}", cores, 128 * GiB, {}, 0.0, 0) for i in range(NODES)]
     req = normalize_request(cpu_request=1, memory_request=128 * MiB)
     seconds, (capacities, total) = best_of(lambda: deploy_capacity(nodes, req))
-    assert total == 1024 * NODES and len(capacities) == NODES
+    assert total == 1024 * NODES
+    assert len(capacities) == NODES
 
     print(f"(c) unbound capacity: {NODES:,} nodes x 128 GiB, 128 MiB each -> {total:,} instances")
     ratio("figure", seconds, "original", 0.060)

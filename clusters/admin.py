@@ -21,7 +21,7 @@ def _actor(request: HttpRequest) -> services.Actor:
     return services.actor_from_request(request, via="admin")
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(admin.ModelAdmin[Any]):
     """View only: state changes go through clusters.services (see the actions)."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -35,7 +35,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 def _run(
-    modeladmin: admin.ModelAdmin, request: HttpRequest, objects: QuerySet[Any], call: Any, done: str
+    modeladmin: admin.ModelAdmin[Any], request: HttpRequest, objects: QuerySet[Any], call: Any, done: str
 ) -> None:
     """Call a service per object; report successes and each refusal, never a 500."""
     ok = 0
@@ -156,7 +156,7 @@ class ApiTokenAdmin(ReadOnlyAdmin):
 
 
 @admin.register(PodMember)
-class PodMemberAdmin(admin.ModelAdmin):
+class PodMemberAdmin(admin.ModelAdmin[PodMember]):
     """Adds, role changes and deletes call services (checked and audited). Pod and user are fixed once
     the row exists: a membership of someone else is a delete and an add, both audited."""
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.contrib.auth import authenticate
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.http import QueryDict
@@ -59,7 +60,7 @@ def _valid(serializer_class: type[Any], request: Request) -> dict[str, Any]:
     return dict(serializer.validated_data)
 
 
-class PodViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class PodViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Pod]):
     serializer_class = s.PodSerializer
     lookup_field = "name"
     lookup_value_regex = "[^/]+"  # names may contain dots (services.NAME_RE)
@@ -103,7 +104,7 @@ class PodViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class NodeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class NodeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Node]):
     serializer_class = s.NodeSerializer
     lookup_field = "name"
     lookup_value_regex = "[^/]+"  # names may contain dots (node1.example.com)
@@ -148,16 +149,16 @@ class NodeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return Response(self.get_serializer(node).data)
 
 
-class WorkloadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class WorkloadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Workload]):
     serializer_class = s.WorkloadSerializer
     FILTERS = ("app", "entrypoint", "state", "deployment")
 
     def get_queryset(self) -> QuerySet[Workload]:
         qs = permissions.visible_workloads(self.request.user).select_related("pod", "node")
         params = self.request.query_params
-        filters = {f: params[f] for f in self.FILTERS if params.get(f)}
+        filters: dict[str, str | int] = {f: params[f] for f in self.FILTERS if params.get(f)}
         if "deployment" in filters:
-            filters["deployment"] = bounded_int(filters["deployment"], "deployment", 1, MAX_BIGINT)
+            filters["deployment"] = bounded_int(params["deployment"], "deployment", 1, MAX_BIGINT)
         if params.get("pod"):
             filters["pod__name"] = params["pod"]
         if params.get("node"):
@@ -215,7 +216,9 @@ def _pod_of(request: Request, body: Mapping[str, Any]) -> Pod:
     return permissions.get_pod_for_user(request.user, name.strip())
 
 
-class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class DeploymentViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Deployment]
+):
     serializer_class = s.DeploymentSerializer
 
     def get_queryset(self) -> QuerySet[Deployment]:
@@ -253,22 +256,23 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         return Response({"capacity": per_node, "total": total, "unlimited": total == scheduling.UNLIMITED})
 
 
-class AuditEventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+class AuditEventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[AuditEvent]):
     serializer_class = s.AuditEventSerializer
 
     def get_queryset(self) -> QuerySet[AuditEvent]:
         return permissions.visible_audit_events(self.request.user)
 
 
-class ApiTokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+class ApiTokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet[ApiToken]):
     """The caller's own API tokens (never their digests); DELETE revokes one."""
 
     serializer_class = s.ApiTokenSerializer
 
     def get_queryset(self) -> QuerySet[ApiToken]:
-        if getattr(self, "swagger_fake_view", False):  # schema generation: no user
+        user = self.request.user  # authenticated (IsAuthenticated), except for schema generation
+        if getattr(self, "swagger_fake_view", False) or not isinstance(user, User):
             return ApiToken.objects.none()
-        return ApiToken.objects.filter(user=self.request.user).order_by("-created_at", "-id")
+        return ApiToken.objects.filter(user=user).order_by("-created_at", "-id")
 
     def perform_destroy(self, instance: ApiToken) -> None:
         services.token_revoke(actor=_actor(self.request), token=instance)

@@ -1,6 +1,24 @@
+from __future__ import annotations
+
 from django.apps import AppConfig
 
 
 class ClustersConfig(AppConfig):
     name = "clusters"
     verbose_name = "Clusters"
+
+    def ready(self) -> None:
+        # DRF's generic base classes (ModelSerializer[Pod], GenericViewSet[Node]) subscriptable at
+        # runtime, as djangorestframework-stubs types them; before clusters.api and .serializers load.
+        import django_stubs_ext
+        from rest_framework import fields, generics, relations, serializers, viewsets
+
+        django_stubs_ext.monkeypatch(
+            extra_classes=[
+                fields.Field,
+                relations.RelatedField,
+                serializers.BaseSerializer,
+                generics.GenericAPIView,
+                viewsets.GenericViewSet,
+            ]
+        )

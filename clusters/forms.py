@@ -103,7 +103,9 @@ class DeployForm(forms.Form):
 
     def __init__(self, *args: Any, node_names: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["node_names"].choices = [(n, n) for n in node_names]
+        field = self.fields["node_names"]
+        assert isinstance(field, forms.MultipleChoiceField)  # declared so above
+        field.choices = [(n, n) for n in node_names]
 
     def clean_command(self) -> list[str]:
         try:

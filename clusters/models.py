@@ -83,7 +83,7 @@ class Node(models.Model):
 
     @property
     def cpu_capacity(self) -> float:
-        return sum(self.cpu_map.values()) / self.share_base
+        return float(sum(self.cpu_map.values())) / self.share_base
 
     @property
     def bound_pieces_used(self) -> int:

@@ -6,18 +6,17 @@ API tokens belong to their user: each user may revoke their own, staff any."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
 from clusters.models import ApiToken, AuditEvent, Deployment, Node, Pod, PodMember, Workload
+from clusters.users import AnyUser
 
 DEPLOY_ROLES = (PodMember.Role.DEPLOYER, PodMember.Role.OWNER)
 
 
-def visible_pods(user: Any) -> QuerySet[Pod]:
+def visible_pods(user: AnyUser | None) -> QuerySet[Pod]:
     if not user or not user.is_authenticated:
         return Pod.objects.none()
     if user.is_staff:
@@ -25,25 +24,19 @@ def visible_pods(user: Any) -> QuerySet[Pod]:
     return Pod.objects.filter(members__user=user)
 
 
-def deployable_pods(user: Any) -> QuerySet[Pod]:
-    if user.is_staff:
-        return Pod.objects.all()
-    return Pod.objects.filter(members__user=user, members__role__in=DEPLOY_ROLES)
-
-
-def visible_nodes(user: Any) -> QuerySet[Node]:
+def visible_nodes(user: AnyUser | None) -> QuerySet[Node]:
     return Node.objects.filter(pod__in=visible_pods(user))
 
 
-def visible_workloads(user: Any) -> QuerySet[Workload]:
+def visible_workloads(user: AnyUser | None) -> QuerySet[Workload]:
     return Workload.objects.filter(pod__in=visible_pods(user))
 
 
-def visible_deployments(user: Any) -> QuerySet[Deployment]:
+def visible_deployments(user: AnyUser | None) -> QuerySet[Deployment]:
     return Deployment.objects.filter(pod__in=visible_pods(user))
 
 
-def visible_audit_events(user: Any) -> QuerySet[AuditEvent]:
+def visible_audit_events(user: AnyUser | None) -> QuerySet[AuditEvent]:
     """Staff see every event; others the events of the pods they belong to (never pod-less ones,
     such as token or system events)."""
     if can_admin(user):
@@ -51,12 +44,12 @@ def visible_audit_events(user: Any) -> QuerySet[AuditEvent]:
     return AuditEvent.objects.filter(pod__in=visible_pods(user))
 
 
-def can_admin(user: Any) -> bool:
+def can_admin(user: AnyUser | None) -> bool:
     """Pods and nodes are infrastructure: only staff add, change or remove them."""
     return bool(user and user.is_authenticated and user.is_staff)
 
 
-def can_deploy(user: Any, pod: Pod) -> bool:
+def can_deploy(user: AnyUser | None, pod: Pod) -> bool:
     if not user or not user.is_authenticated:
         return False
     if user.is_staff:
@@ -64,7 +57,7 @@ def can_deploy(user: Any, pod: Pod) -> bool:
     return PodMember.objects.filter(pod=pod, user=user, role__in=DEPLOY_ROLES).exists()
 
 
-def can_manage_members(user: Any, pod: Pod) -> bool:
+def can_manage_members(user: AnyUser | None, pod: Pod) -> bool:
     """Memberships are privileges: staff, or an owner of that very pod, may grant and take them."""
     if not user or not user.is_authenticated:
         return False
@@ -73,41 +66,41 @@ def can_manage_members(user: Any, pod: Pod) -> bool:
     return PodMember.objects.filter(pod=pod, user=user, role=PodMember.Role.OWNER).exists()
 
 
-def can_revoke_token(user: Any, token: ApiToken) -> bool:
+def can_revoke_token(user: AnyUser | None, token: ApiToken) -> bool:
     if not user or not user.is_authenticated:
         return False
     return bool(user.is_staff or token.user_id == user.pk)
 
 
-def require_admin(user: Any) -> None:
+def require_admin(user: AnyUser | None) -> None:
     if user is not None and not can_admin(user):
         raise PermissionDenied("Only administrators may change pods and nodes.")
 
 
-def require_deploy(user: Any, pod: Pod) -> None:
+def require_deploy(user: AnyUser | None, pod: Pod) -> None:
     """user None is the system (workers, management commands)."""
     if user is not None and not can_deploy(user, pod):
         raise PermissionDenied(f"You may not deploy to or operate workloads in pod {pod.name}.")
 
 
-def require_manage_members(user: Any, pod: Pod) -> None:
+def require_manage_members(user: AnyUser | None, pod: Pod) -> None:
     """user None is the system (management commands)."""
     if user is not None and not can_manage_members(user, pod):
         raise PermissionDenied(f"Only staff or an owner of pod {pod.name} may change its members.")
 
 
-def require_revoke_token(user: Any, token: ApiToken) -> None:
+def require_revoke_token(user: AnyUser | None, token: ApiToken) -> None:
     if user is not None and not can_revoke_token(user, token):
         raise PermissionDenied("You may only revoke your own tokens.")
 
 
-def get_pod_for_user(user: Any, name: str) -> Pod:
+def get_pod_for_user(user: AnyUser | None, name: str) -> Pod:
     return get_object_or_404(visible_pods(user), name=name)
 
 
-def get_workload_for_user(user: Any, pk: int) -> Workload:
+def get_workload_for_user(user: AnyUser | None, pk: int) -> Workload:
     return get_object_or_404(visible_workloads(user).select_related("pod", "node"), pk=pk)
 
 
-def get_deployment_for_user(user: Any, pk: int) -> Deployment:
+def get_deployment_for_user(user: AnyUser | None, pk: int) -> Deployment:
     return get_object_or_404(visible_deployments(user).select_related("pod"), pk=pk)

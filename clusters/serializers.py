@@ -2,27 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 
 from clusters.models import ApiToken, AuditEvent, Deployment, Node, Pod, PodMember, Workload
 
 
-class PodSerializer(serializers.ModelSerializer):
+class PodSerializer(serializers.ModelSerializer[Pod]):
     class Meta:
         model = Pod
         fields = ["name", "desc", "favor", "created_at"]
 
 
-class PodCreateSerializer(serializers.Serializer):
+class PodCreateSerializer(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=64)
     desc = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
     favor = serializers.ChoiceField(choices=Pod.Favor.choices, default=Pod.Favor.CPU)
 
 
-class NodeSerializer(serializers.ModelSerializer):
-    pod = serializers.SlugRelatedField(slug_field="name", read_only=True)
+class NodeSerializer(serializers.ModelSerializer[Node]):
+    pod: serializers.SlugRelatedField[Pod] = serializers.SlugRelatedField(slug_field="name", read_only=True)
     available = serializers.SerializerMethodField()
     cpu = serializers.FloatField(source="cpu_capacity", read_only=True)
 
@@ -51,7 +54,7 @@ class NodeSerializer(serializers.ModelSerializer):
         return node.is_available(self.context.get("alive", set()))
 
 
-class NodeCreateSerializer(serializers.Serializer):
+class NodeCreateSerializer(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=64)
     pod = serializers.CharField(max_length=64)
     endpoint = serializers.CharField(max_length=255, help_text="tcp://host:2376 (Docker over mutual TLS)")
@@ -68,14 +71,14 @@ class NodeCreateSerializer(serializers.Serializer):
     share = serializers.IntegerField(required=False, min_value=1, max_value=10000)
 
 
-class NodeUpdateSerializer(serializers.Serializer):
+class NodeUpdateSerializer(serializers.Serializer[Any]):
     labels = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
     bypass = serializers.BooleanField(required=False)
 
 
-class WorkloadSerializer(serializers.ModelSerializer):
-    pod = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    node = serializers.SlugRelatedField(slug_field="name", read_only=True)
+class WorkloadSerializer(serializers.ModelSerializer[Workload]):
+    pod: serializers.SlugRelatedField[Pod] = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    node: serializers.SlugRelatedField[Node] = serializers.SlugRelatedField(slug_field="name", read_only=True)
 
     class Meta:
         model = Workload
@@ -107,11 +110,15 @@ class WorkloadSerializer(serializers.ModelSerializer):
         ]
 
 
-class DeploymentSerializer(serializers.ModelSerializer):
-    pod = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+class DeploymentSerializer(serializers.ModelSerializer[Deployment]):
+    pod: serializers.SlugRelatedField[Pod] = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    created_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
     percent = serializers.IntegerField(read_only=True)
-    workloads = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    workloads: serializers.PrimaryKeyRelatedField[Workload] = serializers.PrimaryKeyRelatedField(
+        many=True, read_only=True
+    )
 
     class Meta:
         model = Deployment
@@ -140,7 +147,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
         ]
 
 
-class AuditEventSerializer(serializers.ModelSerializer):
+class AuditEventSerializer(serializers.ModelSerializer[AuditEvent]):
     class Meta:
         model = AuditEvent
         fields = [
@@ -158,19 +165,19 @@ class AuditEventSerializer(serializers.ModelSerializer):
         ]
 
 
-class TokenRequestSerializer(serializers.Serializer):
+class TokenRequestSerializer(serializers.Serializer[Any]):
     username = serializers.CharField()
     password = serializers.CharField(style={"input_type": "password"})
     name = serializers.CharField(required=False, default="cli")
 
 
-class ApiTokenSerializer(serializers.ModelSerializer):
+class ApiTokenSerializer(serializers.ModelSerializer[ApiToken]):
     class Meta:
         model = ApiToken
         fields = ["id", "name", "prefix", "created_at", "last_used_at"]
 
 
-class MemberRefSerializer(serializers.Serializer):
+class MemberRefSerializer(serializers.Serializer[Any]):
     user = serializers.SlugRelatedField(slug_field="username", queryset=get_user_model().objects.all())
 
 

@@ -13,7 +13,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -22,27 +22,28 @@ from django_htmx.http import HttpResponseLocation, HttpResponseStopPolling, trig
 from clusters import etcd, permissions, services
 from clusters.forms import DeployForm, PodForm, add_service_errors
 from clusters.models import Node, Pod, Workload
+from clusters.users import AnyUser, HtmxHttpRequest
 
 RECENT_DEPLOYMENTS = 10
 WORKLOADS_SHOWN = 100
 AUDIT_SHOWN = 200
 
 
-def _is_htmx(request: HttpRequest) -> bool:
-    return bool(getattr(request, "htmx", False))
+def _is_htmx(request: HtmxHttpRequest) -> bool:
+    return bool(request.htmx)
 
 
-def _wants(request: HttpRequest, partial: str) -> bool:
+def _wants(request: HtmxHttpRequest, partial: str) -> bool:
     """htmx asks for this partial: its target is the element the partial renders (same id).
     Other htmx requests (boosted links, HX-Location navigations target the body) get the page."""
-    return _is_htmx(request) and request.htmx.target == partial  # type: ignore[attr-defined]
+    return bool(request.htmx) and request.htmx.target == partial
 
 
-def _template(request: HttpRequest, name: str, partial: str) -> str:
+def _template(request: HtmxHttpRequest, name: str, partial: str) -> str:
     return f"{name}#{partial}" if _wants(request, partial) else name
 
 
-def _actor(request: HttpRequest) -> services.Actor:
+def _actor(request: HtmxHttpRequest) -> services.Actor:
     return services.actor_from_request(request, via="ui")
 
 
@@ -57,8 +58,8 @@ def _count_by_pod(model: type[Workload] | type[Node], **filters: Any) -> Coalesc
 
 
 # --- pods ---------------------------------------------------------------------------------------
-def _pods(user: Any) -> list[Pod]:
-    pods = list(
+def _pods(user: AnyUser) -> list[Pod]:
+    pods: list[Pod] = list(
         permissions.visible_pods(user)
         .annotate(
             node_count=_count_by_pod(Node),
@@ -81,7 +82,7 @@ def _pods(user: Any) -> list[Pod]:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def pod_list(request: HttpRequest) -> HttpResponse:
+def pod_list(request: HtmxHttpRequest) -> HttpResponse:
     """All pods the user can see; staff add pods here (POST)."""
     is_admin = permissions.can_admin(request.user)
     form = PodForm(request.POST or None) if is_admin else None
@@ -144,7 +145,7 @@ def _nodes(pod: Pod) -> QuerySet[Node]:
 
 @login_required
 @require_GET
-def pod_detail(request: HttpRequest, name: str) -> HttpResponse:
+def pod_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
     pod = permissions.get_pod_for_user(request.user, name)
     alive = etcd.alive_nodes()
     rows = [NodeRow(node, node.is_available(alive)) for node in _nodes(pod)]
@@ -164,7 +165,7 @@ def pod_detail(request: HttpRequest, name: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def node_set_bypass(request: HttpRequest, name: str, *, bypass: bool) -> HttpResponse:
+def node_set_bypass(request: HtmxHttpRequest, name: str, *, bypass: bool) -> HttpResponse:
     """Staff mark a node down (bypass: no new workloads) or up again."""
     node = get_object_or_404(permissions.visible_nodes(request.user).select_related("pod"), name=name)
     if not permissions.can_admin(request.user):
@@ -183,7 +184,7 @@ def node_set_bypass(request: HttpRequest, name: str, *, bypass: bool) -> HttpRes
 # --- deploy -------------------------------------------------------------------------------------
 @login_required
 @require_http_methods(["GET", "POST"])
-def deploy(request: HttpRequest, name: str) -> HttpResponse:
+def deploy(request: HtmxHttpRequest, name: str) -> HttpResponse:
     """The deploy form. "preview" shows the plan (a dry run); "deploy" creates the deployment."""
     pod = permissions.get_pod_for_user(request.user, name)
     if not permissions.can_deploy(request.user, pod):
@@ -213,7 +214,7 @@ def deploy(request: HttpRequest, name: str) -> HttpResponse:
 
 @login_required
 @require_GET
-def deployment_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def deployment_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """A deployment's spec, plan and progress. The progress partial polls until the state is final;
     the poll that sees it final answers 286 so htmx stops."""
     deployment = permissions.get_deployment_for_user(request.user, pk)
@@ -236,7 +237,7 @@ def deployment_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 # --- workloads ----------------------------------------------------------------------------------
-def _workload_for_deployer(request: HttpRequest, pk: int) -> Workload:
+def _workload_for_deployer(request: HtmxHttpRequest, pk: int) -> Workload:
     workload = permissions.get_workload_for_user(request.user, pk)
     if not permissions.can_deploy(request.user, workload.pod):
         raise PermissionDenied(f"You may not operate workloads in pod {workload.pod.name}.")
@@ -245,7 +246,7 @@ def _workload_for_deployer(request: HttpRequest, pk: int) -> Workload:
 
 @login_required
 @require_GET
-def workload_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def workload_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """A workload's state and resources; the state partial polls while a worker is busy with it."""
     try:
         workload = permissions.get_workload_for_user(request.user, pk)
@@ -273,7 +274,7 @@ def workload_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def workload_control(request: HttpRequest, pk: int) -> HttpResponse:
+def workload_control(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     workload = _workload_for_deployer(request, pk)
     action = request.POST.get("action", "")
     try:
@@ -288,7 +289,7 @@ def workload_control(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def workload_remove(request: HttpRequest, pk: int) -> HttpResponse:
+def workload_remove(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     workload = _workload_for_deployer(request, pk)
     url = reverse("clusters:workload-detail", args=[workload.pk])
     try:
@@ -305,7 +306,7 @@ def workload_remove(request: HttpRequest, pk: int) -> HttpResponse:
 # --- audit --------------------------------------------------------------------------------------
 @login_required
 @require_GET
-def audit_list(request: HttpRequest) -> HttpResponse:
+def audit_list(request: HtmxHttpRequest) -> HttpResponse:
     """The latest audit events: staff see all, others those of the pods they belong to."""
     events = permissions.visible_audit_events(request.user).select_related("pod")
     pod_name = request.GET.get("pod", "")

@@ -7,6 +7,11 @@ import os
 import secrets
 from pathlib import Path
 
+import django_stubs_ext
+
+# Django's generic classes (ModelAdmin[Pod], QuerySet[Node]) subscriptable at runtime, as the types say.
+django_stubs_ext.monkeypatch()
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("ERU_VAR_DIR", BASE_DIR / "var"))
 

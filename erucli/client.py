@@ -74,7 +74,8 @@ def _flatten(detail: Any, prefix: str = "") -> list[str]:
         return lines
     if isinstance(detail, list):
         return [line for item in detail for line in _flatten(item, prefix)]
-    return [f"{prefix}: {detail}" if prefix else str(detail)]
+    text = str(detail)
+    return [f"{prefix}: {text}" if prefix and not text.startswith(f"{prefix}:") else text]
 
 
 def error_lines(response: requests.Response) -> list[str]:

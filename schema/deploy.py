@@ -14,14 +14,23 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, Self, get_origin
+from typing import Annotated, Any, Literal, Self, TypeVar, get_origin
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
 
 from schema.errors import SchemaError, errors_of
 from schema.reference import is_image_reference
 from schema.units import parse_size
 
+T = TypeVar("T")
 MiB = 1 << 20
 MAX_DEPLOY_COUNT = 1000  # instances one deploy may make (what the plan makes, EACH × nodes included)
 MAX_NODES_LIMIT = 10000
@@ -55,7 +64,11 @@ def _label_value(value: Any) -> Any:
 
 
 Cpus = Annotated[float, BeforeValidator(_not_bool)]
-Size = Annotated[int, BeforeValidator(_size)]
+Size = Annotated[
+    int,
+    BeforeValidator(_size),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "examples": ["512M"]}]}),
+]
 Count = Annotated[int, BeforeValidator(_not_bool)]
 Labels = dict[str, Annotated[str, BeforeValidator(_label_value)]]
 
@@ -70,7 +83,7 @@ def clean_labels(labels: Mapping[str, Any], *, field: str = "labels") -> dict[st
     return result
 
 
-def _json_size(value: Any, field: str) -> Any:
+def _json_size(value: T, field: str) -> T:
     size = len(json.dumps(value, default=str))
     if size > MAX_SPEC_BYTES:
         raise ValueError(f"{field}: {size} bytes is above the limit of {MAX_SPEC_BYTES // 1024} KiB")

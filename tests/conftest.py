@@ -40,27 +40,34 @@ def _fast_passwords() -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-# --- personas -----------------------------------------------------------------------------------
+# --- personas (tests.factories is imported here, not above: tests/scheduling and tests/embedded
+# run without Django, with -p no:django) -------------------------------------------------------------
 @pytest.fixture
-def admin_user(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user(
-        "admin", password="pw-admin-1", is_staff=True, is_superuser=True
-    )
+def admin_user(db: Any) -> Any:
+    from tests.factories import UserFactory
 
-
-@pytest.fixture
-def deployer(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user("dora", password="pw-dora-1")
+    return UserFactory(username="admin", password="pw-admin-1", is_staff=True, is_superuser=True)
 
 
 @pytest.fixture
-def viewer(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user("vic", password="pw-vic-1")
+def deployer(db: Any) -> Any:
+    from tests.factories import UserFactory
+
+    return UserFactory(username="dora", password="pw-dora-1")
 
 
 @pytest.fixture
-def outsider(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user("olga", password="pw-olga-1")
+def viewer(db: Any) -> Any:
+    from tests.factories import UserFactory
+
+    return UserFactory(username="vic", password="pw-vic-1")
+
+
+@pytest.fixture
+def outsider(db: Any) -> Any:
+    from tests.factories import UserFactory
+
+    return UserFactory(username="olga", password="pw-olga-1")
 
 
 # --- real services ------------------------------------------------------------------------------

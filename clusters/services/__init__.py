@@ -7,7 +7,6 @@ workers all call these. Reads that write nothing are in clusters.selectors."""
 from clusters.services._common import SYSTEM, Actor, actor_from_request
 from clusters.services.deploy import (
     DeploySpec,
-    PlacementSpec,
     deployment_capacity,
     deployment_create,
     deployment_plan,
@@ -37,7 +36,6 @@ __all__ = [
     "SYSTEM",
     "Actor",
     "DeploySpec",
-    "PlacementSpec",
     "actor_from_request",
     "deployment_capacity",
     "deployment_create",

@@ -6,7 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import models
+from django.http import HttpRequest
 
 import schema
 from clusters.errors import invalid
@@ -30,8 +32,10 @@ class Actor:
 SYSTEM = Actor()
 
 
-def actor_from_request(request: Any, via: str) -> Actor:
-    return Actor(user=request.user, via=via, request_id=getattr(request, "request_id", ""))
+def actor_from_request(request: HttpRequest, via: str) -> Actor:
+    """Who acts in a portal or API request (DRF's Request passes for Django's: it proxies it)."""
+    user = request.user if isinstance(request.user, User | AnonymousUser) else None
+    return Actor(user=user, via=via, request_id=getattr(request, "request_id", ""))
 
 
 def audit(

@@ -83,7 +83,7 @@ def _validate(
     if given is None and not errors.keys() & set(schema.RESOURCE_FIELDS):
         given = schema.Resources.parse(data, entry=entry)  # the rest failed: still check these
     resources = _resources(pod, given, errors) if given is not None else scheduling.ResourceRequest()
-    network = data.get("network") or ""
+    network = data.get("network") or "" if "network" in model.model_fields else ""
     if isinstance(network, str) and network.strip() and network.strip() not in settings.ERU_NETWORKS:
         allowed = ", ".join(settings.ERU_NETWORKS) or "none"
         message = (

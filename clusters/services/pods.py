@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from clusters import etcd, permissions, sync
@@ -42,7 +41,7 @@ def pod_remove(*, actor: Actor, pod: Pod) -> None:
         pod.delete()
 
 
-def member_set(*, actor: Actor, pod: Pod, user: Any, role: str) -> Any:
+def member_set(*, actor: Actor, pod: Pod, user: User | None, role: str) -> PodMember:
     """Grant `user` a role in `pod` (add or change the PodMember row); staff or an owner of the pod."""
     permissions.require_manage_members(actor.user, pod)
     if role not in PodMember.Role.values:
@@ -70,7 +69,7 @@ def member_set(*, actor: Actor, pod: Pod, user: Any, role: str) -> Any:
     return member
 
 
-def member_remove(*, actor: Actor, pod: Pod, user: Any) -> None:
+def member_remove(*, actor: Actor, pod: Pod, user: User) -> None:
     """Take `user`'s role in `pod` away; staff or an owner of the pod. Not a member: a field error."""
     permissions.require_manage_members(actor.user, pod)
     with transaction.atomic():

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
@@ -12,7 +11,7 @@ from clusters.models import ApiToken, AuditEvent
 from clusters.services._common import Actor, audit
 
 
-def token_create(*, actor: Actor, user: Any, name: str) -> tuple[ApiToken, str]:
+def token_create(*, actor: Actor, user: User, name: str) -> tuple[ApiToken, str]:
     """A new API token for `user`; the plaintext is returned once and never stored."""
     if actor.user is not None and actor.user != user and not actor.user.is_staff:
         raise PermissionDenied("You may only create tokens for yourself.")

@@ -12,6 +12,7 @@ from django.core.management import call_command
 from agents import tasks
 from clusters import services
 from tests.conftest import IMAGE, wait_for
+from tests.factories import WorkloadFactory
 
 pytestmark = pytest.mark.services
 
@@ -64,17 +65,14 @@ def test_lost_and_stranded_work_is_sent_again(
 
     from clusters.models import Workload
 
-    pod = nodes[0].pod
     old = timezone.now() - timedelta(hours=1)
     rows = {}
     for name, state in (("lost", Workload.State.PENDING), ("dead", Workload.State.CREATING)):
-        rows[name] = Workload.objects.create(
-            name=f"{name}_e_aaaaaa",
-            pod=pod,
+        rows[name] = WorkloadFactory(
             node=nodes[0],
+            name=f"{name}_e_aaaaaa",
             app=name,
             entrypoint="e",
-            image=IMAGE,
             command=["sleep", "600"],
             state=state,
             task_id="gone",

@@ -1,9 +1,10 @@
-"""Fixtures for the portal (views and admin) tests. Names carry a `ui_` prefix so they never shadow
-the shared fixtures of tests/conftest.py for the other tests of this directory.
+"""Fixtures for the tests of this directory that need only the database (the fast tier: the portal's
+views and admin, deploy validation, planning). Names carry a `ui_` prefix so they never shadow the
+shared fixtures of tests/conftest.py, which the `services` tests here use.
 
-Nodes are plain rows here (no Docker needed to render a page); liveness comes from `ui_alive`, a
-stand-in for etcd's heartbeat keys that the test fills in. One test in test_views.py checks the
-same page against the real etcd."""
+Nodes are plain rows here (no Docker needed to plan or to render a page); liveness comes from
+`ui_alive`, a stand-in for etcd's heartbeat keys that the test fills in. Tests with the `services`
+mark check the same against the real etcd and dockerd."""
 
 from __future__ import annotations
 
@@ -15,8 +16,7 @@ from django.test import Client
 
 from clusters import etcd, queue
 from clusters.models import Node, Pod, PodMember
-
-GIB = 1 << 30
+from tests.factories import NodeFactory, PodFactory, PodMemberFactory
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def ui_alive(monkeypatch: pytest.MonkeyPatch) -> set[str]:
 def ui_pod(db: Any) -> Pod:
     """Pod `eru` as a plain row. Tests run inside a transaction that never commits, so nothing a
     service queues for after the commit (etcd pushes, Celery tasks) runs; see `ui_enqueued`."""
-    return Pod.objects.create(name="eru", desc="test pod")
+    return PodFactory()
 
 
 @pytest.fixture
@@ -47,23 +47,17 @@ def ui_enqueued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
 @pytest.fixture
 def ui_members(ui_pod: Pod, deployer: Any, viewer: Any) -> Pod:
     """Pod `eru` with dora as deployer and vic as viewer (olga stays an outsider)."""
-    PodMember.objects.create(pod=ui_pod, user=deployer, role=PodMember.Role.DEPLOYER)
-    PodMember.objects.create(pod=ui_pod, user=viewer, role=PodMember.Role.VIEWER)
+    PodMemberFactory(pod=ui_pod, user=deployer, role=PodMember.Role.DEPLOYER)
+    PodMemberFactory(pod=ui_pod, user=viewer, role=PodMember.Role.VIEWER)
     return ui_pod
 
 
 @pytest.fixture
 def ui_node(ui_pod: Pod) -> Callable[..., Node]:
-    """Make a node row: 2 cores of 100 pieces and 4 GiB unless told otherwise."""
+    """Make a node row (tests.factories.NodeFactory: 2 cores of 100 pieces, 4 GiB) in pod `eru`."""
 
     def make(name: str, *, node_pod: Pod | None = None, **fields: Any) -> Node:
-        values: dict[str, Any] = {
-            "endpoint": f"tcp://127.0.0.1:2376#{name}",
-            "cpu_map": {"0": 100, "1": 100},
-            "memory": 4 * GIB,
-            **fields,
-        }
-        return Node.objects.create(name=name, pod=node_pod or ui_pod, **values)
+        return NodeFactory(name=name, pod=node_pod or ui_pod, **fields)
 
     return make
 

@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from clusters import crypto
 from clusters.models import ApiToken, AuditEvent, Deployment, Node, Pod, PodMember, Workload
+from tests.factories import DeploymentFactory, PodFactory, WorkloadFactory
 
 pytestmark = pytest.mark.django_db
 Login = Callable[[Any], Client]
@@ -54,18 +55,22 @@ def test_a_node_is_shown_read_only_without_its_tls_material(
 ) -> None:
     client = ui_client(admin_user)
     page = client.get(admin_url("node", "change", node.pk)).content.decode()
-    assert "n1" in page and 'name="endpoint"' not in page  # read-only: no inputs
+    assert "n1" in page
+    assert 'name="endpoint"' not in page  # read-only: no inputs
     for secret in ("tls_ca", "tls_cert", "tls_key", node.tls_key, "PRIVATE KEY"):
         assert secret not in page
     response = client.post(admin_url("node", "change", node.pk), {"name": "renamed", "bypass": "on"})
-    assert response.status_code == 403 and Node.objects.get(pk=node.pk).name == "n1"
+    assert response.status_code == 403
+    assert Node.objects.get(pk=node.pk).name == "n1"
     assert client.post(admin_url("node", "delete", node.pk), {"post": "yes"}).status_code == 403
 
 
 def test_api_token_digest_is_never_shown(ui_client: Login, admin_user: Any) -> None:
     token = ApiToken.objects.create(user=admin_user, name="ci", prefix="eru_ab12", digest="f" * 64)
     page = ui_client(admin_user).get(admin_url("apitoken", "change", token.pk)).content.decode()
-    assert "eru_ab12" in page and "f" * 64 not in page and "digest" not in page.lower()
+    assert "eru_ab12" in page
+    assert "f" * 64 not in page
+    assert "digest" not in page.lower()
 
 
 def test_node_actions_mark_down_and_up_through_services(
@@ -88,14 +93,13 @@ def test_node_actions_mark_down_and_up_through_services(
 def test_workload_remove_action_goes_through_services_and_reports_refusals(
     node: Node, ui_client: Login, admin_user: Any, ui_enqueued: list[tuple[Any, ...]]
 ) -> None:
-    def make(name: str, state: str) -> Workload:
-        return Workload.objects.create(name=name, pod=node.pod, node=node, app="web", entrypoint="main",
-                                       image="x", state=state)  # fmt: skip
-
-    running, failed, pending = make("w_run", "running"), make("w_failed", "failed"), make("w_new", "pending")
+    running = WorkloadFactory(node=node, name="w_run", state=Workload.State.RUNNING)
+    failed = WorkloadFactory(node=node, name="w_failed", state=Workload.State.FAILED)
+    pending = WorkloadFactory(node=node, name="w_new", state=Workload.State.PENDING)
     response = run_action(ui_client(admin_user), "workload", "remove", [running.pk, failed.pk, pending.pk])
     body = response.content.decode()
-    assert "2 removal(s) requested." in body and "workload w_new is still being created" in body
+    assert "2 removal(s) requested." in body
+    assert "workload w_new is still being created" in body
     assert Workload.objects.get(pk=running.pk).state == Workload.State.REMOVING
     assert ui_enqueued == [("agents.remove_workload", running.pk)]
     assert not Workload.objects.filter(pk=failed.pk).exists()
@@ -107,13 +111,14 @@ def test_workload_remove_action_goes_through_services_and_reports_refusals(
 
 
 def test_deployments_and_audit_events_are_read_only(node: Node, ui_client: Login, admin_user: Any) -> None:
-    d = Deployment.objects.create(pod=node.pod, app="web", entrypoint="main", image="x", count=1)
+    d = DeploymentFactory(pod=node.pod)
     event = AuditEvent.objects.create(via="system", action="pod.add", target_type="pod", target_name="eru")
     client = ui_client(admin_user)
     assert client.get(admin_url("deployment", "change", d.pk)).status_code == 200
     assert client.post(admin_url("deployment", "change", d.pk), {"count": "9"}).status_code == 403
     assert client.post(admin_url("auditevent", "delete", event.pk), {"post": "yes"}).status_code == 403
-    assert Deployment.objects.get(pk=d.pk).count == 1 and AuditEvent.objects.filter(pk=event.pk).exists()
+    assert Deployment.objects.get(pk=d.pk).count == 1
+    assert AuditEvent.objects.filter(pk=event.pk).exists()
 
 
 def test_membership_changes_in_admin_go_through_services_and_are_audited(
@@ -126,8 +131,10 @@ def test_membership_changes_in_admin_go_through_services_and_are_audited(
     assert member.role == PodMember.Role.DEPLOYER
 
     page = client.get(admin_url("podmember", "change", member.pk)).content.decode()
-    assert 'name="role"' in page and 'name="pod"' not in page and 'name="user"' not in page
-    other = Pod.objects.create(name="other")  # pod and user are fixed once the row exists
+    assert 'name="role"' in page
+    assert 'name="pod"' not in page
+    assert 'name="user"' not in page
+    other = PodFactory(name="other")  # pod and user are fixed once the row exists
     changed = {"pod": str(other.pk), "user": str(admin_user.pk), "role": "owner"}
     assert client.post(admin_url("podmember", "change", member.pk), changed).status_code == 302
     member.refresh_from_db()
@@ -178,16 +185,14 @@ def test_api_tokens_are_revoked_by_an_admin_action(ui_client: Login, admin_user:
 
 def test_members_who_are_not_staff_are_kept_out(ui_members: Pod, ui_client: Login, deployer: Any) -> None:
     response = ui_client(deployer).get(admin_url("node"))
-    assert response.status_code == 302 and reverse("admin:login") in response["Location"]
+    assert response.status_code == 302
+    assert reverse("admin:login") in response["Location"]
 
 
 def test_admin_lists_do_not_grow_queries_with_rows(
     node: Node, ui_client: Login, admin_user: Any, django_assert_max_num_queries: Any
 ) -> None:
-    for i in range(15):
-        Workload.objects.create(
-            name=f"w{i}", pod=node.pod, node=node, app="web", entrypoint="main", image="x"
-        )
+    WorkloadFactory.create_batch(15, node=node)
     client = ui_client(admin_user)
     with django_assert_max_num_queries(8):
         assert client.get(admin_url("workload")).status_code == 200

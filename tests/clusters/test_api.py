@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 from clusters import etcd, services, sync
 from clusters.models import ApiToken, AuditEvent, Deployment, Node, Pod, PodMember, Workload
 from tests.conftest import IMAGE, NODES, wait_for
+from tests.factories import DeploymentFactory, PodMemberFactory, WorkloadFactory
 
 pytestmark = pytest.mark.services
 
@@ -49,7 +50,8 @@ def test_password_exchange_gives_a_token(admin_user: Any, transactional_db: Any)
     response = APIClient().post(
         "/api/auth/token/", {"username": "admin", "password": "pw-admin-1"}, format="json"
     )
-    assert response.status_code == 201 and response.json()["token"].startswith("eru_")
+    assert response.status_code == 201
+    assert response.json()["token"].startswith("eru_")
     wrong = APIClient().post("/api/auth/token/", {"username": "admin", "password": "nope"}, format="json")
     assert wrong.status_code == 401
 
@@ -72,20 +74,26 @@ def test_deploy_through_the_api_and_poll_progress(
     response = api.post("/api/deployments/", body, format="json")
     assert response.status_code == 201, response.json()
     created = response.json()
-    assert sum(created["plan"].values()) == 3 and set(created["plan"]) <= set(NODES)
+    assert sum(created["plan"].values()) == 3
+    assert set(created["plan"]) <= set(NODES)
     done = wait_for(
         lambda: (r := api.get(f"/api/deployments/{created['id']}/").json())["state"] != "running" and r
     )
-    assert done["state"] == "done" and done["succeeded"] == 3 and done["percent"] == 100
+    assert done["state"] == "done"
+    assert done["succeeded"] == 3
+    assert done["percent"] == 100
     wait_for(lambda: sync.check().count == 0)  # the mirror is written just after each commit
     workloads = api.get("/api/workloads/", {"app": "api"}).json()["results"]
-    assert len(workloads) == 3 and {w["state"] for w in workloads} == {"running"}
+    assert len(workloads) == 3
+    assert {w["state"] for w in workloads} == {"running"}
     for w in workloads:
         container = docker_clean[w["node"]].containers.get(w["container_id"])
         assert container.attrs["HostConfig"]["CpuQuota"] == 20000
         assert etcd.workload_key(w["container_id"]) in etcd.get_prefix(etcd.key("/workloads/"))
     event = AuditEvent.objects.get(action="deployment.create")
-    assert event.via == "api" and event.actor == admin_user and event.request_id
+    assert event.via == "api"
+    assert event.actor == admin_user
+    assert event.request_id
     nodes_view = api.get("/api/nodes/").json()["results"]
     assert {n["name"]: n["available"] for n in nodes_view} == {"node1": True, "node2": True}
     assert sum(n["used_memory"] for n in nodes_view) == 3 * (16 << 20)
@@ -117,7 +125,8 @@ def test_bad_deploy_is_a_400_with_field_errors_and_changes_nothing(
     response = api.post("/api/deployments/", body, format="json")
     assert response.status_code == 400, response.content
     assert field in response.json(), response.json()
-    assert not Deployment.objects.exists() and not Workload.objects.exists()
+    assert not Deployment.objects.exists()
+    assert not Workload.objects.exists()
     assert AuditEvent.objects.count() == before
 
 
@@ -143,8 +152,8 @@ def test_plan_is_a_dry_run(admin_user: Any, nodes: list[Any]) -> None:
 
 def test_members_and_outsiders(deployer: Any, viewer: Any, outsider: Any, nodes: list[Any]) -> None:
     pod = nodes[0].pod
-    PodMember.objects.create(pod=pod, user=deployer, role=PodMember.Role.DEPLOYER)
-    PodMember.objects.create(pod=pod, user=viewer, role=PodMember.Role.VIEWER)
+    PodMemberFactory(pod=pod, user=deployer, role=PodMember.Role.DEPLOYER)
+    PodMemberFactory(pod=pod, user=viewer, role=PodMember.Role.VIEWER)
     body = {
         "pod": "eru",
         "app": "x",
@@ -178,11 +187,8 @@ def test_node_down_via_api_and_openapi_schema(admin_user: Any, nodes: list[Any])
 def test_list_endpoints_have_bounded_queries(
     admin_user: Any, nodes: list[Any], django_assert_max_num_queries: Any
 ) -> None:
-    pod = nodes[0].pod
     for i in range(15):
-        Workload.objects.create(
-            name=f"q_e_{i:06d}", pod=pod, node=nodes[i % 2], app="q", entrypoint="e", image="i"
-        )
+        WorkloadFactory(node=nodes[i % 2], app="q", entrypoint="e", state=Workload.State.PENDING)
     api = _client(admin_user)
     with django_assert_max_num_queries(6):
         assert len(api.get("/api/workloads/").json()["results"]) == 15
@@ -199,9 +205,9 @@ def test_workload_filter_by_deployment_must_be_an_id(admin_user: Any, pod: Any, 
 
 
 def test_workload_filter_by_deployment_id(admin_user: Any, nodes: list[Any]) -> None:
-    d = Deployment.objects.create(pod=nodes[0].pod, app="a", entrypoint="e", image="i", count=1)
-    Workload.objects.create(name="a_e_1", pod=d.pod, node=nodes[0], deployment=d, app="a", entrypoint="e")
-    Workload.objects.create(name="a_e_2", pod=d.pod, node=nodes[0], app="a", entrypoint="e")
+    d = DeploymentFactory(pod=nodes[0].pod, app="a", entrypoint="e")
+    WorkloadFactory(name="a_e_1", node=nodes[0], deployment=d, app="a", entrypoint="e")
+    WorkloadFactory(name="a_e_2", node=nodes[0], app="a", entrypoint="e")
     api = _client(admin_user)
     assert [w["name"] for w in api.get("/api/workloads/", {"deployment": d.pk}).json()["results"]] == [
         "a_e_1"
@@ -222,7 +228,8 @@ def test_deploy_bodies_that_are_not_objects_are_a_400(
     events = AuditEvent.objects.count()
     response = api.post(f"/api/deployments/{path}", body, format="json")
     assert response.status_code == 400, response.content
-    assert not Deployment.objects.exists() and AuditEvent.objects.count() == events
+    assert not Deployment.objects.exists()
+    assert AuditEvent.objects.count() == events
 
 
 def test_form_encoded_capacity_keeps_list_values(admin_user: Any, nodes: list[Any]) -> None:
@@ -247,7 +254,8 @@ def test_pods_and_nodes_with_dots_in_their_names_are_addressable(
     assert api.get("/api/pods/a.b/").json()["name"] == "a.b"
     assert api.get("/api/nodes/node1.example.com/").json()["name"] == "node1.example.com"
     down = api.post("/api/nodes/node1.example.com/down/")
-    assert down.status_code == 200 and down.json()["bypass"] is True
+    assert down.status_code == 200
+    assert down.json()["bypass"] is True
     assert Node.objects.get(name="node1.example.com").bypass
     assert api.get("/api/pods/a.b.json").json()["name"] == "a.b"  # format suffixes still work
     assert api.delete("/api/pods/a.b/").status_code == 204
@@ -286,9 +294,8 @@ def test_only_the_owner_or_staff_may_revoke_a_token(
     token, _ = services.token_create(actor=services.SYSTEM, user=deployer, name="t")
     with pytest.raises(PermissionDenied):
         services.token_revoke(actor=services.Actor(user=viewer, via="api"), token=token)
-    assert ApiToken.objects.filter(pk=token.pk).exists() and not AuditEvent.objects.filter(
-        action="token.revoke"
-    )
+    assert ApiToken.objects.filter(pk=token.pk).exists()
+    assert not AuditEvent.objects.filter(action="token.revoke")
     services.token_revoke(actor=services.Actor(user=admin_user, via="api"), token=token)
     assert not ApiToken.objects.filter(pk=token.pk).exists()
 
@@ -303,7 +310,8 @@ def test_password_exchange_is_throttled(admin_user: Any, transactional_db: Any) 
         assert response.status_code == 401, (i, response.content)
     right = {"username": "admin", "password": "pw-admin-1"}
     response = client.post("/api/auth/token/", right, format="json", HTTP_X_FORWARDED_FOR="10.9.9.9")
-    assert response.status_code == 429 and "Retry-After" in response
+    assert response.status_code == 429
+    assert "Retry-After" in response
     assert not ApiToken.objects.exists()
     elsewhere = APIClient(REMOTE_ADDR="192.0.2.7").post("/api/auth/token/", right, format="json")
     assert elsewhere.status_code == 201
@@ -316,11 +324,10 @@ def two_pods(nodes: list[Any], deployer: Any, viewer: Any) -> dict[str, Any]:
     (dora deploys there only) with a workload on the same node."""
     pod = nodes[0].pod
     other = services.pod_add(actor=services.SYSTEM, name="other")
-    PodMember.objects.create(pod=pod, user=viewer, role=PodMember.Role.VIEWER)
-    PodMember.objects.create(pod=other, user=deployer, role=PodMember.Role.DEPLOYER)
-    d = Deployment.objects.create(pod=pod, app="web", entrypoint="main", image=IMAGE, count=1)
-    w = Workload.objects.create(name="web_main_aaaaaa", pod=pod, node=nodes[0], deployment=d, app="web",
-                                entrypoint="main", image=IMAGE, state=Workload.State.RUNNING)  # fmt: skip
+    PodMemberFactory(pod=pod, user=viewer, role=PodMember.Role.VIEWER)
+    PodMemberFactory(pod=other, user=deployer, role=PodMember.Role.DEPLOYER)
+    d = DeploymentFactory(pod=pod)
+    w = WorkloadFactory(name="web_main_aaaaaa", node=nodes[0], deployment=d)
     return {"pod": pod, "deployment": d, "workload": w}
 
 

@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from clusters import permissions, services
 from clusters.models import AuditEvent, Pod, PodMember
+from tests.factories import PodFactory, PodMemberFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -21,16 +22,14 @@ def as_user(user: Any, via: str = "api") -> services.Actor:
 
 
 @pytest.fixture
-def owner(django_user_model: Any, ui_members: Pod) -> Any:
+def owner(ui_members: Pod) -> Any:
     """otto owns pod eru (dora deploys, vic views there)."""
-    user = django_user_model.objects.create_user("otto", password="pw-otto-1")
-    PodMember.objects.create(pod=ui_members, user=user, role=PodMember.Role.OWNER)
-    return user
+    return PodMemberFactory(pod=ui_members, user__username="otto", role=PodMember.Role.OWNER).user
 
 
 @pytest.fixture
 def other_pod(db: Any) -> Pod:
-    return Pod.objects.create(name="other")
+    return PodFactory(name="other")
 
 
 def api(user: Any) -> APIClient:
@@ -92,7 +91,7 @@ def test_nobody_else_may_change_memberships(
 ) -> None:
     if who == "owner_of_other":
         user = request.getfixturevalue("outsider")
-        PodMember.objects.create(pod=other_pod, user=user, role=PodMember.Role.OWNER)
+        PodMemberFactory(pod=other_pod, user=user, role=PodMember.Role.OWNER)
     else:
         user = request.getfixturevalue(who)
     before = roles(ui_members)
@@ -100,14 +99,16 @@ def test_nobody_else_may_change_memberships(
         services.member_set(actor=as_user(user), pod=ui_members, user=user, role="owner")
     with pytest.raises(PermissionDenied):
         services.member_remove(actor=as_user(user), pod=ui_members, user=owner)
-    assert roles(ui_members) == before and not AuditEvent.objects.exists()
+    assert roles(ui_members) == before
+    assert not AuditEvent.objects.exists()
 
 
 def test_an_unknown_role_is_a_field_error(admin_user: Any, ui_members: Pod, outsider: Any) -> None:
     with pytest.raises(ValidationError) as refused:
         services.member_set(actor=as_user(admin_user), pod=ui_members, user=outsider, role="god")
     assert "role" in refused.value.message_dict
-    assert "olga" not in roles(ui_members) and not AuditEvent.objects.exists()
+    assert "olga" not in roles(ui_members)
+    assert not AuditEvent.objects.exists()
 
 
 # --- API: GET/PUT/DELETE /api/pods/<name>/members/ -------------------------------------------------
@@ -120,7 +121,8 @@ def test_owners_manage_members_through_the_api(owner: Any, ui_members: Pod, outs
         {"user": "vic", "role": "viewer"},
     ]
     response = client.put("/api/pods/eru/members/", {"user": "olga", "role": "deployer"}, format="json")
-    assert response.status_code == 200 and response.json() == {"user": "olga", "role": "deployer"}
+    assert response.status_code == 200
+    assert response.json() == {"user": "olga", "role": "deployer"}
     assert client.delete("/api/pods/eru/members/?user=vic").status_code == 204
     assert roles(ui_members) == {"dora": "deployer", "otto": "owner", "olga": "deployer"}
     assert list(AuditEvent.objects.order_by("id").values_list("action", "via")) == [
@@ -141,10 +143,12 @@ def test_bad_member_changes_are_a_400(
     owner: Any, ui_members: Pod, outsider: Any, change: dict[str, str], field: str
 ) -> None:
     response = api(owner).put("/api/pods/eru/members/", change, format="json")
-    assert response.status_code == 400 and field in response.json(), response.content
+    assert response.status_code == 400, response.content
+    assert field in response.json(), response.content
     for query in ("", "?user=ghost", "?user=olga"):  # unknown user; not a member
         response = api(owner).delete(f"/api/pods/eru/members/{query}")
-        assert response.status_code == 400 and "user" in response.json(), (query, response.content)
+        assert response.status_code == 400, (query, response.content)
+        assert "user" in response.json(), (query, response.content)
     assert not AuditEvent.objects.exists()
 
 
@@ -164,5 +168,6 @@ def test_members_api_is_for_owners_and_staff_only(
     assert (
         api(admin_user).put("/api/pods/other/members/", {"user": "otto", "role": "owner"}).status_code == 200
     )
-    assert roles(ui_members)["dora"] == "deployer" and roles(other_pod) == {"otto": "owner"}
+    assert roles(ui_members)["dora"] == "deployer"
+    assert roles(other_pod) == {"otto": "owner"}
     assert AuditEvent.objects.get().actor == admin_user

@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from clusters import etcd, selectors, services
 from clusters.models import AuditEvent, Node
 from tests.conftest import NODES, TLS_DIR
+from tests.factories import WorkloadFactory
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db]
 
@@ -21,13 +22,16 @@ pytestmark = [pytest.mark.services, pytest.mark.django_db]
 def test_node_add_detects_capacity_over_tls_and_writes_audit_and_etcd(register: Any) -> None:
     node = register("node1")
     info = node.info
-    assert info["NCPU"] >= 1 and info["MemTotal"] > 1 << 30
+    assert info["NCPU"] >= 1
+    assert info["MemTotal"] > 1 << 30
     assert node.cpu_map == {str(i): 100 for i in range(info["NCPU"])}
     assert node.memory == info["MemTotal"] - (1 << 30)
-    assert node.tls_key and "PRIVATE KEY" not in node.tls_key  # encrypted at rest
+    assert node.tls_key
+    assert "PRIVATE KEY" not in node.tls_key  # encrypted at rest
     assert "PRIVATE KEY" in node.tls()[2]
     event = AuditEvent.objects.get(action="node.add")
-    assert event.target_name == "node1" and event.via == "system"
+    assert event.target_name == "node1"
+    assert event.via == "system"
     keys = etcd.get_prefix(etcd.key("/"))
     assert etcd.node_key("node1") in keys
     assert etcd.pod_node_key("eru", "node1") in keys
@@ -47,7 +51,8 @@ def test_node_add_refuses_a_client_from_another_ca(pod: Any, tls: dict[str, str]
         services.node_add(actor=services.SYSTEM, pod=pod, name="bad", endpoint=NODES["node1"], **rogue)
     assert "endpoint" in err.value.message_dict
     assert "TLS" in err.value.message_dict["endpoint"][0]
-    assert not Node.objects.exists() and not AuditEvent.objects.filter(action="node.add").exists()
+    assert not Node.objects.exists()
+    assert not AuditEvent.objects.filter(action="node.add").exists()
 
 
 def test_node_add_refuses_an_endpoint_that_does_not_speak_tls(pod: Any, tls: dict[str, str]) -> None:
@@ -147,15 +152,7 @@ def test_node_remove_refuses_while_workloads_hold_resources(nodes: list[Any]) ->
     from clusters.models import Workload
 
     node = nodes[0]
-    Workload.objects.create(
-        name="a_b_xxxxxx",
-        pod=node.pod,
-        node=node,
-        app="a",
-        entrypoint="b",
-        image="i",
-        state=Workload.State.RUNNING,
-    )
+    WorkloadFactory(node=node, name="a_b_xxxxxx", app="a", entrypoint="b")
     with pytest.raises(ValidationError, match="still has workloads"):
         services.node_remove(actor=services.SYSTEM, node=node)
     Workload.objects.all().delete()

@@ -12,13 +12,14 @@ from rest_framework.test import APIClient
 
 from clusters import permissions
 from clusters.models import AuditEvent, Pod
+from tests.factories import PodFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def events(ui_members: Pod) -> dict[str, AuditEvent]:
-    other = Pod.objects.create(name="other")
+    other = PodFactory(name="other")
 
     def event(action: str, pod: Pod | None) -> AuditEvent:
         return AuditEvent.objects.create(

@@ -1,8 +1,10 @@
 """The scheduling engine behind the deploy path: every strategy, nodes_limit, node filters by name
-and label, existing instances counted per node, and the capacity dry run — on the real nodes."""
+and label, existing instances counted per node, and the capacity dry run. Database only (the fast
+tier): nodes are rows and liveness is `ui_alive`; test_deploy.py plans on the real nodes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -10,30 +12,22 @@ from django.core.exceptions import ValidationError
 from rest_framework.test import APIClient
 
 from clusters import services
-from clusters.models import Node, Workload
+from clusters.models import Node
 from tests.conftest import IMAGE
+from tests.factories import WorkloadFactory
 
-pytestmark = pytest.mark.services
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def small(register: Any) -> list[Node]:
-    """Two nodes of 2 cores (200 pieces) and 1 GiB each."""
-    return [register(name, cpu=2, memory="1G") for name in ("node1", "node2")]
+def small(ui_node: Callable[..., Node], ui_alive: set[str]) -> list[Node]:
+    """Two up nodes of 2 cores (200 pieces) and 1 GiB each."""
+    ui_alive.update({"node1", "node2"})
+    return [ui_node(name, memory=1 << 30) for name in ("node1", "node2")]
 
 
 def _existing(node: Node, n: int, app: str = "a") -> None:
-    start = Workload.objects.count()
-    for i in range(start, start + n):
-        Workload.objects.create(
-            name=f"{app}_e_{node.name}{i:02d}",
-            pod=node.pod,
-            node=node,
-            app=app,
-            entrypoint="e",
-            image=IMAGE,
-            state=Workload.State.RUNNING,
-        )
+    WorkloadFactory.create_batch(n, node=node, app=app, entrypoint="e")
 
 
 def _plan(pod: Any, **kwargs: Any) -> dict[str, int]:
@@ -88,7 +82,7 @@ def test_bound_requests_count_cpu_plans(small: list[Node]) -> None:
 
 
 def test_node_filters_by_name_and_label(small: list[Node]) -> None:
-    services.node_set(actor=services.SYSTEM, node=small[1], labels={"zone": "b"})
+    Node.objects.filter(name="node2").update(labels={"zone": "b"})
     assert _plan(small[0].pod, count=2, node_labels={"zone": "b"}) == {"node2": 2}
     assert _plan(small[0].pod, count=2, node_names=["node1"]) == {"node1": 2}
     with pytest.raises(ValidationError, match="node map is empty"):

@@ -48,4 +48,6 @@ def test_liveness_keys_are_not_drift(nodes: list[Any]) -> None:
 
 def test_diff_is_pure_and_ignores_json_formatting() -> None:
     drift = sync.diff({"a": '{"x": 1, "y": 2}', "b": "1"}, {"a": '{"y":2,"x":1}', "c": "3"})
-    assert drift.missing == {"b": "1"} and drift.changed == {} and drift.extra == ["c"]
+    assert drift.missing == {"b": "1"}
+    assert drift.changed == {}
+    assert drift.extra == ["c"]

@@ -92,7 +92,8 @@ def test_deploy_watch_progress_and_stop_a_workload(
     if started_running:  # the page showed "running" first: the polls are what brought "done"
         assert polls, "the progress section never polled"
         last = polls[-1].response()
-        assert last is not None and last.status == 286  # htmx's "stop polling"
+        assert last is not None
+        assert last.status == 286  # htmx's "stop polling"
     expect(progress).not_to_have_attribute("hx-get", re.compile(".*"))  # polling stopped
     assert page.evaluate("window.__e2e_same_document") is True  # all of it without a page load
 

@@ -164,7 +164,8 @@ def test_bound_capacity_limited_by_memory() -> None:
 def test_bound_capacity_with_max_fragment_cores() -> None:
     n = node(cores=6, memory=12 * GiB, max_fragment_cores=2)
     info = node_deploy_capacity(n, normalize_request(cpu_request=1.7, memory_request=1, cpu_bind=True))
-    assert info is not None and info.capacity == 2
+    assert info is not None
+    assert info.capacity == 2
 
 
 def test_bound_capacity_with_numa() -> None:
@@ -176,7 +177,8 @@ def test_bound_capacity_with_numa() -> None:
     )
     info = node_deploy_capacity(n, normalize_request(cpu_request=1, memory_request=GiB, cpu_bind=True))
     # NUMA node 0 has no memory left: two plans on NUMA node 1, then the rest across nodes
-    assert info is not None and info.capacity == 4
+    assert info is not None
+    assert info.capacity == 4
 
 
 def test_deploy_capacity_dry_run() -> None:
@@ -301,7 +303,8 @@ def test_realloc_grows_keeping_the_old_core() -> None:
 def test_realloc_unbind_and_bind() -> None:
     n, old, cpu_map = realloc_node()
     r = realloc(n, old, cpu_map, cpu_bind=False)
-    assert r.cpu_map == {} and r.request.cpu_bind is False
+    assert r.cpu_map == {}
+    assert r.request.cpu_bind is False
     assert (r.used_cpu_map, r.used_cpu, r.used_memory) == ({"0": 0}, 1.0, GiB)
     unbound = normalize_request(cpu_request=1, memory_request=GiB)
     n2 = node(cores=2, used_cpu=1, used_memory=GiB)
@@ -339,7 +342,8 @@ def test_realloc_errors(delta: dict[str, Any], error_type: type[Exception], mess
 def test_realloc_memory_limit_to_unlimited() -> None:
     n, old, cpu_map = realloc_node()
     r = realloc(n, old, cpu_map, memory_limit=-GiB)
-    assert r.request.memory_limit == 0 and r.request.memory_request == GiB
+    assert r.request.memory_limit == 0
+    assert r.request.memory_request == GiB
 
 
 # --- remap, engine capacity, docker ----------------------------------------------------------
