@@ -18,6 +18,7 @@ import psutil
 from embedded.config import SOCKET_PATH_MAX, Config
 from embedded.procs import (
     ServiceError,
+    Supervised,
     log,
     ours,
     require_free_port,
@@ -46,7 +47,7 @@ def pg_bin() -> Path:
     return max(found)[1]
 
 
-class Postgres:
+class Postgres(Supervised):
     """The postmaster of one port base. It writes its own pidfile (data/postmaster.pid), which is
     what we read; our postgres.pid beside the data directory is a copy for people.
 
@@ -84,13 +85,6 @@ class Postgres:
 
     def process(self) -> psutil.Process | None:
         return self._postmaster() if self.owned() else None
-
-    def pid(self) -> int | None:
-        proc = self.process()
-        return proc.pid if proc else None
-
-    def is_running(self) -> bool:
-        return self.process() is not None
 
     def detail(self) -> str:
         return f"127.0.0.1:{self.port} data {self.data}"

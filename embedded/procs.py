@@ -280,7 +280,23 @@ def require_free_port(ports: Mapping[int, list[str]], port: int, what: str) -> N
 # --- one process of ours -------------------------------------------------------------------------
 
 
-class Daemon:
+class Supervised:
+    """A named process of ours, found by `process()` (None: not running, or not ours)."""
+
+    name: str
+
+    def process(self) -> psutil.Process | None:
+        raise NotImplementedError
+
+    def pid(self) -> int | None:
+        proc = self.process()
+        return proc.pid if proc else None
+
+    def is_running(self) -> bool:
+        return self.process() is not None
+
+
+class Daemon(Supervised):
     """One long-running process of ours: its command, its needle, its pidfile and log, and how to tell
     it is ready. Subclasses add what happens before the start (prepare) and after the stop (cleanup).
     A new kind of process (e.g. an agent per node) is one more instance or subclass."""
@@ -314,13 +330,6 @@ class Daemon:
 
     def process(self) -> psutil.Process | None:
         return running(self.pidfile, self.needle)
-
-    def pid(self) -> int | None:
-        proc = self.process()
-        return proc.pid if proc else None
-
-    def is_running(self) -> bool:
-        return self.process() is not None
 
     def detail(self) -> str:
         return str(self.logfile)

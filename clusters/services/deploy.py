@@ -66,6 +66,16 @@ def _resources(pod: Pod, given: schema.Resources, errors: dict[str, list[str]]) 
     return request
 
 
+def _network_refused(network: Any) -> str | None:
+    """Why the network may not be asked for: only those of ERU_NETWORKS (never host or container:…,
+    which would reach the cluster's own services) or none, the node's default bridge."""
+    name = network.strip() if isinstance(network, str) else ""
+    if not name or name in settings.ERU_NETWORKS:
+        return None
+    allowed = ", ".join(settings.ERU_NETWORKS) or "none"
+    return f"network {name[:40]!r} is not allowed; use one of: {allowed} (or leave it empty)"
+
+
 def _validate(
     model: type[schema.Placement], pod: Pod, data: Mapping[str, Any], entry: schema.Entry
 ) -> tuple[Any, scheduling.ResourceRequest]:
@@ -83,13 +93,8 @@ def _validate(
     if given is None and not errors.keys() & set(schema.RESOURCE_FIELDS):
         given = schema.Resources.parse(data, entry=entry)  # the rest failed: still check these
     resources = _resources(pod, given, errors) if given is not None else scheduling.ResourceRequest()
-    network = data.get("network") or "" if "network" in model.model_fields else ""
-    if isinstance(network, str) and network.strip() and network.strip() not in settings.ERU_NETWORKS:
-        allowed = ", ".join(settings.ERU_NETWORKS) or "none"
-        message = (
-            f"network {network.strip()[:40]!r} is not allowed; use one of: {allowed} (or leave it empty)"
-        )
-        errors.setdefault("network", []).append(message)
+    if "network" in model.model_fields and (refused := _network_refused(data.get("network"))):
+        errors.setdefault("network", []).append(refused)
     if errors:
         raise ValidationError(errors)
     return request, resources
