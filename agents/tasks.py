@@ -6,7 +6,6 @@ container name), so acks_late is on; only transient Docker errors are retried, w
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -15,6 +14,7 @@ from celery import Task, shared_task
 from django import db
 from django.conf import settings
 
+from agents import reconcile, sweep
 from clusters import etcd, selectors, services, sync
 from clusters.models import Node, Workload
 from engine import docker
@@ -27,8 +27,6 @@ MAX_RETRIES = 5
 STALE_CLAIM = 4 * settings.ERU_DOCKER_TIMEOUT + 60
 # A pending row or an unfinished removal untouched this long lost its message.
 STALE_MESSAGE = 60
-ORPHAN_GRACE = 60  # a container younger than this may belong to a row committed a moment ago
-PING_TIMEOUT = 5  # seconds: a heartbeat must not wait on a hung node for the full Docker timeout
 T = TypeVar("T")
 BoundTask = Task[..., None]  # what a bind=True task receives as `self`
 
@@ -70,7 +68,9 @@ def create_workload(self: BoundTask, workload_id: int) -> None:
         lambda error: _fail(w, task_id, error),
     )
     if info is not None:
-        services.workload_started(workload_id=workload_id, container_id=info.id, networks=info.networks)
+        services.workload_started(
+            workload_id=workload_id, container_id=info.id, networks=info.networks, ports=info.ports
+        )
 
 
 def _fail(w: Workload, task_id: str, error: str) -> None:
@@ -102,7 +102,9 @@ def control_workload(self: BoundTask, workload_id: int, action: str) -> None:
     was_running = w.state == Workload.State.RUNNING
 
     def fail(error: str) -> None:
-        services.workload_record_state(workload_id=w.pk, running=was_running, error=error, task_id=task_id)
+        services.workload_record_state(
+            workload_id=w.pk, running=was_running, error=error, task_id=task_id, seen=False
+        )
 
     operation = _CONTROL[action]
     client = selectors.node_client
@@ -110,7 +112,10 @@ def control_workload(self: BoundTask, workload_id: int, action: str) -> None:
         self, f"{action} of {w.name}", lambda: operation(client(w.node), w.container_id or w.name), fail
     )
     if info is not None:
-        services.workload_record_state(workload_id=w.pk, running=info.status == "running", task_id=task_id)
+        running = info.status == "running"
+        services.workload_record_state(
+            workload_id=w.pk, running=running, task_id=task_id, exit_code=info.exit_code
+        )
 
 
 @shared_task(name="agents.remove_workload", bind=True, acks_late=True, max_retries=MAX_RETRIES)
@@ -130,30 +135,14 @@ def remove_workload(self: BoundTask, workload_id: int) -> None:
         services.workload_removed(workload_id=workload_id)
 
 
-def _beat_one(node: Node, ttl: int) -> str:
-    try:
-        docker.ping(selectors.node_client(node, timeout=PING_TIMEOUT))
-    except docker.DockerError as exc:
-        return str(exc)
-    try:
-        etcd.heartbeat(node.name, node.pod.name, ttl)
-    except etcd.EtcdError as exc:
-        return str(exc)
-    return ""
-
-
-@shared_task(name="agents.heartbeat_nodes", ignore_result=True)
-def heartbeat_nodes() -> None:
-    """Ping every node's Docker in parallel; a node that answers gets its heartbeat key renewed
-    (lease TTL = 3 × interval). A node that stops answering lets its key expire and goes down."""
-    ttl = 3 * settings.ERU_HEARTBEAT_INTERVAL
-    nodes = list(Node.objects.select_related("pod"))
-    if not nodes:
-        return
-    with ThreadPoolExecutor(max_workers=min(16, len(nodes))) as pool:
-        errors = list(pool.map(lambda n: _beat_one(n, ttl), nodes))
-    for node, error in zip(nodes, errors, strict=True):
-        services.node_record_probe(node_id=node.pk, error=error)
+@shared_task(name="agents.sweep_nodes", ignore_result=True)
+def sweep_nodes() -> None:
+    """Every ERU_SWEEP_INTERVAL seconds: look at every node's containers (agents/sweep.py), record
+    the transitions, renew the heartbeat of each node that answered."""
+    looks = sweep.sweep()
+    down = {lk.node.name: lk.error for lk in looks if lk.seen is None}
+    if down:
+        log.warning("sweep: unreachable nodes %s", down)
 
 
 def reconcile_lock_name() -> str:
@@ -178,30 +167,10 @@ def reconcile_etcd() -> None:
             log.warning("could not release the reconcile lock: %s", exc)
 
 
-def reconcile_node(node: Node, *, remove: bool, grace: float = ORPHAN_GRACE) -> list[str]:
-    """Containers labelled ERU=1 on the node that no live workload row claims (orphans): their
-    names, removed when `remove`. Docker is listed before the rows are read, and rows commit before
-    their containers exist, so a container created meanwhile is always claimed; younger ones than
-    `grace` seconds are left alone all the same."""
-    client = selectors.node_client(node)
-    # Only containers created under this node's name: were one engine registered twice, the other
-    # node row's containers are not this one's to judge.
-    containers = [c for c in docker.list_eru(client) if c.labels.get("eru.nodename") == node.name]
-    claimed = set(
-        Workload.objects.filter(node=node, state__in=Workload.HOLDING).values_list("name", flat=True)
-    )
-    settled = time.time() - grace
-    orphans = [c.name for c in containers if c.name not in claimed and c.created < settled]
-    if remove:
-        for name in orphans:
-            docker.remove(client, name)
-    return orphans
-
-
 @shared_task(name="agents.reconcile_containers", ignore_result=True)
 def reconcile_containers() -> None:
-    """Re-send work whose message was lost or whose worker died, then remove orphan containers
-    on every reachable node (in parallel)."""
+    """Re-send work whose message was lost or whose worker died, then reconcile every reachable node
+    with its rows (agents/reconcile.py), repairing what can be, in parallel."""
     create, remove = services.workload_collect_stale(pending_after=STALE_MESSAGE, claim_after=STALE_CLAIM)
     for workload_id in create:
         create_workload.delay(workload_id)
@@ -212,18 +181,17 @@ def reconcile_containers() -> None:
     if not nodes:
         return
     with ThreadPoolExecutor(max_workers=min(8, len(nodes))) as pool:
-        results = pool.map(_reconcile_quietly, nodes)
-    for node, orphans in zip(nodes, results, strict=True):
-        if orphans:
-            log.warning("removed %d orphan container(s) on %s: %s", len(orphans), node.name, orphans)
+        reports = list(pool.map(_reconcile_quietly, nodes))
+    for report in reports:
+        if report.drift:
+            log.warning("reconcile: %s", "; ".join(report.lines()))
 
 
-def _reconcile_quietly(node: Node) -> list[str]:
+def _reconcile_quietly(node: Node) -> reconcile.Report:
     try:
-        return reconcile_node(node, remove=True, grace=ORPHAN_GRACE)
-    except docker.DockerError as exc:
-        log.warning("reconcile skipped %s: %s", node.name, exc)
-        return []
+        return reconcile.reconcile_node(node, repair=True, grace=reconcile.ORPHAN_GRACE)
+    except docker.DockerError as exc:  # the node went away between the list and a removal
+        return reconcile.Report(node.name, error=str(exc))
     finally:
         # A pool thread's DB connection is its own and would outlive the thread until the garbage
         # collector finds it: on PostgreSQL an idle server session per node and run.

@@ -151,7 +151,7 @@ class NodeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
 class WorkloadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Workload]):
     serializer_class = s.WorkloadSerializer
-    FILTERS = ("app", "entrypoint", "state", "deployment")
+    FILTERS = ("app", "entrypoint", "state", "status", "health", "deployment")
 
     def get_queryset(self) -> QuerySet[Workload]:
         qs = permissions.visible_workloads(self.request.user).select_related("pod", "node")
@@ -165,8 +165,13 @@ class WorkloadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             filters["node__name"] = params["node"]
         return qs.filter(**filters)
 
+    @extend_schema(parameters=[s.FORCE_PARAMETER])
     def destroy(self, request: Request, pk: str) -> Response:
-        w = services.workload_remove(actor=_actor(request), workload=self.get_object())
+        """Remove: the worker removes the container, then the row goes. On a node that does not answer,
+        or with ?force=true, the row and its allocation go at once; reconcile removes the container
+        when its node answers again."""
+        force = request.query_params.get("force", "").lower() in ("1", "true", "yes")
+        w = services.workload_remove(actor=_actor(request), workload=self.get_object(), force=force)
         return Response(s.WorkloadSerializer(w).data if w.pk else None, status=status.HTTP_202_ACCEPTED)
 
     def _control(self, request: Request, action_name: str) -> Response:

@@ -69,6 +69,9 @@ class Node(models.Model):
     used_memory = models.BigIntegerField(default=0)
     info = models.JSONField(default=dict, blank=True, help_text="engine info at the last probe")
     last_error = models.TextField(blank=True)
+    # When the core last heard from the node's engine (a sweep's list call that answered): the "last
+    # observed" of every workload on it. Kept fresh by every sweep, unlike the workload rows.
+    observed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -182,6 +185,12 @@ class Deployment(models.Model):
 
 
 class Workload(models.Model):
+    """A workload on two axes: `state`, the lifecycle the portal drives (what it was asked for and got
+    done), and `status`, what Docker last showed of its container (observed, by the sweep or the
+    agent). Every lifecycle state but failed holds the allocation, whatever the observed status: a
+    container that exited, crashed or went missing keeps its cpu and memory until an operator removes
+    the workload (as in Eru), so a restart finds them free; the node page shows how much is held so."""
+
     class State(models.TextChoices):
         PENDING = "pending"
         CREATING = "creating"
@@ -190,8 +199,26 @@ class Workload(models.Model):
         REMOVING = "removing"
         FAILED = "failed"
 
+    class Status(models.TextChoices):
+        UNOBSERVED = "", "not observed yet"
+        RUNNING = "running"
+        EXITED = "exited"  # with exit_code
+        OOM_KILLED = "oom_killed", "OOM-killed"
+        RESTARTING = "restarting"  # Docker restarts it (a restart policy); restart_count counts
+        PAUSED = "paused"
+        MISSING = "missing", "missing (container gone)"
+        UNKNOWN = "unknown", "unknown (node unreachable)"
+
+    class Health(models.TextChoices):
+        HEALTHY = "healthy"
+        UNHEALTHY = "unhealthy"
+        NONE = "none", "none (no health check)"
+        UNKNOWN = "unknown"
+
     # States in which the workload still holds its allocation on the node.
     HOLDING = (State.PENDING, State.CREATING, State.RUNNING, State.STOPPED, State.REMOVING)
+    # States whose container the sweep and the agent observe (the others belong to a worker).
+    OBSERVED = (State.RUNNING, State.STOPPED)
     # States a worker moves on from by itself.
     BUSY = (State.PENDING, State.CREATING, State.REMOVING)
 
@@ -223,14 +250,26 @@ class Workload(models.Model):
     # creation task's, or the id a start/stop/restart request made for its message.
     task_id = models.CharField(max_length=64, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
-    networks = models.JSONField(default=dict, blank=True)
+    networks = models.JSONField(default=dict, blank=True)  # network name -> IP
     error = models.TextField(blank=True)
+    # Observed (written on transitions only; when it was last observed is the node's observed_at).
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.UNOBSERVED, blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    restart_count = models.PositiveIntegerField(default=0)
+    health = models.CharField(max_length=9, choices=Health.choices, default=Health.NONE)
+    ports = models.JSONField(default=list, blank=True)  # published: [{"ip", "private", "public", "type"}]
+    status_since = models.DateTimeField(null=True, blank=True)
+    # Eru's health check (tcp_ports, http_port, url, code); null: none, health stays "none".
+    healthcheck = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["app", "entrypoint", "node"])]
+        indexes = [
+            models.Index(fields=["app", "entrypoint", "node"]),
+            models.Index(fields=["node", "status"]),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -247,6 +286,22 @@ class Workload(models.Model):
     @property
     def short_id(self) -> str:
         return self.container_id[:12]
+
+    @property
+    def healthy(self) -> bool:
+        """Eru's `healthy`: running, and its health check passes (or it has none)."""
+        return self.status == self.Status.RUNNING and self.health in (self.Health.HEALTHY, self.Health.NONE)
+
+    def status_json(self) -> dict[str, Any]:
+        """Eru's StatusMeta, as its agent writes it under /status/… (false and empty fields left out)."""
+        data: dict[str, Any] = {"id": self.container_id}
+        if self.networks:
+            data["networks"] = self.networks
+        if self.status == self.Status.RUNNING:
+            data["running"] = True
+        if self.healthy:
+            data["healthy"] = True
+        return data
 
     def eru_json(self) -> dict[str, Any]:
         return {
@@ -286,6 +341,8 @@ class AuditEvent(models.Model):
         NODE_UP = "node.up", "node set up"
         NODE_DOWN = "node.down", "node set down"
         NODE_REMOVE = "node.remove", "node removed"
+        NODE_UNREACHABLE = "node.unreachable", "node's engine stopped answering"
+        NODE_REACHABLE = "node.reachable", "node's engine answers again"
         TOKEN_CREATE = "token.create", "API token created"
         TOKEN_REVOKE = "token.revoke", "API token revoked"
         DEPLOYMENT_CREATE = "deployment.create", "deployment created"
@@ -298,6 +355,11 @@ class AuditEvent(models.Model):
         WORKLOAD_STARTED = "workload.started", "container running again"
         WORKLOAD_STOPPED = "workload.stopped", "container stopped"
         WORKLOAD_REMOVED = "workload.removed", "container removed"
+        WORKLOAD_EXITED = "workload.exited", "container exited by itself"
+        WORKLOAD_OOM_KILLED = "workload.oom_killed", "container OOM-killed"
+        WORKLOAD_RESTARTING = "workload.restarting", "container crashing, Docker restarting it"
+        WORKLOAD_MISSING = "workload.missing", "container removed outside the portal"
+        WORKLOAD_ADOPTED = "workload.adopted", "container found for a creation left mid-way"
 
     class Via(models.TextChoices):
         UI = "ui"

@@ -47,6 +47,7 @@ class NodeSerializer(serializers.ModelSerializer[Node]):
             "used_memory",
             "info",
             "last_error",
+            "observed_at",
             "created_at",
         ]
 
@@ -77,8 +78,12 @@ class NodeUpdateSerializer(serializers.Serializer[Any]):
 
 
 class WorkloadSerializer(serializers.ModelSerializer[Workload]):
+    """A workload: its lifecycle `state` (what the portal drives) and its observed `status` (what
+    Docker showed at `last_observed`, the last time its node was looked at)."""
+
     pod: serializers.SlugRelatedField[Pod] = serializers.SlugRelatedField(slug_field="name", read_only=True)
     node: serializers.SlugRelatedField[Node] = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    last_observed = serializers.DateTimeField(source="node.observed_at", read_only=True, allow_null=True)
 
     class Meta:
         model = Workload
@@ -102,8 +107,15 @@ class WorkloadSerializer(serializers.ModelSerializer[Workload]):
             "cpu_bind",
             "cpu_map",
             "state",
+            "status",
+            "exit_code",
+            "health",
+            "restart_count",
+            "status_since",
+            "last_observed",
             "container_id",
             "networks",
+            "ports",
             "error",
             "created_at",
             "updated_at",
@@ -186,3 +198,6 @@ class MemberSerializer(MemberRefSerializer):
 
 
 MEMBER_USER_PARAMETER = OpenApiParameter("user", str, description="username of the member to remove")
+FORCE_PARAMETER = OpenApiParameter(
+    "force", bool, description="drop the row and its allocation now, even if the node answers"
+)

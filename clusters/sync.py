@@ -16,8 +16,9 @@ from clusters.models import Node, Pod, Workload
 
 log = logging.getLogger(__name__)
 
-# The prefixes the mirror owns; liveness keys (/status…) belong to heartbeats and pollers.
-MIRRORED = ("/pod/info/", "/node/", "/workloads/", "/deploy/", "/resource/cpumem/")
+# The prefixes the mirror owns: the rows, and the workloads' observed status (written by the sweep
+# with the row). Node liveness keys (/status:node/…, on a lease) belong to the heartbeats.
+MIRRORED = ("/pod/info/", "/node/", "/workloads/", "/deploy/", "/resource/cpumem/", "/status/")
 
 
 def pod_keys(pod: Pod) -> dict[str, Any]:
@@ -42,6 +43,13 @@ def workload_keys(w: Workload) -> dict[str, Any]:
         etcd.deploy_key(w.app, w.entrypoint, w.node.name, w.container_id): data,
         etcd.node_workload_key(w.node.name, w.container_id): data,
     }
+
+
+def workload_status_keys(w: Workload) -> dict[str, Any]:
+    """The observed status key (Eru's /status/{app}/{entry}/{node}/{id}, no lease), once observed."""
+    if not w.container_id or w.status == Workload.Status.UNOBSERVED:
+        return {}
+    return {etcd.workload_status_key(w.app, w.entrypoint, w.node.name, w.container_id): w.status_json()}
 
 
 def workload_all_keys(w: Workload) -> list[str]:
@@ -127,6 +135,7 @@ def desired_state() -> dict[str, str]:
     holding = Workload.objects.filter(state__in=Workload.HOLDING).exclude(container_id="")
     for w in holding.select_related("pod", "node"):
         keys.update(workload_keys(w))
+        keys.update(workload_status_keys(w))
     return {k: etcd.dumps(v) for k, v in keys.items()}
 
 

@@ -20,7 +20,20 @@ import psutil
 
 from embedded import clients
 from embedded.config import IMAGE, SOCKET_PATH_MAX, Config, NodeLayout
-from embedded.procs import Daemon, ServiceError, log, ours, read_pid, run, send, stop, strays, wait_gone
+from embedded.procs import (
+    Daemon,
+    ServiceError,
+    listeners,
+    log,
+    ours,
+    read_pid,
+    run,
+    send,
+    stop,
+    strays,
+    wait_gone,
+    wait_until,
+)
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 DOCKER_ENV = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONTEXT")
@@ -202,6 +215,7 @@ class Node(Daemon):
             "--pidfile", str(n.dir / "docker.pid"),
             "--bridge", n.bridge, "--iptables=false", "--ip-masq=false", "--ip-forward=false",
             "--cgroup-parent", f"/{n.cgroup}", "--shutdown-timeout", "2", "--label", f"eru.node={n.name}",
+            "--live-restore",  # containers outlive their dockerd: a restart or a crash of it kills none
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if k not in DOCKER_ENV}
         super().__init__(
@@ -220,6 +234,12 @@ class Node(Daemon):
     def preflight(self, ports: Mapping[int, list[str]]) -> None:
         if self.is_running():
             return
+        port = self.layout.port
+        if port in ports and self.survivors():
+            # A dockerd that was just killed: its containerd held the listening socket too and dies
+            # after it (parent-death signal). Give it a moment before calling the port taken.
+            wait_until(5.0, lambda: port not in listeners())
+            ports = listeners()
         super().preflight(ports)
         require_free_addr(self.layout)
         if len(str(self.layout.socket).encode()) >= SOCKET_PATH_MAX:
@@ -237,7 +257,23 @@ class Node(Daemon):
     def prepare(self) -> None:
         n = self.layout
         n.dir.mkdir(parents=True, exist_ok=True)
-        if not self.reap():
+        alive = self.survivors()
+        if alive:
+            # dockerd died and its containers did not (live-restore): the new dockerd takes them back
+            # from their shims, so the exec-root and everything that runs stay as they are.
+            stop(strays(self.needle), 10.0)  # a dockerd of ours that lost its pidfile, if any
+            # Its containerd dies with it (a parent-death signal), but not at once, and may linger as
+            # a zombie nobody reaps: a new dockerd that finds its pid would wait on it and time out.
+            # So it is stopped and its pidfile goes: dockerd starts a new one, the shims outlive both.
+            pidfile = n.exec_root / "containerd" / "containerd.pid"
+            containerd = ours(read_pid(pidfile), f"{n.exec_root}/")
+            if containerd is not None:
+                stop([containerd], 5.0)
+            pidfile.unlink(missing_ok=True)
+            n.socket.unlink(missing_ok=True)
+            (n.dir / "docker.pid").unlink(missing_ok=True)
+            self.say(f"{len(alive)} process(es) of its containers still run: keeping {n.exec_root}")
+        elif not self.reap():
             raise ServiceError(f"{self.name}: {n.exec_root} is in use by a dockerd of another directory")
         ensure_bridge(n)
         n.data_root.mkdir(parents=True, exist_ok=True)
@@ -267,6 +303,23 @@ class Node(Daemon):
         if self.reap():
             delete_bridge(self.layout.bridge)
         self.pidfile.unlink(missing_ok=True)
+
+    def survivors(self) -> list[psutil.Process]:
+        """What still runs of a dead dockerd: its containerd, the shims and the container processes
+        (in the node's cgroup parent). Empty when nothing of the node is alive."""
+        if self.foreign_dockerd():
+            return []
+        found = strays(f"{self.layout.exec_root}/")
+        pids = {p.pid for p in found}
+        for top in cgroup_dirs(self.layout.cgroup):
+            for procs_file in top.rglob("cgroup.procs"):
+                with contextlib.suppress(OSError, ValueError):
+                    for pid in map(int, procs_file.read_text().split()):
+                        if pid not in pids:
+                            with contextlib.suppress(psutil.Error):
+                                found.append(psutil.Process(pid))
+                                pids.add(pid)
+        return found
 
     def foreign_dockerd(self) -> list[psutil.Process]:
         """dockerds of another directory on our exec-root (same --port-base): its leftovers are not ours."""

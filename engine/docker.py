@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import ssl
 import tempfile
 import threading
@@ -56,6 +57,10 @@ class EngineInfo:
 
 @dataclass(frozen=True)
 class ContainerInfo:
+    """A container as Docker shows it. `status` is Docker's state (created, running, paused,
+    restarting, removing, exited, dead). From a list call: `status_text` ("Exited (5) 3 seconds
+    ago") and the exit code read from it; oom_killed, restart_count and pid need an inspect."""
+
     id: str
     name: str
     status: str
@@ -63,6 +68,49 @@ class ContainerInfo:
     labels: dict[str, str]
     exit_code: int = 0
     created: float = 0.0  # unix time
+    ports: list[dict[str, Any]] = field(default_factory=list)  # [{"ip", "private", "public", "type"}]
+    status_text: str = ""
+    oom_killed: bool = False
+    restart_count: int = 0
+    pid: int = 0
+    inspected: bool = False  # the fields that need an inspect are filled in
+
+
+_EXITED = re.compile(r"^Exited \((-?\d+)\)")
+_UP_SECONDS = re.compile(r"^Up (Less than a second|(\d+) seconds?)\b")
+
+
+def up_seconds(info: ContainerInfo) -> float | None:
+    """How long ago a running container (re)started, from a list call's status ("Up 3 seconds"); None
+    beyond a minute, where Docker says "Up About a minute" or more. A restart since the last look
+    shows here, though only an inspect can count restarts."""
+    match = _UP_SECONDS.match(info.status_text)
+    if match is None:
+        return None
+    return 0.0 if match.group(2) is None else float(match.group(2))
+
+
+def _published(ports: Any) -> list[dict[str, Any]]:
+    """Published ports from a list summary (a list) or an inspect (a map "80/tcp" -> bindings)."""
+    if isinstance(ports, list):
+        return [
+            {"ip": p.get("IP", ""), "private": p["PrivatePort"], "public": p["PublicPort"], "type": p["Type"]}
+            for p in ports
+            if p.get("PublicPort")
+        ]
+    found = []
+    for key, bindings in (ports or {}).items():
+        private, _, kind = key.partition("/")
+        for b in bindings or []:
+            found.append(
+                {
+                    "ip": b.get("HostIp", ""),
+                    "private": int(private),
+                    "public": int(b["HostPort"]),
+                    "type": kind,
+                }
+            )
+    return found
 
 
 def _classify(exc: Exception, what: str) -> DockerError:
@@ -180,15 +228,20 @@ def ping(client: docker.DockerClient) -> None:
 
 def _info(container: Any) -> ContainerInfo:
     attrs = container.attrs
-    nets = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    settings = attrs.get("NetworkSettings") or {}
     state = attrs.get("State") or {}
     return ContainerInfo(
         id=container.id,
         name=container.name,
         status=state.get("Status", container.status),
-        networks={name: net.get("IPAddress", "") for name, net in nets.items()},
+        networks={name: net.get("IPAddress", "") for name, net in (settings.get("Networks") or {}).items()},
         labels=dict((attrs.get("Config") or {}).get("Labels") or {}),
         exit_code=int(state.get("ExitCode") or 0),
+        ports=_published(settings.get("Ports")),
+        oom_killed=bool(state.get("OOMKilled")),
+        restart_count=int(attrs.get("RestartCount") or 0),
+        pid=int(state.get("Pid") or 0),
+        inspected=True,
     )
 
 
@@ -288,17 +341,23 @@ def list_eru(client: docker.DockerClient) -> list[ContainerInfo]:
         summaries = client.api.containers(all=True, filters={"label": "ERU=1"})
     except _ERRORS as exc:
         raise _classify(exc, "list") from exc
-    return [
-        ContainerInfo(
-            id=c["Id"],
-            name=(c.get("Names") or ["/"])[0].lstrip("/"),
-            status=c.get("State", ""),
-            networks={
-                name: net.get("IPAddress", "")
-                for name, net in ((c.get("NetworkSettings") or {}).get("Networks") or {}).items()
-            },
-            labels=dict(c.get("Labels") or {}),
-            created=float(c.get("Created") or 0),
-        )
-        for c in summaries
-    ]
+    return [_summary(c) for c in summaries]
+
+
+def _summary(c: dict[str, Any]) -> ContainerInfo:
+    text = c.get("Status") or ""
+    exited = _EXITED.match(text)
+    return ContainerInfo(
+        id=c["Id"],
+        name=(c.get("Names") or ["/"])[0].lstrip("/"),
+        status=c.get("State", ""),
+        networks={
+            name: net.get("IPAddress", "")
+            for name, net in ((c.get("NetworkSettings") or {}).get("Networks") or {}).items()
+        },
+        labels=dict(c.get("Labels") or {}),
+        created=float(c.get("Created") or 0),
+        ports=_published(c.get("Ports") or []),
+        status_text=text,
+        exit_code=int(exited.group(1)) if exited else 0,
+    )

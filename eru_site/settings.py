@@ -163,7 +163,10 @@ ERU_ETCD_PREFIX = os.environ.get("ERU_ETCD_PREFIX", "/eru").rstrip("/")
 ERU_SHARE_BASE = envint("ERU_SHARE_BASE", 100)
 ERU_MAX_FRAGMENT_CORES = envint("ERU_MAX_FRAGMENT_CORES", -1)
 ERU_MEMORY_RESERVE = envint("ERU_MEMORY_RESERVE", 1 << 30)
-ERU_HEARTBEAT_INTERVAL = envint("ERU_HEARTBEAT_INTERVAL", 10)
+ERU_HEARTBEAT_INTERVAL = envint("ERU_HEARTBEAT_INTERVAL", 10)  # a node's lease is 3 × this
+# How often the sweep looks at every agentless node's containers (it also renews their heartbeat,
+# so it must not be longer than the heartbeat interval).
+ERU_SWEEP_INTERVAL = min(envint("ERU_SWEEP_INTERVAL", 5), ERU_HEARTBEAT_INTERVAL)
 ERU_DOCKER_TIMEOUT = envint("ERU_DOCKER_TIMEOUT", 30)
 # Docker networks a deploy may ask for ("" = the node's default bridge). Never host/container:*.
 ERU_NETWORKS = [n for n in os.environ.get("ERU_NETWORKS", "bridge").split(",") if n]
@@ -179,13 +182,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = 120
 CELERY_TASK_TIME_LIMIT = 180
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_TASK_ROUTES = {"agents.heartbeat_nodes": {"queue": "heartbeat"}}
+# The sweep (container status, and the heartbeat of every node that answers) has a queue and a
+# worker of its own, so a big deploy cannot delay it past the heartbeat lease.
+CELERY_TASK_ROUTES = {"agents.sweep_nodes": {"queue": "heartbeat"}}
 CELERY_BEAT_SCHEDULE = {
-    # A heartbeat that could not run within its interval is dropped, not piled up.
-    "heartbeat-nodes": {
-        "task": "agents.heartbeat_nodes",
-        "schedule": float(ERU_HEARTBEAT_INTERVAL),
-        "options": {"expires": float(ERU_HEARTBEAT_INTERVAL)},
+    # A sweep that could not run within its interval is dropped, not piled up.
+    "sweep-nodes": {
+        "task": "agents.sweep_nodes",
+        "schedule": float(ERU_SWEEP_INTERVAL),
+        "options": {"expires": float(ERU_SWEEP_INTERVAL)},
     },
     "reconcile-etcd": {"task": "agents.reconcile_etcd", "schedule": 300.0},
     "reconcile-containers": {"task": "agents.reconcile_containers", "schedule": 120.0},

@@ -13,7 +13,8 @@ from clusters.services.deploy import (
     deployment_validate,
     placement_validate,
 )
-from clusters.services.nodes import node_add, node_record_probe, node_remove, node_set
+from clusters.services.nodes import node_add, node_remove, node_set
+from clusters.services.observe import Seen, node_observe
 from clusters.services.pods import member_remove, member_set, pod_add, pod_remove
 from clusters.services.tokens import token_create, token_revoke
 from clusters.services.workloads import (
@@ -35,6 +36,7 @@ __all__ = [
     "CONTROL_ACTIONS",
     "SYSTEM",
     "Actor",
+    "Seen",
     "DeploySpec",
     "actor_from_request",
     "deployment_capacity",
@@ -44,7 +46,7 @@ __all__ = [
     "member_remove",
     "member_set",
     "node_add",
-    "node_record_probe",
+    "node_observe",
     "node_remove",
     "node_set",
     "placement_validate",

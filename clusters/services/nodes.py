@@ -157,11 +157,6 @@ def node_remove(*, actor: Actor, node: Node) -> None:
         node.delete()
 
 
-def node_record_probe(*, node_id: int, error: str) -> None:
-    """Workers report the last ping result; written only when it changes."""
-    Node.objects.filter(pk=node_id).exclude(last_error=error).update(last_error=error)
-
-
 def set_usage(node: Node, used_cpu_map: Mapping[str, int], used_cpu: float, used_memory: int) -> None:
     """Store a node's new usage (cores with no pieces held are left out) and mirror it."""
     node.used_cpu_map = {core: pieces for core, pieces in used_cpu_map.items() if pieces}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 from django.db import transaction
 from django.db.models import F, Q
@@ -75,8 +76,34 @@ def workload_claim(*, workload_id: int, task_id: str, stale_after: int) -> Workl
     return Workload.objects.select_related("pod", "node").get(pk=workload_id) if claimed else None
 
 
-def workload_started(*, workload_id: int, container_id: str, networks: dict[str, str]) -> Workload | None:
-    """A worker made the workload's container and it runs: the row says so, the deployment counts it."""
+def _seen_running(w: Workload, running: bool, exit_code: int | None = None) -> None:
+    """What the worker saw of the container it just acted on: the observed status, which the sweep
+    then finds unchanged (so the portal's own actions are no observed transitions)."""
+    status = Workload.Status.RUNNING if running else Workload.Status.EXITED
+    if status != w.status:
+        w.status, w.status_since = status, timezone.now()
+    w.exit_code = None if running else exit_code
+    if not w.healthcheck:
+        w.health = Workload.Health.NONE
+    elif not running:
+        w.health = Workload.Health.UNHEALTHY
+    elif w.health != Workload.Health.HEALTHY:
+        w.health = Workload.Health.UNKNOWN  # until a check says
+
+
+_SEEN_FIELDS = ["status", "status_since", "exit_code", "health"]
+
+
+def workload_started(
+    *,
+    workload_id: int,
+    container_id: str,
+    networks: dict[str, str],
+    ports: list[dict[str, Any]] | None = None,
+    adopted: bool = False,
+) -> Workload | None:
+    """A worker made the workload's container and it runs: the row says so, the deployment counts it.
+    `adopted`: reconcile found the running container of a creation whose worker died mid-way."""
     with transaction.atomic():
         w = _locked(workload_id)
         if w is None or w.state != Workload.State.CREATING:
@@ -84,12 +111,17 @@ def workload_started(*, workload_id: int, container_id: str, networks: dict[str,
         w.state = Workload.State.RUNNING
         w.container_id = container_id
         w.networks = networks
+        w.ports = ports or []
         w.error = ""
-        w.save(update_fields=["state", "container_id", "networks", "error", "updated_at"])
+        _seen_running(w, True)
+        w.save(
+            update_fields=["state", "container_id", "networks", "ports", "error", *_SEEN_FIELDS, "updated_at"]
+        )
         deployment_progress(w.deployment_id, ok=True)
         after = {"container_id": container_id, "node": w.node.name}
-        audit(SYSTEM, Action.WORKLOAD_CREATED, w, pod=w.pod, after=after)
-        sync.push(sync.workload_keys(w))
+        action = Action.WORKLOAD_ADOPTED if adopted else Action.WORKLOAD_CREATED
+        audit(SYSTEM, action, w, pod=w.pod, after=after)
+        sync.push({**sync.workload_keys(w), **sync.workload_status_keys(w)})
     return w
 
 
@@ -144,20 +176,31 @@ def workload_control_claim(*, workload_id: int, action: str, task_id: str) -> Wo
 
 
 def workload_record_state(
-    *, workload_id: int, running: bool, error: str = "", task_id: str | None = None
+    *,
+    workload_id: int,
+    running: bool,
+    error: str = "",
+    task_id: str | None = None,
+    exit_code: int | None = None,
+    seen: bool = True,
 ) -> None:
-    """Workers report the container's state after a control action or a poll; a change is audited.
-    With `task_id`, the control request it carried out is done (unless a newer one replaced it)."""
+    """Workers report the container's state after a control action; a change is audited. With
+    `task_id`, the control request it carried out is done (unless a newer one replaced it). `seen`:
+    the worker saw the container (not after an error), so its observed status is recorded too."""
     state = Workload.State.RUNNING if running else Workload.State.STOPPED
     with transaction.atomic():
         w = _locked(workload_id)
-        if w is None or w.state not in (Workload.State.RUNNING, Workload.State.STOPPED):
+        if w is None or w.state not in Workload.OBSERVED:
             return
         before = w.state
         w.state, w.error = state, error[:2000]
         if task_id is not None and w.task_id == task_id:
             w.action, w.task_id, w.claimed_at = "", "", None
-        w.save(update_fields=["state", "error", "action", "task_id", "claimed_at", "updated_at"])
+        if seen:
+            _seen_running(w, running, exit_code)
+            sync.push(sync.workload_status_keys(w))
+        fields = ["state", "error", "action", "task_id", "claimed_at", *_SEEN_FIELDS, "updated_at"]
+        w.save(update_fields=fields)
         if before != state:
             audit(SYSTEM, _SEEN[state], w, pod=w.pod, before={"state": before}, after={"state": state})
 
@@ -169,8 +212,11 @@ def workload_remove_failed(*, workload_id: int, error: str) -> None:
     )
 
 
-def workload_remove(*, actor: Actor, workload: Workload) -> Workload:
-    """Mark for removal; the worker removes the container, then workload_removed releases."""
+def workload_remove(*, actor: Actor, workload: Workload, force: bool = False) -> Workload:
+    """Mark for removal; the worker removes the container, then workload_removed releases. On a node
+    whose engine does not answer (the sweep's last look failed), or with `force`, the row and its
+    allocation go at once: the container, if any, is an orphan then, which reconcile removes when
+    the node answers again."""
     permissions.require_deploy(actor.user, workload.pod)
     with transaction.atomic():
         w = _locked(workload.pk)
@@ -181,15 +227,29 @@ def workload_remove(*, actor: Actor, workload: Workload) -> Workload:
                 "workload", f"workload {w.name} is still being created; remove it once it is running"
             )
         before = {"state": w.state, "container_id": w.container_id}
-        audit(actor, Action.WORKLOAD_REMOVE, w, pod=w.pod, before=before)
         if w.state == Workload.State.FAILED:  # nothing in Docker, nothing held
+            audit(actor, Action.WORKLOAD_REMOVE, w, pod=w.pod, before=before)
             w.delete()
             return w
+        if force or w.node.last_error:
+            why = "forced" if force else f"node {w.node.name} does not answer ({w.node.last_error[:200]})"
+            after = {"released": True, "container": f"left for reconcile to remove: {why}"}
+            audit(actor, Action.WORKLOAD_REMOVE, w, pod=w.pod, before=before, after=after)
+            _drop(w)
+            return w
+        audit(actor, Action.WORKLOAD_REMOVE, w, pod=w.pod, before=before)
         if w.state != Workload.State.REMOVING:
             w.state = Workload.State.REMOVING
             w.save(update_fields=["state", "updated_at"])
         queue.enqueue("agents.remove_workload", w.pk)
     return w
+
+
+def _drop(w: Workload) -> None:
+    """The row goes with its allocation and its etcd keys (caller holds the transaction)."""
+    release(w)
+    sync.push(deletes=sync.workload_all_keys(w))
+    w.delete()
 
 
 def workload_removed(*, workload_id: int) -> None:
@@ -198,10 +258,8 @@ def workload_removed(*, workload_id: int) -> None:
         w = _locked(workload_id)
         if w is None or w.state != Workload.State.REMOVING:
             return
-        release(w)
-        sync.push(deletes=sync.workload_all_keys(w))
         audit(SYSTEM, Action.WORKLOAD_REMOVED, w, pod=w.pod, before={"container_id": w.container_id})
-        w.delete()
+        _drop(w)
 
 
 def workload_collect_stale(*, pending_after: int, claim_after: int) -> tuple[list[int], list[int]]:

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
-from agents import tasks
+from agents import reconcile, tasks
 from clusters import services
 from tests.conftest import IMAGE, wait_for
 from tests.factories import WorkloadFactory
@@ -42,13 +43,15 @@ def test_orphans_are_reported_then_removed(
         IMAGE, ["sleep", "600"], name="twin_e_abcdef", labels={"ERU": "1", "eru.nodename": "node9"}
     )
     out = StringIO()
-    call_command("reconcile", stdout=out)
-    assert "node1: 0 orphan container(s) found" in out.getvalue()  # too young: may be mid-deploy
+    call_command("reconcile", stdout=out)  # no drift: exits 0
+    assert "node1: 0 orphan container(s);" in out.getvalue()  # too young: may be mid-deploy
     out = StringIO()
-    call_command("reconcile", "--grace", "0", stdout=out)
-    assert "node1: 1 orphan container(s) found lost_e_abcdef" in out.getvalue()
+    with pytest.raises(CommandError) as refused:
+        call_command("reconcile", "--grace", "0", stdout=out)
+    assert refused.value.returncode == 1  # drift found: cron and monitoring see it
+    assert "node1: 1 orphan container(s) lost_e_abcdef;" in out.getvalue()
     assert len(raw.containers.list(all=True, filters={"label": "ERU=1"})) == 3
-    monkeypatch.setattr(tasks, "ORPHAN_GRACE", 0)
+    monkeypatch.setattr(reconcile, "ORPHAN_GRACE", 0)
     tasks.reconcile_containers()
     names = {c.name for c in raw.containers.list(all=True, filters={"label": "ERU=1"})}
     assert names == {d.workloads.get().name, "twin_e_abcdef"}

@@ -119,31 +119,31 @@ def test_heartbeat_key_expires_and_the_node_goes_down(nodes: list[Any]) -> None:
     assert [n.name for n in selectors.available_nodes(pod)] == ["node2"]
 
 
-def test_heartbeat_task_keeps_the_lease_alive_with_ttl_three_intervals(
+def test_the_sweep_keeps_the_lease_alive_with_ttl_three_heartbeat_intervals(
     nodes: list[Any], settings: Any
 ) -> None:
-    from agents.tasks import heartbeat_nodes
+    from agents.tasks import sweep_nodes
 
     settings.ERU_HEARTBEAT_INTERVAL = 2
     etcd.delete_heartbeat("node1")
     etcd.delete_heartbeat("node2")
-    heartbeat_nodes()
+    sweep_nodes()
     client = etcd.client()
     _, meta = client.get(etcd.node_status_key("node1"))
     lease = client.get_lease_info(meta.lease_id)
     assert lease.grantedTTL == 6
-    heartbeat_nodes()  # same TTL: the same lease is kept alive, not replaced
+    sweep_nodes()  # same TTL: the same lease is kept alive, not replaced
     _, meta2 = client.get(etcd.node_status_key("node1"))
     assert meta2.lease_id == meta.lease_id
     assert etcd.alive_nodes() == {"node1", "node2"}
 
 
-def test_heartbeat_task_records_an_unreachable_node(nodes: list[Any]) -> None:
-    from agents.tasks import heartbeat_nodes
+def test_the_sweep_records_an_unreachable_node(nodes: list[Any]) -> None:
+    from agents.tasks import sweep_nodes
 
     Node.objects.filter(name="node2").update(endpoint="tcp://127.0.0.1:1")
     etcd.delete_heartbeat("node2")
-    heartbeat_nodes()
+    sweep_nodes()
     assert "cannot reach" in Node.objects.get(name="node2").last_error
     assert etcd.alive_nodes() == {"node1"}
 

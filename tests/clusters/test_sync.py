@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from clusters import etcd, sync
 
@@ -31,13 +32,16 @@ def test_drift_is_reported_and_repaired(nodes: list[Any]) -> None:
     assert list(drift.changed) == [etcd.resource_key("node2")]
     assert drift.extra == [etcd.key("/workloads/deadbeef")]
     out = StringIO()
-    call_command("etcd_sync", stdout=out)
+    with pytest.raises(CommandError) as found:
+        call_command("etcd_sync", stdout=out)
+    assert found.value.returncode == 1  # drift found: cron and monitoring see it
     assert "1 missing, 1 changed, 1 extra" in out.getvalue()
     assert sync.check().count == 3  # checking alone changes nothing
     out = StringIO()
-    call_command("etcd_sync", "--repair", stdout=out)
+    call_command("etcd_sync", "--repair", stdout=out)  # repaired: exits 0
     assert "drift repaired" in out.getvalue()
     assert sync.check().count == 0
+    call_command("etcd_sync", stdout=StringIO())  # no drift: exits 0
 
 
 def test_liveness_keys_are_not_drift(nodes: list[Any]) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from embedded import clients
 from embedded.config import IMAGE
-from embedded.procs import ours, read_pid, strays
+from embedded.procs import read_pid, strays
 from embedded.services import Cluster
 
 pytestmark = pytest.mark.services
@@ -63,14 +63,17 @@ def test_etcd_killed_and_started_keeps_its_data(cluster: Cluster) -> None:
             clients.etcd_client(port).delete(key)
 
 
-def test_node_dockerd_killed_and_started_answers_ping_and_reaps_its_leftovers(cluster: Cluster) -> None:
+def test_node_dockerd_killed_and_started_keeps_its_containers_running(cluster: Cluster) -> None:
+    """live-restore: a crash of dockerd kills none of its containers, and the dockerd started after it
+    takes them back, same processes, from the shims that kept them."""
     layout = cluster.config.node(1)
     sock = layout.socket
     with clients.docker_client(sock) as docker:
         container = docker.containers.create(IMAGE, ["sleep", "600"], labels={"ERU": "1"})
         container.start()
+        pid = docker.containers.get(container.id).attrs["State"]["Pid"]
     try:
-        shims = strays(f"{layout.exec_root}/")
+        shims = [p for p in strays(f"{layout.exec_root}/") if "shim" in p.name()]
         assert shims, "a running container has a shim under the node's exec-root"
         dockerd = cluster.pid("node1")
 
@@ -78,14 +81,16 @@ def test_node_dockerd_killed_and_started_answers_ping_and_reaps_its_leftovers(cl
         assert not cluster.is_running("node1")
         assert read_pid(layout.dir / "dockerd.pid") == dockerd  # stale pidfile left, as after a crash
         assert not clients.docker_ping(sock)
-        assert any(ours(p.pid, f"{layout.exec_root}/") for p in shims)
+        assert _alive(psutil.Process(pid))
 
         cluster.start("node1")
         assert clients.docker_ping(sock)
         assert cluster.pid("node1") not in (None, dockerd)
-        assert not [p for p in shims if _alive(p)]  # the orphaned shims were reaped
+        assert [p for p in shims if _alive(p)] == shims  # the shims were kept, not reaped
         with clients.docker_client(sock) as docker:
-            assert not docker.containers.get(container.id).attrs["State"]["Running"]
+            state = docker.containers.get(container.id).attrs["State"]
+            assert state["Running"]
+            assert state["Pid"] == pid
             assert "eru.node=node1" in docker.info()["Labels"]
         assert clients.docker_has_image(sock, IMAGE)
     finally:
@@ -93,6 +98,26 @@ def test_node_dockerd_killed_and_started_answers_ping_and_reaps_its_leftovers(cl
             cluster.start("node1")
         with clients.docker_client(sock, timeout=30) as docker:
             docker.containers.get(container.id).remove(force=True)
+
+
+def test_a_node_with_nothing_alive_is_reaped_and_started_clean(cluster: Cluster) -> None:
+    """When dockerd and all of its containers are dead (a killed earlier run), start clears what they
+    left: the stale pidfile, socket and exec-root."""
+    layout = cluster.config.node(2)
+    cluster.kill("node2")
+    survivors = cluster.services["node2"].survivors()  # type: ignore[attr-defined]
+    for proc in survivors:
+        proc.kill()
+    psutil.wait_procs(survivors, timeout=5)
+    marker = layout.exec_root / "left-by-a-dead-run"
+    marker.write_text("x")
+    try:
+        cluster.start("node2")
+        assert clients.docker_ping(layout.socket)
+        assert not marker.exists()  # the exec-root was reaped before the start
+    finally:
+        if not cluster.is_running("node2"):
+            cluster.start("node2")
 
 
 @pytest.mark.skipif(

@@ -2,13 +2,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from clusters import sync
 
 
 class Command(BaseCommand):
-    help = "Compare etcd's Eru keys with the DB and print the drift; with --repair, rewrite etcd from the DB."
+    help = (
+        "Compare etcd's Eru keys with the DB and print the drift; with --repair, rewrite etcd from the DB. "
+        "Exits 1 when drift was found and not repaired."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--repair", action="store_true", help="fix the drift (DB wins)")
@@ -25,3 +28,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"extra    {k}")
         verb = "repaired" if repair and drift.count else "found"
         self.stdout.write(f"drift {verb}: {drift.summary()} ({drift.count} keys)")
+        if drift.count and not repair:
+            raise CommandError(
+                f"etcd drifted from the DB by {drift.count} keys; --repair rewrites them", returncode=1
+            )

@@ -1,0 +1,122 @@
+"""Reconcile: every row against its container, node by node. What it finds, it reports; with `repair`
+it fixes what it safely can and says what it left:
+
+- orphans: ERU containers made under the node's name that no live row claims → removed;
+- rogues: ERU containers without `eru.nodename` that no row of any node claims by name → removed;
+- adoptable: rows still `creating` whose container already runs (a worker died after making it)
+  → adopted at once, instead of waiting for their claim to go stale;
+- changed: rows whose recorded status is not what Docker shows (the sweep missed it) → recorded;
+- missing: rows whose container is gone → left: their allocation is held (as in Eru) until an operator
+  removes the workload.
+Containers younger than `grace` seconds may belong to a row committed a moment ago and are left alone.
+Docker is listed before the rows are read, and rows commit before their containers exist, so a
+container created meanwhile is always claimed."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from django.utils import timezone
+
+from agents import sweep
+from clusters import selectors, services
+from clusters.models import Node, Workload
+from engine import docker
+
+ORPHAN_GRACE = 60
+
+
+@dataclass
+class Report:
+    node: str
+    error: str = ""  # the node did not answer: nothing could be checked
+    orphans: list[str] = field(default_factory=list)
+    rogues: list[str] = field(default_factory=list)
+    adoptable: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)  # "name: before -> after"
+    missing: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)
+
+    @property
+    def drift(self) -> int:
+        found = (self.orphans, self.rogues, self.adoptable, self.changed, self.missing)
+        return sum(map(len, found)) + (1 if self.error else 0)
+
+    def lines(self) -> list[str]:
+        if self.error:
+            return [f"{self.node}: unreachable ({self.error})"]
+        found = [
+            f"{len(items)} {what}" + (f" {' '.join(items)}" if items else "")
+            for what, items in (
+                ("orphan container(s)", self.orphans),
+                ("container(s) without eru.nodename", self.rogues),
+                ("creation(s) to adopt", self.adoptable),
+                ("status(es) not as Docker shows", self.changed),
+                ("workload(s) whose container is missing", self.missing),
+            )
+        ]
+        lines = [f"{self.node}: " + "; ".join(found)]
+        lines += [f"{self.node}:   repaired: {r}" for r in self.repaired]
+        lines += [f"{self.node}:   left: {r}" for r in self.left]
+        return lines
+
+
+def reconcile_node(node: Node, *, repair: bool, grace: float = ORPHAN_GRACE) -> Report:
+    report = Report(node.name)
+    looked_at = timezone.now()
+    try:
+        client = selectors.node_client(node)
+        containers = docker.list_eru(client)
+    except docker.DockerError as exc:
+        report.error = str(exc)
+        return report
+    settled = time.time() - grace
+    mine = sweep.mine(node, containers)
+    holding = set(
+        Workload.objects.filter(node=node, state__in=Workload.HOLDING).values_list("name", flat=True)
+    )
+    report.orphans = [c.name for c in mine if c.name not in holding and c.created < settled]
+    unlabelled = [c for c in containers if "eru.nodename" not in c.labels and c.created < settled]
+    claimed = set(
+        Workload.objects.filter(name__in=[c.name for c in unlabelled]).values_list("name", flat=True)
+    )
+    report.rogues = [c.name for c in unlabelled if c.name not in claimed]
+    creating = dict(
+        Workload.objects.filter(node=node, state=Workload.State.CREATING).values_list("name", "pk")
+    )
+    running = [c for c in mine if c.name in creating and c.status == "running"]
+    report.adoptable = [c.name for c in running]
+    if repair:
+        for name in report.orphans + report.rogues:
+            docker.remove(client, name)
+            report.repaired.append(f"removed {name}")
+        for c in running:
+            services.workload_started(
+                workload_id=creating[c.name],
+                container_id=c.id,
+                networks=c.networks,
+                ports=c.ports,
+                adopted=True,
+            )
+            report.repaired.append(f"adopted {c.name}")
+    seen = sweep.seen_of(client, mine, sweep.last_of([node])[node.pk], looked_at)
+    observed = services.node_observe(node_id=node.pk, seen=seen, looked_at=looked_at, dry_run=not repair)
+    changes = observed.changes.items()
+    report.changed = [
+        f"{name}: {before or 'unobserved'} -> {after}"
+        for name, (before, after) in changes
+        if after != Workload.Status.MISSING
+    ]
+    if repair:
+        report.repaired += [f"recorded {change}" for change in report.changed]
+    missing = Workload.objects.filter(node=node, state__in=Workload.OBSERVED, status=Workload.Status.MISSING)
+    names = set(missing.values_list("name", flat=True))
+    names |= {name for name, (_, after) in changes if after == Workload.Status.MISSING}
+    report.missing = sorted(names)
+    report.left += [
+        f"{name}: its container is missing; remove the workload to free what it holds"
+        for name in report.missing
+    ]
+    return report
