@@ -101,8 +101,9 @@ def reconcile_node(node: Node, *, repair: bool, grace: float = ORPHAN_GRACE) -> 
                 adopted=True,
             )
             report.repaired.append(f"adopted {c.name}")
-    seen = sweep.seen_of(client, mine, sweep.last_of([node])[node.pk], looked_at)
-    observed = services.node_observe(node_id=node.pk, seen=seen, looked_at=looked_at, dry_run=not repair)
+    rows = selectors.observations([node.pk], before=looked_at)[node.pk]
+    seen = sweep.seen_of(client, mine, rows, looked_at)
+    observed = services.node_observe(node=node, seen=seen, looked_at=looked_at, rows=rows, dry_run=not repair)
     changes = observed.changes.items()
     report.changed = [
         f"{name}: {before or 'unobserved'} -> {after}"

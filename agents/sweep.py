@@ -8,8 +8,9 @@ gets its heartbeat key renewed (lease TTL = 3 × ERU_HEARTBEAT_INTERVAL): the li
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,15 +38,6 @@ _STATUS = {
 
 
 @dataclass(frozen=True)
-class Last:
-    """What the row says of its container, to tell what a look needs an inspect for."""
-
-    status: str
-    exit_code: int | None
-    status_since: datetime | None
-
-
-@dataclass(frozen=True)
 class Look:
     node: Node
     looked_at: datetime
@@ -53,7 +45,9 @@ class Look:
     error: str = ""
 
 
-def _needs_inspect(c: docker.ContainerInfo, status: str, last: Last | None, now: datetime) -> bool:
+def _needs_inspect(
+    c: docker.ContainerInfo, status: str, last: selectors.Observation | None, now: datetime
+) -> bool:
     if status == Status.EXITED:  # an exit not recorded yet: was it the OOM killer?
         return (
             last is None
@@ -75,14 +69,28 @@ def _needs_inspect(c: docker.ContainerInfo, status: str, last: Last | None, now:
 
 
 def _seen(
-    client: docker_sdk.DockerClient, c: docker.ContainerInfo, last: Last | None, now: datetime
+    client: docker_sdk.DockerClient,
+    c: docker.ContainerInfo,
+    last: selectors.Observation | None,
+    now: datetime,
 ) -> services.Seen:
+    return _seen_inspected(client, c, last, now)[0]
+
+
+def _seen_inspected(
+    client: docker_sdk.DockerClient,
+    c: docker.ContainerInfo,
+    last: selectors.Observation | None,
+    now: datetime,
+) -> tuple[services.Seen, bool]:
+    """What was seen of a container, and whether an inspect was needed for it."""
     status = _STATUS.get(c.status, Status.EXITED)
     restarts = None
-    if _needs_inspect(c, status, last, now):
+    inspected = _needs_inspect(c, status, last, now)
+    if inspected:
         info = docker.inspect(client, c.id)
         if info is None:  # removed between the list and the inspect
-            return services.Seen(c.name, c.id, Status.MISSING)
+            return services.Seen(c.name, c.id, Status.MISSING), True
         c, restarts = info, info.restart_count
         status = (
             Status.OOM_KILLED
@@ -90,7 +98,7 @@ def _seen(
             else _STATUS.get(info.status, status)
         )
     exit_code = c.exit_code if status in (Status.EXITED, Status.OOM_KILLED, Status.RESTARTING) else None
-    return services.Seen(c.name, c.id, status, exit_code, restarts, c.networks, c.ports)
+    return services.Seen(c.name, c.id, status, exit_code, restarts, c.networks, c.ports), inspected
 
 
 def mine(node: Node, containers: Sequence[docker.ContainerInfo]) -> list[docker.ContainerInfo]:
@@ -102,63 +110,165 @@ def mine(node: Node, containers: Sequence[docker.ContainerInfo]) -> list[docker.
 def seen_of(
     client: docker_sdk.DockerClient,
     containers: Sequence[docker.ContainerInfo],
-    last: Mapping[str, Last],
+    last: Mapping[str, selectors.Observation],
     now: datetime,
 ) -> list[services.Seen]:
     """What a list call showed, with an inspect where the list cannot tell."""
     return [_seen(client, c, last.get(c.name), now) for c in containers]
 
 
-def look(node: Node, last: Mapping[str, Last]) -> Look:
-    """List the node's ERU containers and inspect where needed."""
-    looked_at = timezone.now()
+@dataclass(frozen=True)
+class _Listed:
+    client: docker_sdk.DockerClient | None  # None: the node did not answer, `error` says why
+    containers: list[dict[str, Any]]  # Docker's answer, as it gave it
+    error: str = ""
+    heartbeat: Future[None] | None = None
+
+
+def _list(node: Node, pool: ThreadPoolExecutor, leases: Future[dict[str, int]]) -> _Listed:
+    """The node's ERU containers (one list call) and, once it answered, its heartbeat under way."""
     try:
         client = selectors.node_client(node, timeout=LIST_TIMEOUT)
-        seen = seen_of(client, mine(node, docker.list_eru(client)), last, looked_at)
+        summaries = docker.list_eru_summaries(client)
+        containers = [c for c in summaries if (c.get("Labels") or {}).get("eru.nodename") == node.name]
     except docker.DockerError as exc:
-        return Look(node, looked_at, None, str(exc))
+        return _Listed(None, [], str(exc))
     except Exception as exc:  # e.g. TLS material that no longer decrypts: the node is not reachable
         log.exception("sweeping %s failed", node.name)
-        return Look(node, looked_at, None, f"{exc.__class__.__name__}: {exc}")
-    return Look(node, looked_at, seen)
+        return _Listed(None, [], f"{exc.__class__.__name__}: {exc}")
+    return _Listed(client, containers, heartbeat=pool.submit(_heartbeat, node, leases))
 
 
-def _heartbeat(node: Node) -> None:
+_refreshed: dict[int, float] = {}  # heartbeat lease id -> when this process last renewed it
+
+
+def _heartbeat(node: Node, leases: Future[dict[str, int]]) -> None:
+    """Renew the node's heartbeat lease (TTL = 3 × ERU_HEARTBEAT_INTERVAL) once an interval: a
+    refresh of the lease its key is on, or a new key on a new lease when there is none (or it
+    expired). The sweep comes every ERU_SWEEP_INTERVAL, more often than the lease needs."""
     try:
-        etcd.heartbeat(node.name, node.pod.name, 3 * settings.ERU_HEARTBEAT_INTERVAL)
+        lease = leases.result().get(node.name)
+        now = time.monotonic()
+        if lease and now - _refreshed.get(lease, 0.0) < settings.ERU_HEARTBEAT_INTERVAL:
+            return
+        if not lease or not etcd.refresh_lease(lease):
+            etcd.heartbeat(node.name, node.pod.name, 3 * settings.ERU_HEARTBEAT_INTERVAL)
+            lease = etcd.heartbeat_leases().get(node.name)
+        if lease:
+            _refreshed[lease] = now
     except etcd.EtcdError as exc:
         log.warning("heartbeat of %s not renewed: %s", node.name, exc)
 
 
-def last_of(nodes: Sequence[Node]) -> dict[int, dict[str, Last]]:
-    """Per node, what its rows say of their containers (one query for all the nodes)."""
-    rows = Workload.objects.filter(node__in=nodes, state__in=Workload.OBSERVED)
-    last: dict[int, dict[str, Last]] = {n.pk: {} for n in nodes}
-    for node_id, name, status, exit_code, since in rows.values_list(
-        "node_id", "name", "status", "exit_code", "status_since"
-    ):
-        last[node_id][name] = Last(status, exit_code, since)
-    return last
+_pool: ThreadPoolExecutor | None = None
+
+
+def _threads() -> ThreadPoolExecutor:
+    """One pool for the process' sweeps (a sweep every few seconds: no threads started each time)."""
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="sweep")
+    return _pool
+
+
+@dataclass(frozen=True)
+class _Known:
+    """What this process found of a node at its last sweep: its rows (and their version: how many,
+    and when the latest changed) and what it saw in Docker. While both are the same, there is
+    nothing to compare: a steady node costs one list call and no row read."""
+
+    version: tuple[int, Any]
+    rows: dict[str, selectors.Observation]
+    seen: list[services.Seen] | None
+
+
+_known: dict[int, _Known] = {}
+# Per node, per container id: Docker's list entry at the last sweep and what was seen of it (kept
+# only where no inspect was needed): an entry that is the same again, with the same rows, is the
+# same sight — a steady container costs a dict comparison, not a conversion.
+_sights: dict[int, dict[str, tuple[dict[str, Any], services.Seen]]] = {}
+
+
+def _seen_now(
+    node: Node, listed: _Listed, rows: Mapping[str, selectors.Observation], now: datetime, fresh: bool
+) -> list[services.Seen]:
+    assert listed.client is not None
+    before = _sights.get(node.pk, {}) if not fresh else {}
+    sights: dict[str, tuple[dict[str, Any], services.Seen]] = {}
+    seen = []
+    for raw in listed.containers:
+        hit = before.get(raw["Id"])
+        if hit is not None and hit[0] == raw:
+            sight, inspected = hit[1], False
+        else:
+            c = docker.summary(raw)
+            sight, inspected = _seen_inspected(listed.client, c, rows.get(c.name), now)
+        if not inspected:
+            sights[raw["Id"]] = (raw, sight)
+        seen.append(sight)
+    _sights[node.pk] = sights
+    return seen
+
+
+def _rows(
+    nodes: Sequence[Node], looked_at: datetime
+) -> tuple[dict[int, dict[str, selectors.Observation]], set[int]]:
+    """The nodes' rows as of `looked_at`, and the nodes whose rows were read again: only those whose
+    rows changed since the last sweep of this process (an aggregate tells); the others' from then."""
+    versions = selectors.observation_versions([n.pk for n in nodes])
+    stale = {n.pk for n in nodes if n.pk not in _known or _known[n.pk].version != versions[n.pk]}
+    rows = {pk: known.rows for pk, known in _known.items() if pk not in stale}
+    rows.update(selectors.observations(sorted(stale), before=looked_at) if stale else {})
+    for n in nodes:
+        latest = versions[n.pk][1]
+        if latest is not None and latest >= looked_at:  # a row changed as we looked: read it next time
+            _known.pop(n.pk, None)
+        elif n.pk in stale:
+            _known[n.pk] = _Known(versions[n.pk], rows[n.pk], None)
+    return rows, stale
 
 
 def sweep(nodes: Sequence[Node] | None = None) -> list[Look]:
-    """Look at every node in parallel, then record what was seen, node by node."""
+    """Look at every node at once, then record what was seen: the list calls are in flight while the
+    rows are read, and each node that answered has its heartbeat renewed while the changes are
+    written. A look that finds nothing new writes nothing but the nodes' observed_at (one UPDATE)."""
     nodes = list(Node.objects.select_related("pod")) if nodes is None else list(nodes)
     if not nodes:
         return []
-    last = last_of(nodes)
-    with ThreadPoolExecutor(max_workers=min(16, len(nodes))) as pool:
-        looks = list(pool.map(lambda n: _looked(n, last[n.pk]), nodes))
+    pool = _threads()
+    looked_at = timezone.now()
+    leases = pool.submit(etcd.heartbeat_leases)
+    lists = [pool.submit(_list, n, pool, leases) for n in nodes]
+    rows, stale = _rows(nodes, looked_at)
+    looks, beats = [], []
+    for node, future in zip(nodes, lists, strict=True):
+        listed = future.result()
+        seen, error = None, listed.error
+        try:
+            if listed.client is not None:
+                seen = _seen_now(node, listed, rows[node.pk], looked_at, fresh=node.pk in stale)
+        except docker.DockerError as exc:  # an inspect failed: the node went away meanwhile
+            seen, error = None, str(exc)
+        looks.append(Look(node, looked_at, seen, error))
+        beats += [listed.heartbeat] if listed.heartbeat else []
     for lk in looks:
-        services.node_observe(node_id=lk.node.pk, seen=lk.seen, looked_at=lk.looked_at, error=lk.error)
+        known = _known.get(lk.node.pk)
+        if known is not None and known.seen is not None and known.seen == lk.seen and not lk.node.last_error:
+            continue  # the same rows, the same containers: nothing to compare
+        services.node_observe(
+            node=lk.node,
+            seen=lk.seen,
+            looked_at=lk.looked_at,
+            error=lk.error,
+            rows=rows[lk.node.pk],
+            touch=False,
+        )
+        if known is not None:
+            _known[lk.node.pk] = _Known(known.version, known.rows, lk.seen)
+    services.node_contact(nodes=nodes, errors={lk.node.pk: lk.error for lk in looks}, at=timezone.now())
+    for beat in beats:
+        beat.result()
     return looks
-
-
-def _looked(node: Node, last: Mapping[str, Last]) -> Look:
-    result = look(node, last)
-    if result.seen is not None:
-        _heartbeat(node)
-    return result
 
 
 def describe(looks: Sequence[Look]) -> dict[str, Any]:

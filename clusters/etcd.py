@@ -151,6 +151,24 @@ def heartbeat(node: str, pod: str, ttl: int) -> None:
         raise EtcdError(f"etcd heartbeat failed: {exc}") from exc
 
 
+def heartbeat_leases() -> dict[str, int]:
+    """The lease of every node's heartbeat key, by node name (one read for all the nodes)."""
+    prefix = key("/status:node/")
+    try:
+        found = client().get_prefix(prefix, keys_only=True)
+        return {meta.key.decode()[len(prefix) :]: meta.lease_id for _, meta in found}
+    except Exception as exc:
+        raise EtcdError(f"etcd read failed: {exc}") from exc
+
+
+def refresh_lease(lease_id: int) -> bool:
+    """Keep a heartbeat's lease alive (one round trip); False if it had expired already."""
+    try:
+        return any(response.TTL > 0 for response in client().refresh_lease(lease_id))
+    except Exception as exc:
+        raise EtcdError(f"etcd lease refresh failed: {exc}") from exc
+
+
 def delete_heartbeat(node: str) -> None:
     try:
         client().delete(node_status_key(node))

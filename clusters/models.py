@@ -201,19 +201,19 @@ class Workload(models.Model):
 
     class Status(models.TextChoices):
         UNOBSERVED = "", "not observed yet"
-        RUNNING = "running"
-        EXITED = "exited"  # with exit_code
+        RUNNING = "running", "running"
+        EXITED = "exited", "exited"  # with exit_code
         OOM_KILLED = "oom_killed", "OOM-killed"
-        RESTARTING = "restarting"  # Docker restarts it (a restart policy); restart_count counts
-        PAUSED = "paused"
+        RESTARTING = "restarting", "restarting"  # by Docker's restart policy; restart_count counts
+        PAUSED = "paused", "paused"
         MISSING = "missing", "missing (container gone)"
         UNKNOWN = "unknown", "unknown (node unreachable)"
 
     class Health(models.TextChoices):
-        HEALTHY = "healthy"
-        UNHEALTHY = "unhealthy"
+        HEALTHY = "healthy", "healthy"
+        UNHEALTHY = "unhealthy", "unhealthy"
         NONE = "none", "none (no health check)"
-        UNKNOWN = "unknown"
+        UNKNOWN = "unknown", "unknown"
 
     # States in which the workload still holds its allocation on the node.
     HOLDING = (State.PENDING, State.CREATING, State.RUNNING, State.STOPPED, State.REMOVING)
@@ -268,7 +268,8 @@ class Workload(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["app", "entrypoint", "node"]),
-            models.Index(fields=["node", "status"]),
+            # The sweep's question, every few seconds: did any observed row of these nodes change?
+            models.Index(fields=["node", "state", "updated_at"]),
         ]
 
     def __str__(self) -> str:
@@ -286,6 +287,15 @@ class Workload(models.Model):
     @property
     def short_id(self) -> str:
         return self.container_id[:12]
+
+    @property
+    def status_label(self) -> str:
+        """The observed status as people read it: "exited (5)", "restarting (3 restarts)"."""
+        if self.status == self.Status.EXITED:
+            return f"exited ({self.exit_code})"
+        if self.status == self.Status.RESTARTING:
+            return f"restarting ({self.restart_count} restarts)"
+        return str(self.get_status_display())
 
     @property
     def healthy(self) -> bool:

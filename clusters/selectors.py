@@ -3,11 +3,15 @@ the scheduling engine sees them, a node's Docker client, and the container a wor
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import docker as docker_sdk
 from django.conf import settings
+from django.db.models import Count, Max, QuerySet, Sum
 
 import scheduling
 from clusters import etcd
@@ -67,6 +71,72 @@ def deploy_candidates(pod: Pod, node_names: Sequence[str], node_labels: Mapping[
     if not nodes:
         raise invalid("pod", "node map is empty: no available node matches this deploy")
     return nodes
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a row says of its container, read without making model instances (the sweep reads every
+    observed row of every node on every look). Its names are the row's, so the observation rules
+    of clusters.services.observe read either."""
+
+    pk: int
+    name: str
+    container_id: str
+    state: str
+    status: str
+    exit_code: int | None
+    restart_count: int
+    networks: dict[str, str]
+    ports: list[dict[str, Any]]
+    health: str
+    healthcheck: dict[str, Any] | None
+    status_since: datetime | None
+
+
+_OBSERVATION = [f.name for f in dataclasses.fields(Observation)]
+
+
+def observations(
+    node_ids: Sequence[int], *, before: datetime | None = None
+) -> dict[int, dict[str, Observation]]:
+    """Per node id, its observed workloads (running or stopped ones) by name, in one query; with
+    `before`, only the rows unchanged since then (a worker acted on the others meanwhile)."""
+    found: dict[int, dict[str, Observation]] = {pk: {} for pk in node_ids}
+    rows = Workload.objects.filter(node_id__in=node_ids, state__in=Workload.OBSERVED)
+    if before is not None:
+        rows = rows.filter(updated_at__lt=before)
+    for node_id, *values in rows.values_list("node_id", *_OBSERVATION):
+        o = Observation(*values)
+        found[node_id][o.name] = o
+    return found
+
+
+def observation_versions(node_ids: Sequence[int]) -> dict[int, tuple[int, datetime | None]]:
+    """Per node id: how many observed rows it has, and when the latest of them changed. Rows are
+    never changed without their updated_at, so while this stays the same, so do the rows."""
+    found: dict[int, tuple[int, datetime | None]] = {pk: (0, None) for pk in node_ids}
+    rows = Workload.objects.filter(node_id__in=node_ids, state__in=Workload.OBSERVED).order_by()
+    for node_id, n, latest in rows.values_list("node_id").annotate(n=Count("pk"), latest=Max("updated_at")):
+        found[node_id] = (n, latest)
+    return found
+
+
+def status_counts(workloads: QuerySet[Workload]) -> list[tuple[str, str, int]]:
+    """(status, label, count) of the workloads by observed status, in the order of Workload.Status."""
+    counts = dict(workloads.order_by().values_list("status").annotate(n=Count("pk")))
+    return [
+        (value, str(label), counts[value]) for value, label in Workload.Status.choices if counts.get(value)
+    ]
+
+
+def held_without_container(workloads: QuerySet[Workload]) -> dict[str, Any]:
+    """What the node's workloads hold although Docker shows no running container for them (exited,
+    OOM-killed, restarting, missing, unknown): counted in the usage, as Eru counts them."""
+    idle = workloads.filter(state__in=Workload.HOLDING).exclude(
+        status__in=(Workload.Status.RUNNING, Workload.Status.PAUSED, Workload.Status.UNOBSERVED)
+    )
+    totals = idle.aggregate(n=Count("pk"), cpu=Sum("cpu_request"), memory=Sum("memory_request"))
+    return {"count": totals["n"], "cpu": totals["cpu"] or 0.0, "memory": totals["memory"] or 0}
 
 
 def container_spec(w: Workload) -> dict[str, Any]:

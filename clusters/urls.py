@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.pod_list, name="pod-list"),
     path("pods/<str:name>/", views.pod_detail, name="pod-detail"),
     path("pods/<str:name>/deploy/", views.deploy, name="deploy"),
+    path("nodes/<str:name>/", views.node_detail, name="node-detail"),
     path("nodes/<str:name>/down/", views.node_set_bypass, {"bypass": True}, name="node-down"),
     path("nodes/<str:name>/up/", views.node_set_bypass, {"bypass": False}, name="node-up"),
     path("deployments/<int:pk>/", views.deployment_detail, name="deployment-detail"),

@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseLocation, HttpResponseStopPolling, trigger_client_event
 
-from clusters import etcd, permissions, services
+from clusters import etcd, permissions, selectors, services
 from clusters.forms import DeployForm, PodForm, add_service_errors
 from clusters.models import Node, Pod, Workload
 from clusters.users import AnyUser, HtmxHttpRequest
@@ -135,12 +135,17 @@ class NodeRow:
         return [f"{k}={v}" for k, v in sorted(self.node.labels.items())]
 
 
-def _nodes(pod: Pod) -> QuerySet[Node]:
+def _nodes_of(nodes: QuerySet[Node]) -> QuerySet[Node]:
     return (
-        pod.nodes.defer("tls_ca", "tls_cert", "tls_key", "info")
+        nodes.select_related("pod")
+        .defer("tls_ca", "tls_cert", "tls_key", "info")
         .annotate(holding=Count("workloads", filter=Q(workloads__state__in=Workload.HOLDING)))
         .order_by("name")
     )
+
+
+def _nodes(pod: Pod) -> QuerySet[Node]:
+    return _nodes_of(pod.nodes.all())
 
 
 @login_required
@@ -154,6 +159,7 @@ def pod_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
         "busy": pod.workloads.filter(Q(state__in=Workload.BUSY) | ~Q(action="")).exists(),
         "pod": pod,
         "rows": rows,
+        "counts": selectors.status_counts(pod.workloads.filter(state__in=Workload.OBSERVED)),
         "deployments": pod.deployments.select_related("created_by")[:RECENT_DEPLOYMENTS],
         "workloads": list(workloads[:WORKLOADS_SHOWN]),
         "workload_total": workloads.count(),
@@ -161,6 +167,27 @@ def pod_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
         "can_deploy": permissions.can_deploy(request.user, pod),
     }
     return render(request, _template(request, "clusters/pod_detail.html", "workloads"), context)
+
+
+@login_required
+@require_GET
+def node_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    """A node: its capacity and usage (and how much of it workloads without a running container
+    hold), when the core last heard from its engine, and its workloads with their observed status."""
+    node = get_object_or_404(_nodes_of(permissions.visible_nodes(request.user)), name=name)
+    workloads = node.workloads.select_related("pod").order_by("-created_at", "-id")
+    context = {
+        "node": node,
+        "pod": node.pod,
+        "row": NodeRow(node, node.is_available(etcd.alive_nodes())),
+        "workloads": list(workloads[:WORKLOADS_SHOWN]),
+        "workload_total": workloads.count(),
+        "counts": selectors.status_counts(workloads.filter(state__in=Workload.OBSERVED)),
+        "held": selectors.held_without_container(node.workloads.all()),
+        "labels": sorted(node.labels.items()),
+        "is_admin": permissions.can_admin(request.user),
+    }
+    return render(request, "clusters/node_detail.html", context)
 
 
 @login_required

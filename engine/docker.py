@@ -76,7 +76,7 @@ class ContainerInfo:
     inspected: bool = False  # the fields that need an inspect are filled in
 
 
-_EXITED = re.compile(r"^Exited \((-?\d+)\)")
+_EXITED = re.compile(r"^(?:Exited|Restarting) \((-?\d+)\)")  # the last exit code
 _UP_SECONDS = re.compile(r"^Up (Less than a second|(\d+) seconds?)\b")
 
 
@@ -91,26 +91,24 @@ def up_seconds(info: ContainerInfo) -> float | None:
 
 
 def _published(ports: Any) -> list[dict[str, Any]]:
-    """Published ports from a list summary (a list) or an inspect (a map "80/tcp" -> bindings)."""
+    """Published ports from a list summary (a list) or an inspect (a map "80/tcp" -> bindings), in one
+    order whatever order Docker gave them in (it walks a map)."""
     if isinstance(ports, list):
-        return [
-            {"ip": p.get("IP", ""), "private": p["PrivatePort"], "public": p["PublicPort"], "type": p["Type"]}
+        pairs = [
+            (p.get("IP", ""), p["PrivatePort"], p["PublicPort"], p["Type"])
             for p in ports
             if p.get("PublicPort")
         ]
-    found = []
-    for key, bindings in (ports or {}).items():
-        private, _, kind = key.partition("/")
-        for b in bindings or []:
-            found.append(
-                {
-                    "ip": b.get("HostIp", ""),
-                    "private": int(private),
-                    "public": int(b["HostPort"]),
-                    "type": kind,
-                }
-            )
-    return found
+    else:
+        pairs = [
+            (b.get("HostIp", ""), int(key.partition("/")[0]), int(b["HostPort"]), key.partition("/")[2])
+            for key, bindings in (ports or {}).items()
+            for b in bindings or []
+        ]
+    return [
+        {"ip": ip, "private": private, "public": public, "type": kind}
+        for ip, private, public, kind in sorted(pairs, key=lambda p: (p[1], p[3], p[0], p[2]))
+    ]
 
 
 def _classify(exc: Exception, what: str) -> DockerError:
@@ -337,14 +335,20 @@ def remove(client: docker.DockerClient, name_or_id: str) -> bool:
 
 def list_eru(client: docker.DockerClient) -> list[ContainerInfo]:
     """All containers labelled ERU=1 on the node, running or not (one list call, no inspects)."""
+    return [summary(c) for c in list_eru_summaries(client)]
+
+
+def list_eru_summaries(client: docker.DockerClient) -> list[dict[str, Any]]:
+    """The same list as Docker answers it (for a caller that keeps the last answer, to convert only
+    what changed); `summary` makes a ContainerInfo of one."""
     try:
-        summaries = client.api.containers(all=True, filters={"label": "ERU=1"})
+        return list(client.api.containers(all=True, filters={"label": "ERU=1"}))
     except _ERRORS as exc:
         raise _classify(exc, "list") from exc
-    return [_summary(c) for c in summaries]
 
 
-def _summary(c: dict[str, Any]) -> ContainerInfo:
+def summary(c: dict[str, Any]) -> ContainerInfo:
+    """A ContainerInfo from one entry of Docker's container list."""
     text = c.get("Status") or ""
     exited = _EXITED.match(text)
     return ContainerInfo(

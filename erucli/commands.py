@@ -32,7 +32,8 @@ WORKLOAD_FIELDS: tuple[str, ...] = (
     "command",
     "env",
 )
-WORKLOAD_FIELDS += ("labels", "network", "state", "container_id", "networks", "cpu_bind", "cpu_map")
+WORKLOAD_FIELDS += ("labels", "network", "state", "status", "exit_code", "health", "restart_count")
+WORKLOAD_FIELDS += ("last_observed", "container_id", "networks", "ports", "cpu_bind", "cpu_map")
 WORKLOAD_FIELDS += ("deployment", "error")
 TLS_DEFAULTS = {
     k: f"/etc/docker/tls/{f}" for k, f in (("ca", "ca.crt"), ("cert", "client.crt"), ("key", "client.key"))
@@ -297,8 +298,16 @@ def deployment_list(api: Client, p: Printer, a: Args) -> int:
 
 def workload_list(api: Client, p: Printer, a: Args) -> int:
     filters = dict(app=a.app or a.appname, entrypoint=a.entry, node=a.node, pod=a.pod, state=a.state)
-    cols = [*o.WORKLOAD_COLUMNS[:4], ("POD", "pod"), ("IMAGE", "image"), *o.WORKLOAD_COLUMNS[4:]]
+    filters["status"] = a.status
+    observed: list[o.Column] = [("STATUS", o.observed), ("HEALTH", "health")]
+    cols = [*o.WORKLOAD_COLUMNS[:4], *observed, ("POD", "pod"), ("IMAGE", "image"), *o.WORKLOAD_COLUMNS[4:]]
     p.rows(api.list_all("/api/workloads/", **filters), cols)
+    return 0
+
+
+def workload_status(api: Client, p: Printer, a: Args) -> int:
+    """What Docker showed of each workload's container when its node was last looked at."""
+    p.rows([api.get(f"/api/workloads/{wid}/") for wid in a.ids], o.STATUS_COLUMNS)
     return 0
 
 
@@ -337,7 +346,7 @@ def workload_act(api: Client, p: Printer, a: Args) -> int:
     for wid in a.ids:
         try:
             if a.verb == "remove":
-                api.delete(f"/api/workloads/{wid}/")
+                api.delete(f"/api/workloads/{wid}/" + ("?force=true" if a.force else ""))
             else:
                 api.post(f"/api/workloads/{wid}/{a.verb}/")
             status = f"{a.verb} requested"

@@ -237,7 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node")
     p.add_argument("--pod")
     p.add_argument("--state", choices=("pending", "creating", "running", "stopped", "removing", "failed"))
+    p.add_argument(
+        "--status",
+        choices=("running", "exited", "oom_killed", "restarting", "paused", "missing", "unknown"),
+        help="observed status (what Docker showed)",
+    )
     p = command(wl, "get", c.workload_get, "show workloads")
+    p.add_argument("ids", nargs="+", type=int, metavar="ID")
+    p = command(wl, "status", c.workload_status, "observed status of workloads: state, exit code, health")
     p.add_argument("ids", nargs="+", type=int, metavar="ID")
     for verb, text in (("start", "start stopped"), ("stop", "stop running"), ("restart", "restart")):
         p = command(wl, verb, c.workload_act, f"{text} workloads", verb=verb)
@@ -252,7 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("ids", nargs="+", type=int, metavar="ID")
     p.add_argument(
-        "-f", "--force", action="store_true", help="accepted for erucli compatibility (always forced)"
+        "-f",
+        "--force",
+        action="store_true",
+        help="drop the workload at once, even if its node answers (a container left behind is removed "
+        "by reconcile); the container is always removed forcibly. On a node that does not answer, "
+        "removal is at once anyway.",
     )
     p.add_argument("--wait", action="store_true", help="wait until each is gone")
     p.add_argument("--wait-timeout", type=float, default=120.0, metavar="SECONDS", help="default: 120")

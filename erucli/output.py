@@ -143,6 +143,28 @@ NODE_COLUMNS: list[Column] = [
     ("MEMORY", lambda n: f"{size(n['used_memory'])}/{size(n['memory'])}"),
     ("LABELS", "labels"),
 ]
+
+
+def observed(w: Mapping[str, Any]) -> str:
+    """The observed status as the portal shows it: "exited (5)", "restarting (3 restarts)"."""
+    status = w.get("status") or ""
+    if status == "exited":
+        return f"exited ({w.get('exit_code')})"
+    if status == "restarting":
+        return f"restarting ({w.get('restart_count')} restarts)"
+    return status.replace("_", "-") or "-"
+
+
+STATUS_COLUMNS: list[Column] = [
+    ("ID", "id"),
+    ("NAME", "name"),
+    ("NODE", "node"),
+    ("STATE", "state"),
+    ("STATUS", observed),
+    ("HEALTH", "health"),
+    ("SINCE", lambda w: when(w.get("status_since"))),
+    ("LAST OBSERVED", lambda w: when(w.get("last_observed"))),
+]
 WORKLOAD_COLUMNS: list[Column] = [
     ("ID", "id"),
     ("NAME", "name"),

@@ -14,7 +14,7 @@ from clusters.services.deploy import (
     placement_validate,
 )
 from clusters.services.nodes import node_add, node_remove, node_set
-from clusters.services.observe import Seen, node_observe
+from clusters.services.observe import Seen, node_contact, node_observe
 from clusters.services.pods import member_remove, member_set, pod_add, pod_remove
 from clusters.services.tokens import token_create, token_revoke
 from clusters.services.workloads import (
@@ -46,6 +46,7 @@ __all__ = [
     "member_remove",
     "member_set",
     "node_add",
+    "node_contact",
     "node_observe",
     "node_remove",
     "node_set",

@@ -1,19 +1,19 @@
 """What Docker shows of the workloads' containers, recorded on transitions only: the sweep (and, with
 the agent issue, the node agent) reports what it saw of one node; rows, audit events and the
-`/status/{app}/{entry}/{node}/{id}` keys change only where the observed status changed. The node's
-observed_at is the one value refreshed on every report: a workload's "last observed" is its node's."""
+`/status/{app}/{entry}/{node}/{id}` keys change only where the observed status changed, so a look
+that finds nothing new writes nothing but the node's observed_at — a workload's "last observed"."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from django.db import transaction
 from django.utils import timezone
 
-from clusters import sync
+from clusters import selectors, sync
 from clusters.models import AuditEvent, Node, Workload
 from clusters.services._common import SYSTEM, audit
 
@@ -36,6 +36,30 @@ _FIELDS = [
     "status_since",
     "updated_at",
 ]
+Observed_ = tuple[str, int | None, int, dict[str, str], list[dict[str, Any]], str]
+
+
+class _Row(Protocol):
+    """What the rules read of a row: a Workload, or a selectors.Observation of one."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def container_id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def exit_code(self) -> int | None: ...
+    @property
+    def restart_count(self) -> int: ...
+    @property
+    def networks(self) -> dict[str, str]: ...
+    @property
+    def ports(self) -> list[dict[str, Any]]: ...
+    @property
+    def health(self) -> str: ...
+    @property
+    def healthcheck(self) -> dict[str, Any] | None: ...
 
 
 @dataclass(frozen=True)
@@ -61,7 +85,7 @@ class Observed:
     audited: list[str] = field(default_factory=list)
 
 
-def _status(w: Workload, seen: Seen) -> tuple[str, int]:
+def _status(w: _Row, seen: Seen) -> tuple[str, int]:
     """Docker's state and restart count, with one rule on top: a container whose count grows
     between two looks (whatever state each look caught it in) is `restarting` until a look finds it
     running with the count unchanged — a crash loop is one transition, not one per crash."""
@@ -70,7 +94,7 @@ def _status(w: Workload, seen: Seen) -> tuple[str, int]:
     return (Status.RESTARTING if seen.status == Status.RUNNING and looping else seen.status), count
 
 
-def _health(w: Workload, status: str, seen: Seen | None) -> str:
+def _health(w: _Row, status: str, seen: Seen | None) -> str:
     """none without a health check; with one: what the check said, or unhealthy when not running."""
     if status == Status.UNKNOWN:
         return Health.UNKNOWN
@@ -81,31 +105,24 @@ def _health(w: Workload, status: str, seen: Seen | None) -> str:
     return (seen.health if seen else None) or (w.health if w.status == Status.RUNNING else Health.UNKNOWN)
 
 
-def _observed(w: Workload, seen: Seen | None, reachable: bool) -> tuple[Any, ...]:
-    """(status, exit_code, restart_count, networks, ports) from what was seen of the row's container."""
-    if not reachable:
-        return Status.UNKNOWN, w.exit_code, w.restart_count, w.networks, w.ports
-    if seen is None:
-        return Status.MISSING, w.exit_code, w.restart_count, w.networks, []
+def observed(w: _Row, seen: Seen | None, reachable: bool) -> Observed_:
+    """(status, exit_code, restart_count, networks, ports, health) of the row after this look: the
+    container seen for it, none (missing), or nothing could be seen (unknown)."""
+    status: str
+    if not reachable or seen is None:  # the node did not answer, or the container is gone
+        status = Status.UNKNOWN if not reachable else Status.MISSING
+        ports = w.ports if not reachable else []
+        return status, w.exit_code, w.restart_count, w.networks, ports, _health(w, status, seen)
     status, count = _status(w, seen)
     exit_code = None if status in (Status.RUNNING, Status.PAUSED) else seen.exit_code
     if status == Status.RESTARTING and seen.exit_code is None:
         exit_code = w.exit_code  # caught running between two crashes: the last exit stands
-    return status, exit_code, count, seen.networks or w.networks, seen.ports
+    networks = {name: ip for name, ip in seen.networks.items() if ip}  # none while it does not run
+    return status, exit_code, count, networks, seen.ports, _health(w, status, seen)
 
 
-def _apply(w: Workload, seen: Seen | None, reachable: bool, now: datetime) -> str | None:
-    """Update the row in memory from what was seen; the status before, or None if nothing changed."""
-    status, exit_code, count, networks, ports = _observed(w, seen, reachable)
-    new = (status, exit_code, count, networks, ports, _health(w, status, seen))
-    if new == (w.status, w.exit_code, w.restart_count, w.networks, w.ports, w.health):
-        return None
-    before = w.status
-    w.status, w.exit_code, w.restart_count, w.networks, w.ports, w.health = new
-    if w.status != before:
-        w.status_since = now
-    w.updated_at = now
-    return before
+def _current(w: _Row) -> Observed_:
+    return w.status, w.exit_code, w.restart_count, w.networks, w.ports, w.health
 
 
 def _action(w: Workload, before: str) -> AuditEvent.Action | None:
@@ -132,35 +149,52 @@ def _cause(w: Workload) -> str:
 
 def node_observe(
     *,
-    node_id: int,
+    node: Node,
     seen: Sequence[Seen] | None,
     looked_at: datetime,
     error: str = "",
+    rows: Mapping[str, selectors.Observation] | None = None,
+    touch: bool = True,
     dry_run: bool = False,
 ) -> Observed:
     """Record what a look at one node's containers found: `seen` (every ERU container of the node),
     or None with `error` when the node's engine did not answer — then its workloads are unknown, and
-    the node's going away and coming back are one audit event each. Rows that changed after
-    `looked_at` (a worker acted on them meanwhile) are left to the next look. `dry_run`: say what
-    would change, change nothing (reconcile without --repair)."""
-    result = Observed()
-    now = timezone.now()
+    the node's going away and coming back are one audit event each. `rows`: what the rows said
+    before the look (selectors.observations), read again here if not given; rows that changed after
+    `looked_at` (a worker acted on them meanwhile) are left to the next look: `rows` must be read
+    with before=looked_at. `touch`: also record
+    the contact on the node (observed_at, last_error); the sweep records every node's at once.
+    `dry_run`: say what would change, change nothing (reconcile without --repair)."""
     reachable = seen is not None
     by_id = {s.container_id: s for s in seen or ()}
     by_name = {s.name: s for s in seen or ()}
+
+    def seen_for(w: _Row) -> Seen | None:
+        return by_id.get(w.container_id) or by_name.get(w.name)
+
+    rows = selectors.observations([node.pk], before=looked_at)[node.pk] if rows is None else rows
+    moved = [o.pk for o in rows.values() if observed(o, seen_for(o), reachable) != _current(o)]
+    result = Observed()
+    if not moved and reachable == (not node.last_error) and not dry_run:
+        if touch:
+            node_contact(nodes=[node], errors={node.pk: error}, at=timezone.now())
+        return result
     with transaction.atomic():
-        node = Node.objects.select_related("pod").get(pk=node_id)
-        rows = (
+        now = timezone.now()
+        changed = []
+        for w in (
             Workload.objects.select_for_update(of=("self",))
             .select_related("pod")
-            .filter(node_id=node_id, state__in=Workload.OBSERVED, updated_at__lt=looked_at)
-        )
-        changed = []
-        for w in rows:
+            .filter(pk__in=moved, updated_at__lt=looked_at)
+        ):
             w.node = node
-            before = _apply(w, by_id.get(w.container_id) or by_name.get(w.name), reachable, now)
-            if before is None:
+            before = w.status
+            new = observed(w, seen_for(w), reachable)
+            if new == _current(w):
                 continue
+            w.status, w.exit_code, w.restart_count, w.networks, w.ports, w.health = new
+            w.status_since = now if w.status != before else w.status_since
+            w.updated_at = now
             changed.append(w)
             result.changes[w.name] = (before, w.status)
             action = _action(w, before)
@@ -178,12 +212,23 @@ def node_observe(
         Workload.objects.bulk_update(changed, _FIELDS)
         _node_transition(node, reachable, error)
         sync.push({k: v for w in changed for k, v in sync.workload_status_keys(w).items()})
-        Node.objects.filter(pk=node_id).update(
-            last_error=error[:2000], **({"observed_at": now} if reachable else {})
-        )
+        if touch:
+            node_contact(nodes=[node], errors={node.pk: error}, at=now)
         if dry_run:
             transaction.set_rollback(True)  # and the etcd writes queued for the commit go with it
     return result
+
+
+def node_contact(*, nodes: Sequence[Node], errors: Mapping[int, str], at: datetime) -> None:
+    """When the core last heard from these nodes' engines (those whose error is empty), and why the
+    others did not answer: one UPDATE for all the nodes that answered and did before."""
+    fine = [n.pk for n in nodes if not errors.get(n.pk) and not n.last_error]
+    if fine:
+        Node.objects.filter(pk__in=fine).update(observed_at=at)
+    for n in nodes:
+        error = errors.get(n.pk, "")[:2000]
+        if n.pk not in fine:
+            Node.objects.filter(pk=n.pk).update(last_error=error, **({} if error else {"observed_at": at}))
 
 
 def _node_transition(node: Node, reachable: bool, error: str) -> None:

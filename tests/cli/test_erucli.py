@@ -287,6 +287,11 @@ def test_workload_stop_start_remove(
     assert stop.out == f"workload {ids[0]}: stopped\n"
     assert len(_containers(docker_clean, status="exited")) == 1
     assert cli("workload", "get", ids[0], "-o", "json").json["state"] == "stopped"
+    status = cli("workload", "status", ids[0])
+    assert status.code == 0
+    assert status.out.splitlines()[0].split()[:6] == ["ID", "NAME", "NODE", "STATE", "STATUS", "HEALTH"]
+    assert "exited (0)" in status.out  # what the worker saw when it stopped the container
+    assert [w["id"] for w in cli("workload", "list", "--status", "exited", "-o", "json").json] == [ids[0]]
     start = cli("workload", "start", ids[0], "--wait")
     assert start.code == 0
     assert start.out == f"workload {ids[0]}: running\n"

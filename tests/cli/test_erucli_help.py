@@ -11,7 +11,7 @@ COMMANDS = [
     ["login"],
     *[["pod", c] for c in ("add", "list", "remove", "nodes", "capacity")],
     *[["node", c] for c in ("add", "get", "list", "up", "down", "set", "remove")],
-    *[["workload", c] for c in ("deploy", "list", "get", "start", "stop", "restart", "remove")],
+    *[["workload", c] for c in ("deploy", "list", "get", "status", "start", "stop", "restart", "remove")],
     ["deployment", "get"],
     ["deployment", "list"],
     ["audit"],

@@ -466,8 +466,8 @@ def test_pod_detail_queries_do_not_grow_with_rows(
     _populate(pods=1, nodes=size, workloads=3)
     Workload.objects.filter(pk=Workload.objects.first().pk).update(state=Workload.State.CREATING)
     client = ui_client(deployer)
-    # session, user, pod, can_deploy, nodes, deployments, workloads, their count, busy
-    with django_assert_max_num_queries(9):
+    # session, user, pod, can_deploy, nodes, deployments, workloads, their count, busy, status counts
+    with django_assert_max_num_queries(10):
         body = html(client.get(url("pod-detail", "eru")))
     assert body.count('<tr id="node-') == size
     assert 'hx-trigger="every 2s"' in body

@@ -106,7 +106,7 @@ def test_deploy_watch_progress_and_stop_a_workload(
     progress.locator("tbody a").first.click()
     expect(page).to_have_url(WORKLOAD_URL)
     state = page.locator("#workload-state")
-    expect(state.locator(".badge")).to_have_text("running")
+    expect(state.locator(".badge[class*='state-']")).to_have_text("running")
     container = state.locator("code[title]")
     container_id = container.get_attribute("title") or ""
     assert container_id in {cid for ids in containers.values() for cid in ids}
@@ -118,7 +118,7 @@ def test_deploy_watch_progress_and_stop_a_workload(
     expect(page.locator(".messages")).to_contain_text(f"Stop of {workload.name} requested.")
     expect(page).to_have_url(f"{base}/workloads/{workload.pk}/")
     # The page polls while the stop is pending and shows the new state without a reload.
-    expect(page.locator("#workload-state .badge").first).to_have_text("stopped")
+    expect(page.locator("#workload-state .badge[class*='state-']").first).to_have_text("stopped")
     assert Workload.objects.get(pk=workload.pk).state == Workload.State.STOPPED
     assert docker_clean[workload.node.name].containers.get(container_id).status == "exited"
     expect(page.locator("#workload-state code[title]")).to_have_attribute("title", container_id)

@@ -1,0 +1,173 @@
+"""Sweep speed: one sweep over 100, 200 and 400 containers on two nodes, against the raw Docker list
+calls it needs (one per node, over the same mutual-TLS clients, both nodes at once) — same run.
+Then the time from a container's exit to the API showing it, with the sweep at its default interval.
+
+Usage: .venv/bin/python bench/sweep.py [--rounds 7] [--exits 6]
+Starts its own services under var/bench-sweep (two dockerd nodes, etcd, Redis; port base 26900) and
+stops them at the end. Prints medians, the ratio sweep/raw per size (target: at most 1.2x) and the
+time per container (linear growth: about constant)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shlex
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DIR = ROOT / "var" / "bench-sweep"
+IMAGE = "eru/busybox:latest"
+SIZES = (100, 200, 400)
+
+
+def sh(cmd: str) -> None:
+    subprocess.run(shlex.split(cmd), cwd=ROOT, check=True, capture_output=True, text=True)
+
+
+def load_env() -> None:
+    for line in (DIR / "env").read_text().splitlines():
+        if line.startswith("export "):
+            key, _, value = line[7:].partition("=")
+            os.environ[key] = value.strip().strip('"')
+    for key in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        os.environ.pop(key, None)
+    os.environ.update(
+        ERU_DB=str(DIR / "bench.sqlite3"),
+        ERU_VAR_DIR=str(DIR),
+        ERU_LOG_LEVEL="WARNING",
+        ERU_ETCD_PREFIX="/eru-bench",
+    )
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "eru_site.settings")
+    sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--exits", type=int, default=6)
+    args = parser.parse_args()
+    (DIR / "bench.sqlite3").unlink(missing_ok=True)
+    sh(f"bin/services up --dir {DIR.relative_to(ROOT)} --nodes 2 --port-base 26900")
+    sh(f"bin/services reset --dir {DIR.relative_to(ROOT)}")  # no container of an earlier run
+    try:
+        load_env()
+        run(args.rounds, args.exits)
+    finally:
+        sh(f"bin/services down --dir {DIR.relative_to(ROOT)}")
+
+
+def run(rounds: int, exits: int) -> None:
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.contrib.auth.models import User
+    from django.core.management import call_command
+    from rest_framework.test import APIClient
+
+    from agents import sweep
+    from clusters import selectors, services
+    from clusters.models import Node, Workload
+
+    call_command("migrate", verbosity=0)
+    pod = services.pod_add(actor=services.SYSTEM, name="eru")
+    tls = {
+        part: (Path(os.environ["ERU_TLS_DIR"]) / f"{part}.pem").read_text() for part in ("ca", "cert", "key")
+    }
+    for item in os.environ["ERU_NODES"].split():
+        name, _, endpoint = item.partition("=")
+        services.node_add(actor=services.SYSTEM, pod=pod, name=name, endpoint=endpoint, **tls)
+    nodes = list(Node.objects.select_related("pod").order_by("name"))
+    clients = {n.name: selectors.node_client(n) for n in nodes}
+
+    def grow(total: int) -> None:
+        """Containers (and their rows) up to `total`, half on each node: running `sleep`, no network."""
+        have = Workload.objects.count()
+        todo = [(i, nodes[i % 2]) for i in range(have, total)]
+
+        def make(item: tuple[int, Node]) -> Workload:
+            i, node = item
+            name = f"bench_e_{i:06d}"
+            labels = {"ERU": "1", "eru.nodename": node.name}
+            c = clients[node.name].containers.create(
+                IMAGE, ["sleep", "3600"], name=name, labels=labels, network_mode="none"
+            )
+            c.start()
+            return Workload(name=name, pod=pod, node=node, app="bench", entrypoint="e", image=IMAGE,
+                            container_id=c.id, state=Workload.State.RUNNING, status=Workload.Status.RUNNING)  # fmt: skip
+
+        with ThreadPoolExecutor(8) as pool:
+            Workload.objects.bulk_create(list(pool.map(make, todo)))
+
+    lister = ThreadPoolExecutor(len(nodes))  # kept from call to call, as the sweep keeps its threads
+
+    def raw_lists() -> float:
+        t0 = time.perf_counter()
+        list(
+            lister.map(lambda n: clients[n.name].api.containers(all=True, filters={"label": "ERU=1"}), nodes)
+        )
+        return time.perf_counter() - t0
+
+    def one_sweep() -> float:
+        t0 = time.perf_counter()
+        looks = sweep.sweep(nodes)
+        elapsed = time.perf_counter() - t0
+        assert all(lk.seen is not None for lk in looks)
+        return elapsed
+
+    print(f"one sweep against the raw list calls (2 nodes, in parallel), median of {rounds} rounds")
+    print(f"{'containers':>10} {'raw list':>10} {'sweep':>10} {'ratio':>7} {'sweep/container':>16}")
+    previous: tuple[int, float] | None = None
+    for total in SIZES:
+        grow(total)
+        one_sweep()  # the first look records what is new; the bench measures the steady state
+        raw, swept = [], []
+        for _ in range(rounds):
+            raw.append(raw_lists())
+            swept.append(one_sweep())
+        r, s = statistics.median(raw), statistics.median(swept)
+        added = (
+            f"  +{(s - previous[1]) / (total - previous[0]) * 1e6:.0f} µs per container added"
+            if previous
+            else ""
+        )
+        print(
+            f"{total:>10} {r * 1000:>8.1f}ms {s * 1000:>8.1f}ms {s / r:>6.2f}x {s / total * 1e6:>13.0f} µs{added}"
+        )
+        previous = (total, s)
+    print("target: ratio at most 1.2x; linear growth: about the same cost for each container added")
+
+    interval = settings.ERU_SWEEP_INTERVAL
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.is_set():
+            sweep.sweep(nodes)
+            stop.wait(interval)
+
+    threading.Thread(target=beat, daemon=True).start()
+    api = APIClient()
+    api.force_authenticate(User.objects.create_superuser("bench", password="bench-password-1"))
+    victims = random.sample(list(Workload.objects.filter(status=Workload.Status.RUNNING)), exits)
+    delays = []
+    for w in victims:
+        time.sleep(random.uniform(0, interval))
+        clients[w.node.name].containers.get(w.container_id).kill()
+        t0 = time.perf_counter()
+        while api.get(f"/api/workloads/{w.pk}/").json()["status"] != "exited":
+            time.sleep(0.05)
+        delays.append(time.perf_counter() - t0)
+    stop.set()
+    print(f"exit -> API shows it, sweep every {interval:g} s, {exits} exits: median {statistics.median(delays):.2f} s, "
+          f"max {max(delays):.2f} s")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

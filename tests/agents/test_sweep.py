@@ -1,0 +1,299 @@
+"""The core notices what died, by itself: the sweep against the real dockerd nodes, each test checking
+the DB, etcd and Docker together. A sweeper thread runs the sweep task every SWEEP seconds, as beat
+does; tests that stop or kill a node start it again, whatever happens."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from io import StringIO
+from typing import Any
+
+import pytest
+from django import db
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from rest_framework.test import APIClient
+
+from agents import reconcile, tasks
+from clusters import etcd, services
+from clusters.models import AuditEvent, Deployment, Node, Workload
+from embedded.services import Cluster
+from tests.conftest import IMAGE, TLS_DIR, wait_for
+
+pytestmark = pytest.mark.services
+SWEEP = 1.0  # seconds between two sweeps here (the default is 5)
+Status = Workload.Status
+
+
+@pytest.fixture
+def sweeper(nodes: list[Any]) -> Iterator[None]:
+    """The sweep task every SWEEP seconds in a thread, as Celery beat runs it."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        try:
+            while not stop.is_set():
+                tasks.sweep_nodes()
+                stop.wait(SWEEP)
+        finally:
+            db.connections.close_all()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join(15)
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    """The test cluster's processes; every one of them is up again after the test."""
+    c = Cluster.load(TLS_DIR.parent)
+    try:
+        yield c
+    finally:
+        for name in c.services:
+            if not c.is_running(name):
+                c.start(name)
+
+
+@pytest.fixture
+def deploy(nodes: list[Any], worker: Any, docker_clean: dict[str, Any]) -> Callable[..., Workload]:
+    """Deploy and wait until done; every ERU container is removed after the test."""
+
+    def run(*command: str, node: str = "node1", count: int = 1, **fields: Any) -> Any:
+        data = {"app": "sw", "entrypoint": "e", "image": IMAGE, "command": list(command), "count": count}
+        data.update(
+            {"cpu_limit": 0.1, "cpu_bind": False, "memory_limit": "16M", "node_names": [node], **fields}
+        )
+        d = services.deployment_create(
+            actor=services.SYSTEM, spec=services.deployment_validate(pod=nodes[0].pod, data=data)
+        )
+        d = wait_for(lambda: (row := Deployment.objects.get(pk=d.pk)).is_final and row)
+        assert d.state == Deployment.State.DONE
+        workloads = list(d.workloads.select_related("node").order_by("pk"))
+        return workloads[0] if count == 1 else workloads
+
+    return run
+
+
+def _row(w: Workload) -> Workload:
+    return Workload.objects.select_related("node").get(pk=w.pk)
+
+
+def _status_key(w: Workload) -> dict[str, Any] | None:
+    import json
+
+    value, _ = etcd.client().get(etcd.workload_status_key(w.app, w.entrypoint, w.node.name, w.container_id))
+    return json.loads(value) if value is not None else None
+
+
+def _actions(w: Workload) -> list[str]:
+    return list(AuditEvent.objects.filter(target_name=w.name).order_by("id").values_list("action", flat=True))
+
+
+def test_an_exit_is_seen_within_two_sweeps_with_its_code(
+    deploy: Callable[..., Any], sweeper: None, docker_clean: dict[str, Any], admin_user: Any
+) -> None:
+    w = deploy("sh", "-c", "sleep 2; exit 5")
+    assert _row(w).status == Status.RUNNING
+    assert _status_key(w) == {"id": w.container_id, "networks": w.networks, "running": True, "healthy": True}
+    container = docker_clean["node1"].containers.get(w.container_id)
+    container.wait(timeout=30)
+    exited_at = time.monotonic()
+    row = wait_for(lambda: (r := _row(w)).status == Status.EXITED and r, timeout=2 * SWEEP + 1, interval=0.05)
+    assert time.monotonic() - exited_at <= 2 * SWEEP + 1
+    assert row.exit_code == 5
+    assert row.state == Workload.State.RUNNING  # the lifecycle the portal drives is untouched
+    assert row.node.observed_at is not None
+    assert row.networks == {}  # an exited container has no address
+    assert _status_key(row) == {"id": w.container_id}  # not running, not healthy, no networks
+    event = AuditEvent.objects.get(action="workload.exited", target_name=w.name)
+    assert event.via == "system"
+    assert event.after["cause"] == "exit 5"
+    api = APIClient()
+    api.force_authenticate(admin_user)
+    shown = api.get(f"/api/workloads/{w.pk}/").json()
+    assert (shown["state"], shown["status"], shown["exit_code"], shown["health"]) == (
+        "running",
+        "exited",
+        5,
+        "none",
+    )
+    assert shown["last_observed"] is not None
+    assert [x["name"] for x in api.get("/api/workloads/", {"status": "exited"}).json()["results"]] == [w.name]
+    assert api.get("/api/workloads/", {"status": "running"}).json()["results"] == []
+    time.sleep(2 * SWEEP)  # more sweeps: no more rows, audit events or etcd writes for the same status
+    assert _row(w).updated_at == row.updated_at
+    assert _actions(w).count("workload.exited") == 1
+
+
+def test_the_oom_killer_is_named(
+    deploy: Callable[..., Any], sweeper: None, docker_clean: dict[str, Any]
+) -> None:
+    w = deploy("sh", "-c", "sleep 1; dd if=/dev/zero of=/dev/null bs=64M count=1", memory_limit="8M")
+    row = wait_for(lambda: (r := _row(w)).status == Status.OOM_KILLED and r, timeout=15)
+    assert docker_clean["node1"].containers.get(w.container_id).attrs["State"]["OOMKilled"]
+    assert row.exit_code == 137
+    assert _actions(w)[-1] == "workload.oom_killed"
+
+
+def test_a_container_removed_behind_the_portal_s_back_is_missing_and_reconcile_says_so(
+    deploy: Callable[..., Any], sweeper: None, docker_clean: dict[str, Any]
+) -> None:
+    w = deploy("sleep", "600")
+    used = Node.objects.get(name="node1").used_memory
+    docker_clean["node1"].containers.get(w.container_id).remove(force=True)
+    row = wait_for(lambda: (r := _row(w)).status == Status.MISSING and r, timeout=2 * SWEEP + 1)
+    assert (
+        AuditEvent.objects.get(action="workload.missing").after["cause"]
+        == "its container was removed outside the portal"
+    )
+    assert Node.objects.get(name="node1").used_memory == used  # held until the workload is removed
+    assert _status_key(row) == {"id": w.container_id, "networks": w.networks}  # the last it had
+    out = StringIO()
+    with pytest.raises(CommandError) as found:
+        call_command("reconcile", stdout=out)
+    assert found.value.returncode == 1
+    assert f"1 workload(s) whose container is missing {w.name}" in out.getvalue()
+    with pytest.raises(CommandError):  # --repair cannot fix it, and says so
+        call_command("reconcile", "--repair", stdout=(out := StringIO()))
+    assert f"left: {w.name}: its container is missing" in out.getvalue()
+
+
+def test_a_crash_loop_is_one_transition_and_a_growing_restart_count(
+    deploy: Callable[..., Any], sweeper: None, docker_clean: dict[str, Any]
+) -> None:
+    w = deploy("sh", "-c", "sleep 0.3; exit 3")
+    container = docker_clean["node1"].containers.get(w.container_id)
+    container.update(restart_policy={"Name": "always"})  # the spec-file issue brings restart policies
+    container.start()
+    # The count from an inspect; the exit code too, once a look finds it between a crash and its
+    # restart (a look that finds it running again tells the count only).
+    row = wait_for(lambda: (r := _row(w)).restart_count >= 3 and r.exit_code == 3 and r, timeout=30)
+    assert row.status == Status.RESTARTING
+    assert _actions(w).count("workload.restarting") == 1  # one row for the loop, not one per crash
+    assert "workload.started" not in _actions(w)[_actions(w).index("workload.restarting") :]
+    container.update(restart_policy={"Name": "no"})
+    container.remove(force=True)
+
+
+def test_a_killed_dockerd_keeps_its_containers_and_none_is_missing(
+    deploy: Callable[..., Any], sweeper: None, docker_clean: dict[str, Any], cluster: Cluster
+) -> None:
+    workloads = deploy("sleep", "600", count=2)
+    raw = docker_clean["node1"]
+    pids = {w.name: raw.containers.get(w.container_id).attrs["State"]["Pid"] for w in workloads}
+    cluster.kill("node1")
+    wait_for(lambda: all(_row(w).status == Status.UNKNOWN for w in workloads), timeout=2 * SWEEP + 6)
+    assert AuditEvent.objects.filter(action="node.unreachable", target_name="node1").count() == 1
+    assert "cannot reach" in Node.objects.get(name="node1").last_error
+    cluster.start("node1")
+    wait_for(lambda: all(_row(w).status == Status.RUNNING for w in workloads), timeout=2 * SWEEP + 6)
+    assert {w.name: raw.containers.get(w.container_id).attrs["State"]["Pid"] for w in workloads} == pids
+    assert AuditEvent.objects.filter(action="node.reachable", target_name="node1").count() == 1
+    assert not AuditEvent.objects.filter(action__in=["workload.missing", "workload.exited"]).exists()
+    assert Node.objects.get(name="node1").last_error == ""
+
+
+def test_a_node_stopped_and_started_again_shows_what_became_of_its_containers(
+    deploy: Callable[..., Any], sweeper: None, cluster: Cluster
+) -> None:
+    """As after `bin/eru down` + `up`: the node's containers were stopped with it, and say so."""
+    w = deploy("sleep", "600", node="node2")
+    cluster.stop("node2")
+    wait_for(lambda: _row(w).status == Status.UNKNOWN, timeout=2 * SWEEP + 6)
+    assert _row(w).health == Workload.Health.UNKNOWN
+    cluster.start("node2")
+    row = wait_for(lambda: (r := _row(w)).status == Status.EXITED and r, timeout=2 * SWEEP + 6)
+    assert row.exit_code in (137, 255)  # killed with its node
+    assert row.health == Workload.Health.NONE
+
+
+def test_a_rogue_container_without_a_node_name_is_reported_then_removed(
+    nodes: list[Any], docker_clean: dict[str, Any]
+) -> None:
+    """ERU=1 without eru.nodename: made by hand or by another tool, claimed by no row of any node."""
+    raw = docker_clean["node2"]
+    raw.containers.create(IMAGE, ["sleep", "600"], name="rogue_e_abcdef", labels={"ERU": "1"})
+    out = StringIO()
+    with pytest.raises(CommandError):
+        call_command("reconcile", "--grace", "0", stdout=out)
+    assert (
+        "node2: 0 orphan container(s); 1 container(s) without eru.nodename rogue_e_abcdef" in out.getvalue()
+    )
+    call_command("reconcile", "--grace", "0", "--repair", stdout=(out := StringIO()))  # all fixed: exit 0
+    assert "repaired: removed rogue_e_abcdef" in out.getvalue()
+    assert raw.containers.list(all=True, filters={"label": "ERU=1"}) == []
+
+
+def test_a_creation_whose_worker_died_after_making_the_container_is_adopted(
+    nodes: list[Any], docker_clean: dict[str, Any], monkeypatch: Any
+) -> None:
+    from clusters import queue, selectors
+    from engine import docker
+
+    monkeypatch.setattr(queue, "enqueue_each", lambda *args, **kwargs: None)  # the message is lost
+    data = {"app": "ad", "entrypoint": "e", "image": IMAGE, "command": ["sleep", "600"], "cpu_limit": 0.1}
+    spec = services.deployment_validate(
+        pod=nodes[0].pod, data={**data, "cpu_bind": False, "node_names": ["node1"]}
+    )
+    w = services.deployment_create(actor=services.SYSTEM, spec=spec).workloads.get()
+    claimed = services.workload_claim(workload_id=w.pk, task_id="dead", stale_after=300)
+    assert claimed is not None
+    made = docker.create_and_start(selectors.node_client(claimed.node), **selectors.container_spec(claimed))
+    report = reconcile.reconcile_node(Node.objects.get(name="node1"), repair=False)
+    assert report.adoptable == [w.name]
+    assert _row(w).state == Workload.State.CREATING  # reporting changes nothing
+    reconcile.reconcile_node(Node.objects.get(name="node1"), repair=True)
+    row = _row(w)
+    assert (row.state, row.container_id, row.status) == (Workload.State.RUNNING, made.id, Status.RUNNING)
+    assert _actions(w)[-1] == "workload.adopted"
+    assert Deployment.objects.get(pk=w.deployment_id).state == Deployment.State.DONE
+
+
+def test_a_workload_on_a_dead_node_is_removed_at_once_and_its_container_later(
+    deploy: Callable[..., Any], sweeper: None, docker_clean: dict[str, Any], cluster: Cluster, admin_user: Any
+) -> None:
+    w = deploy("sleep", "600", node="node2")
+    cluster.kill("node2")  # dockerd only: its container survives, unreachable
+    wait_for(lambda: Node.objects.get(name="node2").last_error, timeout=2 * SWEEP + 6)
+    api = APIClient()
+    api.force_authenticate(admin_user)
+    assert api.delete(f"/api/workloads/{w.pk}/").status_code == 202
+    assert not Workload.objects.filter(pk=w.pk).exists()  # at once: no worker could reach the node
+    node = Node.objects.get(name="node2")
+    assert (node.used_cpu, node.used_memory) == (0.0, 0)
+    assert etcd.get_prefix(etcd.key("/workloads/")) == {}
+    event = AuditEvent.objects.get(action="workload.remove", target_name=w.name)
+    assert "node node2 does not answer" in event.after["container"]
+    cluster.start("node2")
+    assert docker_clean["node2"].containers.get(w.container_id).status == "running"  # still there
+    report = reconcile.reconcile_node(Node.objects.get(name="node2"), repair=True, grace=0)
+    assert report.repaired == [f"removed {w.name}"]
+    assert docker_clean["node2"].containers.list(all=True, filters={"label": "ERU=1"}) == []
+
+
+def test_a_node_that_does_not_answer_and_has_no_workloads_can_be_removed(
+    nodes: list[Any], cluster: Cluster, admin_user: Any
+) -> None:
+    cluster.kill("node2")
+    tasks.sweep_nodes()
+    api = APIClient()
+    api.force_authenticate(admin_user)
+    assert api.delete("/api/nodes/node2/").status_code == 204
+    assert not Node.objects.filter(name="node2").exists()
+
+
+def test_the_sweep_writes_nothing_when_nothing_changed(
+    deploy: Callable[..., Any], django_assert_max_num_queries: Any
+) -> None:
+    deploy("sleep", "600", count=3)
+    tasks.sweep_nodes()
+    before = (AuditEvent.objects.count(), list(Workload.objects.values_list("updated_at", flat=True)))
+    # per sweep: the nodes, the rows' last status, then per node one locked read and two updates
+    with django_assert_max_num_queries(12):
+        tasks.sweep_nodes()
+    assert (AuditEvent.objects.count(), list(Workload.objects.values_list("updated_at", flat=True))) == before
