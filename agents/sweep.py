@@ -7,6 +7,8 @@ gets its heartbeat key renewed (lease TTL = 3 × ERU_HEARTBEAT_INTERVAL): the li
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -21,7 +23,7 @@ from django.utils import timezone
 
 from clusters import etcd, selectors, services
 from clusters.models import Node, Workload
-from engine import docker
+from engine import docker, health
 
 log = logging.getLogger(__name__)
 LIST_TIMEOUT = 5  # seconds: a sweep must not wait on a hung node for the full Docker timeout
@@ -251,6 +253,7 @@ def sweep(nodes: Sequence[Node] | None = None) -> list[Look]:
             seen, error = None, str(exc)
         looks.append(Look(node, looked_at, seen, error))
         beats += [listed.heartbeat] if listed.heartbeat else []
+    looks = _checked(looks, rows, pool)
     for lk in looks:
         known = _known.get(lk.node.pk)
         if known is not None and known.seen is not None and known.seen == lk.seen and not lk.node.last_error:
@@ -268,7 +271,58 @@ def sweep(nodes: Sequence[Node] | None = None) -> list[Look]:
     services.node_contact(nodes=nodes, errors={lk.node.pk: lk.error for lk in looks}, at=timezone.now())
     for beat in beats:
         beat.result()
+    with contextlib.suppress(Exception):  # forget the leases that are no more (the read failed: next time)
+        current = set(leases.result().values())
+        for lease in [lease for lease in _refreshed if lease not in current]:
+            _refreshed.pop(lease, None)
     return looks
+
+
+# Per container id: when this process last ran its health check, and what it said.
+_health: dict[str, tuple[float, str]] = {}
+
+
+def _checked(
+    looks: list[Look], rows: Mapping[int, Mapping[str, selectors.Observation]], pool: ThreadPoolExecutor
+) -> list[Look]:
+    """Health, on nodes without an agent: Eru's checks of the running containers that have one, run
+    from this worker against the container's address (all at once, each with a timeout), once every
+    ERU_HEALTHCHECK_INTERVAL seconds per container and at every sweep until a first result. A
+    container without an address here, or with ERU_SWEEP_HEALTHCHECKS off, keeps its health unknown
+    (the node agent checks from the node itself)."""
+    due: dict[str, Future[bool]] = {}
+    now = time.monotonic()
+    for lk in looks:
+        for sight in lk.seen or ():
+            row = rows[lk.node.pk].get(sight.name)
+            address = next((ip for ip in sight.networks.values() if ip), "")
+            if not (row and row.healthcheck and sight.status == Status.RUNNING and address):
+                continue
+            last = _health.get(sight.container_id)
+            if settings.ERU_SWEEP_HEALTHCHECKS and (
+                last is None or now - last[0] >= settings.ERU_HEALTHCHECK_INTERVAL
+            ):
+                due[sight.container_id] = pool.submit(
+                    health.check, address, row.healthcheck, settings.ERU_HEALTHCHECK_TIMEOUT
+                )
+    for container_id, check in due.items():
+        _health[container_id] = (
+            now,
+            Workload.Health.HEALTHY if check.result() else Workload.Health.UNHEALTHY,
+        )
+    present = {x.container_id for lk in looks for x in lk.seen or ()}
+    for gone in [c for c in _health if c not in present]:  # (a node that did not answer: checked again later)
+        del _health[gone]
+
+    def with_health(sight: services.Seen) -> services.Seen:
+        last = _health.get(sight.container_id)
+        return (
+            dataclasses.replace(sight, health=last[1]) if last and sight.status == Status.RUNNING else sight
+        )
+
+    return [
+        dataclasses.replace(lk, seen=[with_health(x) for x in lk.seen]) if lk.seen else lk for lk in looks
+    ]
 
 
 def describe(looks: Sequence[Look]) -> dict[str, Any]:

@@ -100,8 +100,9 @@ def run(rounds: int, exits: int) -> None:
                 IMAGE, ["sleep", "3600"], name=name, labels=labels, network_mode="none"
             )
             c.start()
-            return Workload(name=name, pod=pod, node=node, app="bench", entrypoint="e", image=IMAGE,
-                            container_id=c.id, state=Workload.State.RUNNING, status=Workload.Status.RUNNING)  # fmt: skip
+            row = Workload(name=name, pod=pod, node=node, app="bench", entrypoint="e", image=IMAGE)
+            row.container_id, row.state, row.status = c.id, Workload.State.RUNNING, Workload.Status.RUNNING
+            return row
 
         with ThreadPoolExecutor(8) as pool:
             Workload.objects.bulk_create(list(pool.map(make, todo)))
@@ -138,9 +139,8 @@ def run(rounds: int, exits: int) -> None:
             if previous
             else ""
         )
-        print(
-            f"{total:>10} {r * 1000:>8.1f}ms {s * 1000:>8.1f}ms {s / r:>6.2f}x {s / total * 1e6:>13.0f} µs{added}"
-        )
+        per = s / total * 1e6
+        print(f"{total:>10} {r * 1000:>8.1f}ms {s * 1000:>8.1f}ms {s / r:>6.2f}x {per:>13.0f} µs{added}")
         previous = (total, s)
     print("target: ratio at most 1.2x; linear growth: about the same cost for each container added")
 
@@ -165,8 +165,9 @@ def run(rounds: int, exits: int) -> None:
             time.sleep(0.05)
         delays.append(time.perf_counter() - t0)
     stop.set()
-    print(f"exit -> API shows it, sweep every {interval:g} s, {exits} exits: median {statistics.median(delays):.2f} s, "
-          f"max {max(delays):.2f} s")  # fmt: skip
+    median, worst = statistics.median(delays), max(delays)
+    what = f"exit -> API shows it, sweep every {interval:g} s, {exits} exits"
+    print(f"{what}: median {median:.2f} s, max {worst:.2f} s")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db.models import Count, Max, QuerySet, Sum
 
 import scheduling
+import schema
 from clusters import etcd
 from clusters.errors import invalid
 from clusters.models import Node, Pod, Workload
@@ -139,12 +140,17 @@ def held_without_container(workloads: QuerySet[Workload]) -> dict[str, Any]:
     return {"count": totals["n"], "cpu": totals["cpu"] or 0.0, "memory": totals["memory"] or 0}
 
 
+def _eru_healthcheck(healthcheck: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return schema.HealthCheck.model_validate(healthcheck).eru_json() if healthcheck else None
+
+
 def container_spec(w: Workload) -> dict[str, Any]:
     """Everything the Docker adapter needs to create the workload's container."""
     labels = {
         **w.labels,
         "ERU": "1",
-        "ERU_META": etcd.dumps({"Publish": [], "HealthCheck": None}),
+        # Eru's label meta, in Eru's (Go) field names: Eru's own agent reads its health check here.
+        "ERU_META": etcd.dumps({"Publish": [], "HealthCheck": _eru_healthcheck(w.healthcheck)}),
         "eru.nodename": w.node.name,
         "eru.podname": w.pod.name,
     }

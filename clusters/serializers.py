@@ -106,6 +106,7 @@ class WorkloadSerializer(serializers.ModelSerializer[Workload]):
             "memory_limit",
             "cpu_bind",
             "cpu_map",
+            "healthcheck",
             "state",
             "status",
             "exit_code",

@@ -167,6 +167,12 @@ ERU_HEARTBEAT_INTERVAL = envint("ERU_HEARTBEAT_INTERVAL", 10)  # a node's lease 
 # How often the sweep looks at every agentless node's containers (it also renews their heartbeat,
 # so it must not be longer than the heartbeat interval).
 ERU_SWEEP_INTERVAL = min(envint("ERU_SWEEP_INTERVAL", 5), ERU_HEARTBEAT_INTERVAL)
+# Health checks of nodes without an agent, run by the sweep from the worker's host against each
+# container's address: on where the workers reach the containers' networks (the embedded set-up: the
+# node bridges are on this host); off elsewhere, and health stays unknown until an agent checks.
+ERU_SWEEP_HEALTHCHECKS = envbool("ERU_SWEEP_HEALTHCHECKS", True)
+ERU_HEALTHCHECK_INTERVAL = envint("ERU_HEALTHCHECK_INTERVAL", 15)  # seconds between two checks of one
+ERU_HEALTHCHECK_TIMEOUT = float(os.environ.get("ERU_HEALTHCHECK_TIMEOUT", "2"))  # per check
 ERU_DOCKER_TIMEOUT = envint("ERU_DOCKER_TIMEOUT", 30)
 # Docker networks a deploy may ask for ("" = the node's default bridge). Never host/container:*.
 ERU_NETWORKS = [n for n in os.environ.get("ERU_NETWORKS", "bridge").split(",") if n]

@@ -24,6 +24,7 @@ from pydantic import (
     ValidationInfo,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from schema.errors import SchemaError, errors_of
@@ -147,6 +148,67 @@ class Resources(_Model):
         return value
 
 
+class HealthCheck(_Model):
+    """Eru's health check: every TCP port connects, and the HTTP check (if a port is given) answers
+    GET {url} with `code` (0: any status from 200 to 499), against the container's address."""
+
+    tcp_ports: list[str] = Field(
+        default_factory=list, description="container ports that must accept a connection"
+    )
+    http_port: str = Field("", description="container port of the HTTP check; empty: none")
+    url: str = Field("/", description="path of the HTTP check")
+    code: int = Field(0, description="the status the HTTP check expects; 0: any from 200 to 499")
+
+    @field_validator("tcp_ports", mode="before")
+    @classmethod
+    def _tcp_ports(cls, value: Any) -> Any:
+        return [_port(p, "healthcheck.tcp_ports") for p in value] if isinstance(value, list) else value
+
+    @field_validator("http_port", mode="before")
+    @classmethod
+    def _http_port(cls, value: Any) -> Any:
+        if isinstance(value, int | str) and not isinstance(value, bool):
+            return _port(value, "healthcheck.http_port") if str(value).strip() else ""
+        return value
+
+    @model_validator(mode="after")
+    def _something_to_check(self) -> Self:
+        if not self.tcp_ports and not self.http_port:
+            raise ValueError("healthcheck: give tcp_ports, an http_port, or both")
+        return self
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        value = value.strip() or "/"
+        if not value.startswith("/") or len(value) > 1024 or any(c.isspace() for c in value):
+            raise ValueError("healthcheck.url: a path such as /healthz (no spaces, at most 1024 characters)")
+        return value
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, value: int) -> int:
+        if value != 0 and not 100 <= value <= 599:
+            raise ValueError("healthcheck.code: an HTTP status from 100 to 599, or 0 for any from 200 to 499")
+        return value
+
+    def eru_json(self) -> dict[str, Any]:
+        """As Eru's core writes it into the ERU_META label (Go's field names), for Eru's agent too."""
+        return {
+            "TCPPorts": self.tcp_ports,
+            "HTTPPort": self.http_port,
+            "HTTPURL": self.url,
+            "HTTPCode": self.code,
+        }
+
+
+def _port(value: Any, field: str) -> str:
+    text = str(value).strip()
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"{field}: {text[:20]!r} is not a port from 1 to 65535")
+    return str(int(text))
+
+
 class Placement(Resources):
     """Where: a pod and, optionally, which of its nodes. The capacity dry run takes only this."""
 
@@ -191,6 +253,9 @@ class DeployRequest(Placement):
         "GLOBAL: by usage; DRAINED: emptiest first (any case)",
     )
     nodes_limit: Count = Field(0, description="at most this many nodes (AUTO: per node); 0 = no limit")
+    healthcheck: HealthCheck | None = Field(
+        None, description="Eru's health check (tcp_ports, http_port, url, code); none: health is 'none'"
+    )
 
     @field_validator("app")
     @classmethod

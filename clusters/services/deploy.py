@@ -249,6 +249,8 @@ def _allocate(
                     memory_limit=spec.resources.memory_limit,
                     cpu_bind=spec.resources.cpu_bind,
                     cpu_map=cpu_map,
+                    healthcheck=r.healthcheck.model_dump() if r.healthcheck else None,
+                    health=Workload.Health.UNKNOWN if r.healthcheck else Workload.Health.NONE,
                 )
             )
             seq += 1

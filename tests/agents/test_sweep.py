@@ -90,6 +90,11 @@ def _status_key(w: Workload) -> dict[str, Any] | None:
     return json.loads(value) if value is not None else None
 
 
+def _key_shows(w: Workload, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The status key as soon as it passes `check` (it is written just after the row's commit)."""
+    return wait_for(lambda: (key := _status_key(w)) is not None and check(key) and key, timeout=5)
+
+
 def _actions(w: Workload) -> list[str]:
     return list(AuditEvent.objects.filter(target_name=w.name).order_by("id").values_list("action", flat=True))
 
@@ -99,7 +104,8 @@ def test_an_exit_is_seen_within_two_sweeps_with_its_code(
 ) -> None:
     w = deploy("sh", "-c", "sleep 2; exit 5")
     assert _row(w).status == Status.RUNNING
-    assert _status_key(w) == {"id": w.container_id, "networks": w.networks, "running": True, "healthy": True}
+    expected = {"id": w.container_id, "networks": w.networks, "running": True, "healthy": True}
+    assert _key_shows(w, lambda key: key == expected) == expected
     container = docker_clean["node1"].containers.get(w.container_id)
     container.wait(timeout=30)
     exited_at = time.monotonic()
@@ -109,7 +115,9 @@ def test_an_exit_is_seen_within_two_sweeps_with_its_code(
     assert row.state == Workload.State.RUNNING  # the lifecycle the portal drives is untouched
     assert row.node.observed_at is not None
     assert row.networks == {}  # an exited container has no address
-    assert _status_key(row) == {"id": w.container_id}  # not running, not healthy, no networks
+    assert _key_shows(row, lambda key: "running" not in key) == {
+        "id": w.container_id
+    }  # nor healthy, no networks
     event = AuditEvent.objects.get(action="workload.exited", target_name=w.name)
     assert event.via == "system"
     assert event.after["cause"] == "exit 5"
@@ -152,7 +160,8 @@ def test_a_container_removed_behind_the_portal_s_back_is_missing_and_reconcile_s
         == "its container was removed outside the portal"
     )
     assert Node.objects.get(name="node1").used_memory == used  # held until the workload is removed
-    assert _status_key(row) == {"id": w.container_id, "networks": w.networks}  # the last it had
+    key = _key_shows(row, lambda key: "running" not in key)
+    assert key == {"id": w.container_id, "networks": w.networks}  # the networks it last had
     out = StringIO()
     with pytest.raises(CommandError) as found:
         call_command("reconcile", stdout=out)
@@ -297,3 +306,35 @@ def test_the_sweep_writes_nothing_when_nothing_changed(
     with django_assert_max_num_queries(12):
         tasks.sweep_nodes()
     assert (AuditEvent.objects.count(), list(Workload.objects.values_list("updated_at", flat=True))) == before
+
+
+def test_health_checks_on_a_node_without_an_agent_follow_the_container(
+    deploy: Callable[..., Any], sweeper: None, docker_clean: dict[str, Any], settings: Any
+) -> None:
+    """The sweep checks from the worker's host (the embedded nodes' bridges are here): the port
+    listens, then not, then again."""
+    import json
+
+    settings.ERU_HEALTHCHECK_INTERVAL = 0  # check at every sweep here
+    w = deploy("sh", "-c", "httpd -p 8080 -h /tmp; sleep 600", healthcheck={"tcp_ports": ["8080"]})
+    container = docker_clean["node1"].containers.get(w.container_id)
+    meta = json.loads(container.labels["ERU_META"])
+    assert meta["HealthCheck"] == {"TCPPorts": ["8080"], "HTTPPort": "", "HTTPURL": "/", "HTTPCode": 0}
+    wait_for(lambda: _row(w).health == Workload.Health.HEALTHY, timeout=2 * SWEEP + 3)
+    assert _key_shows(_row(w), lambda key: "healthy" in key)["running"] is True
+    container.exec_run(["killall", "httpd"])
+    wait_for(lambda: _row(w).health == Workload.Health.UNHEALTHY, timeout=2 * SWEEP + 3)
+    row = _row(w)
+    assert row.status == Status.RUNNING  # running, but not healthy
+    assert _key_shows(row, lambda key: "healthy" not in key)["running"] is True
+    container.exec_run(["httpd", "-p", "8080", "-h", "/tmp"])
+    wait_for(lambda: _row(w).health == Workload.Health.HEALTHY, timeout=2 * SWEEP + 3)
+
+
+def test_without_checks_from_the_workers_health_stays_unknown(
+    deploy: Callable[..., Any], sweeper: None, settings: Any
+) -> None:
+    settings.ERU_SWEEP_HEALTHCHECKS = False  # workers that cannot reach the containers' addresses
+    w = deploy("sh", "-c", "httpd -p 8080 -h /tmp; sleep 600", healthcheck={"tcp_ports": ["8080"]})
+    time.sleep(2 * SWEEP + 1)
+    assert _row(w).health == Workload.Health.UNKNOWN

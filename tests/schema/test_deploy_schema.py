@@ -103,3 +103,36 @@ def test_erucli_sends_schema_fields_and_shows_the_schema_s_help(capsys: pytest.C
     text = " ".join(capsys.readouterr().out.split())
     assert "cpu limit 1 and memory limit 512M" in text
     assert schema.help_of(schema.DeployRequest, "cpu_limit") in text
+
+
+def test_a_health_check_in_eru_s_shape() -> None:
+    r = schema.DeployRequest.parse({**BASE, "healthcheck": {"tcp_ports": [8080, "9090"], "http_port": "80"}})
+    assert r.healthcheck is not None
+    assert r.healthcheck.model_dump() == {
+        "tcp_ports": ["8080", "9090"],
+        "http_port": "80",
+        "url": "/",
+        "code": 0,
+    }
+    assert r.healthcheck.eru_json() == {
+        "TCPPorts": ["8080", "9090"],
+        "HTTPPort": "80",
+        "HTTPURL": "/",
+        "HTTPCode": 0,
+    }
+    assert schema.DeployRequest.parse(BASE).healthcheck is None
+
+
+@pytest.mark.parametrize(
+    ("healthcheck", "path", "fragment"),
+    [
+        ({}, "healthcheck", "give tcp_ports, an http_port, or both"),
+        ({"tcp_ports": ["http"]}, "healthcheck.tcp_ports", "not a port from 1 to 65535"),
+        ({"http_port": 70000}, "healthcheck.http_port", "not a port from 1 to 65535"),
+        ({"http_port": "80", "url": "healthz"}, "healthcheck.url", "a path such as /healthz"),
+        ({"http_port": "80", "code": 42}, "healthcheck.code", "an HTTP status from 100 to 599"),
+    ],
+)
+def test_a_bad_health_check_names_its_field(healthcheck: dict[str, Any], path: str, fragment: str) -> None:
+    errors = _errors(healthcheck=healthcheck)
+    assert fragment in errors[path][0]
