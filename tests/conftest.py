@@ -93,6 +93,22 @@ def _etcd_isolated(etcd_prefix: str) -> Iterator[None]:
         etcd.client().delete_prefix(etcd_prefix + "/")
 
 
+@pytest.fixture
+def cluster() -> Iterator[Any]:
+    """The processes of bin/test's cluster (embedded.services.Cluster), for tests that stop, kill and
+    start one of them: every one is up before the test, and up again after it, whatever happens."""
+    from embedded.services import Cluster
+
+    c = Cluster.load(TLS_DIR.parent)
+    assert c.all_up(), [s.line() for s in c.status()]
+    try:
+        yield c
+    finally:
+        for name in c.services:
+            if not c.is_running(name):
+                c.start(name)
+
+
 @pytest.fixture(scope="session")
 def tls() -> dict[str, str]:
     return {name: (TLS_DIR / f"{name}.pem").read_text() for name in ("ca", "cert", "key")}

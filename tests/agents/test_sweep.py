@@ -20,7 +20,7 @@ from agents import reconcile, tasks
 from clusters import etcd, services
 from clusters.models import AuditEvent, Deployment, Node, Workload
 from embedded.services import Cluster
-from tests.conftest import IMAGE, TLS_DIR, wait_for
+from tests.conftest import IMAGE, wait_for
 
 pytestmark = pytest.mark.services
 SWEEP = 1.0  # seconds between two sweeps here (the default is 5)
@@ -45,18 +45,6 @@ def sweeper(nodes: list[Any]) -> Iterator[None]:
     yield
     stop.set()
     thread.join(15)
-
-
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    """The test cluster's processes; every one of them is up again after the test."""
-    c = Cluster.load(TLS_DIR.parent)
-    try:
-        yield c
-    finally:
-        for name in c.services:
-            if not c.is_running(name):
-                c.start(name)
 
 
 @pytest.fixture

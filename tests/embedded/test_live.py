@@ -5,8 +5,6 @@ cluster up, even when it fails."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
 import psutil
 import pytest
@@ -17,18 +15,6 @@ from embedded.procs import read_pid, strays
 from embedded.services import Cluster
 
 pytestmark = pytest.mark.services
-
-
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    c = Cluster.load(Path(os.environ["ERU_TLS_DIR"]).parent)
-    assert c.all_up(), [s.line() for s in c.status()]
-    try:
-        yield c
-    finally:
-        for name in c.services:
-            if not c.is_running(name):
-                c.start(name)
 
 
 def test_redis_stopped_and_started_answers_again(cluster: Cluster) -> None:
