@@ -1,5 +1,6 @@
-"""Integer query parameters and list pages for the API: `?limit=` and `?offset=` within bounds,
-else a 400 that names the parameter and its bounds."""
+"""Integer query parameters and list pages for the API. `?limit=` and `?offset=` that are not a
+positive number are ignored (the defaults), as DRF does; a number beyond the bounds is a 400 that
+names the parameter and its bounds (DRF would cap the limit silently, or fail in the database)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,14 @@ class Pagination(LimitOffsetPagination):
     max_limit = MAX_PAGE_SIZE
 
     def get_limit(self, request: Request) -> int:
-        raw = request.query_params.get(self.limit_query_param)
-        return self.default_limit if raw is None else bounded_int(raw, "limit", 1, MAX_PAGE_SIZE)
+        raw = _number(request.query_params.get(self.limit_query_param))
+        return self.default_limit if raw in (None, "0") else bounded_int(raw, "limit", 1, MAX_PAGE_SIZE)
 
     def get_offset(self, request: Request) -> int:
-        raw = request.query_params.get(self.offset_query_param)
+        raw = _number(request.query_params.get(self.offset_query_param))
         return 0 if raw is None else bounded_int(raw, "offset", 0, MAX_BIGINT)
+
+
+def _number(raw: str | None) -> str | None:
+    """The parameter if it is made of digits only, else None (left out)."""
+    return raw if raw is not None and raw.isascii() and raw.isdigit() else None

@@ -84,6 +84,7 @@ class WorkloadSerializer(serializers.ModelSerializer[Workload]):
     pod: serializers.SlugRelatedField[Pod] = serializers.SlugRelatedField(slug_field="name", read_only=True)
     node: serializers.SlugRelatedField[Node] = serializers.SlugRelatedField(slug_field="name", read_only=True)
     last_observed = serializers.DateTimeField(source="node.observed_at", read_only=True, allow_null=True)
+    status_label = serializers.CharField(read_only=True, help_text='as people read it: "exited (5)"')
 
     class Meta:
         model = Workload
@@ -109,6 +110,7 @@ class WorkloadSerializer(serializers.ModelSerializer[Workload]):
             "healthcheck",
             "state",
             "status",
+            "status_label",
             "exit_code",
             "health",
             "restart_count",

@@ -147,12 +147,7 @@ NODE_COLUMNS: list[Column] = [
 
 def observed(w: Mapping[str, Any]) -> str:
     """The observed status as the portal shows it: "exited (5)", "restarting (3 restarts)"."""
-    status = w.get("status") or ""
-    if status == "exited":
-        return f"exited ({w.get('exit_code')})"
-    if status == "restarting":
-        return f"restarting ({w.get('restart_count')} restarts)"
-    return status.replace("_", "-") or "-"
+    return str(w.get("status_label") or w.get("status") or "-")
 
 
 STATUS_COLUMNS: list[Column] = [

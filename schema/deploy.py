@@ -59,19 +59,26 @@ def _size(value: Any, info: ValidationInfo) -> int:
     return parse_size(value, field=str(info.field_name))
 
 
-def _label_value(value: Any) -> Any:
-    """Numbers are fine as label values (as strings), as the API took them before."""
+def _number_as_text(value: Any) -> Any:
+    """Numbers are taken as their text, as the API took them before (a node named 1, an argv 3600)."""
     return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 
+def _trimmed(value: Any) -> Any:
+    value = _number_as_text(value)
+    return value.strip() if isinstance(value, str) else value
+
+
 Cpus = Annotated[float, BeforeValidator(_not_bool)]
+Text = Annotated[str, BeforeValidator(_trimmed)]  # names and such: surrounding blanks dropped
+Arg = Annotated[str, BeforeValidator(_number_as_text)]  # argv: kept as given
 Size = Annotated[
     int,
     BeforeValidator(_size),
     WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "examples": ["512M"]}]}),
 ]
 Count = Annotated[int, BeforeValidator(_not_bool)]
-Labels = dict[str, Annotated[str, BeforeValidator(_label_value)]]
+Labels = dict[str, Annotated[str, BeforeValidator(_number_as_text)]]
 
 
 def clean_labels(labels: Mapping[str, Any], *, field: str = "labels") -> dict[str, str]:
@@ -181,8 +188,10 @@ class HealthCheck(_Model):
     @classmethod
     def _url(cls, value: str) -> str:
         value = value.strip() or "/"
-        if not value.startswith("/") or len(value) > 1024 or any(c.isspace() for c in value):
-            raise ValueError("healthcheck.url: a path such as /healthz (no spaces, at most 1024 characters)")
+        if not value.startswith("/") or len(value) > 1024 or not all(33 <= ord(c) < 127 for c in value):
+            raise ValueError(
+                "healthcheck.url: a path such as /healthz (printable ASCII, at most 1024 characters)"
+            )
         return value
 
     @field_validator("code")
@@ -212,8 +221,8 @@ def _port(value: Any, field: str) -> str:
 class Placement(Resources):
     """Where: a pod and, optionally, which of its nodes. The capacity dry run takes only this."""
 
-    pod: str = Field(min_length=1, max_length=64, description="the pod to deploy into")
-    node_names: list[str] = Field(
+    pod: Text = Field(min_length=1, max_length=64, description="the pod to deploy into")
+    node_names: list[Text] = Field(
         default_factory=list, description="only these nodes (they must be up); none = any"
     )
     node_labels: Labels = Field(default_factory=dict, description="only nodes with all of these labels")
@@ -237,16 +246,16 @@ class Placement(Resources):
 class DeployRequest(Placement):
     """One deploy: `count` workloads of app/entrypoint from an image, placed by a strategy."""
 
-    app: str = Field(max_length=64, description="app name: letters, digits, '_', '.' and '-'")
-    entrypoint: str = Field(
+    app: Text = Field(max_length=64, description="app name: letters, digits, '_', '.' and '-'")
+    entrypoint: Text = Field(
         max_length=64, description="entrypoint name: letters, digits, '.' and '-' (no '_')"
     )
-    image: str = Field(max_length=255, description="image reference, e.g. eru/busybox:latest (never pulled)")
+    image: Text = Field(max_length=255, description="image reference, e.g. eru/busybox:latest (never pulled)")
     count: Count = Field(1, description="how many; its meaning depends on the strategy")
-    command: list[str] = Field(default_factory=list, description='argv, e.g. ["sleep", "3600"]')
-    env: list[str] = Field(default_factory=list, description="KEY=value entries")
+    command: list[Arg] = Field(default_factory=list, description='argv, e.g. ["sleep", "3600"]')
+    env: list[Text] = Field(default_factory=list, description="KEY=value entries")
     labels: Labels = Field(default_factory=dict, description="workload labels")
-    network: str = Field("", max_length=64, description="docker network; empty = the node's default bridge")
+    network: Text = Field("", max_length=64, description="docker network; empty = the node's default bridge")
     strategy: str = Field(
         "AUTO",
         description="AUTO: balance counts; FILL: top up to count per node; EACH: count per node; "

@@ -13,8 +13,13 @@ class SchemaError(ValueError):
     `command.2`) to its messages, every bad field at once."""
 
     def __init__(self, errors: dict[str, list[str]]) -> None:
-        super().__init__("; ".join(f"{path}: {' '.join(messages)}" for path, messages in errors.items()))
+        super().__init__("; ".join(_line(path, messages) for path, messages in errors.items()))
         self.errors = errors
+
+
+def _line(path: str, messages: list[str]) -> str:
+    """ "path: message", the path once though most messages name their field already."""
+    return " ".join(m if m.startswith(f"{path}: ") else f"{path}: {m}" for m in messages)
 
 
 def _message(error: Any, path: str) -> str:

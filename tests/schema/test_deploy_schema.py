@@ -32,6 +32,14 @@ def test_defaults_are_erucli_s_for_the_portal_and_zero_for_grpc() -> None:
     assert given.cpu_limit == 2.0  # a default never overrides what was given
 
 
+def test_numbers_are_taken_as_text_and_names_trimmed_as_the_api_did() -> None:
+    r = schema.DeployRequest.parse(
+        {**BASE, "pod": " eru ", "command": ["sleep", 3600, " x "], "env": [" A=1 "], "node_names": [7]}
+    )
+    assert (r.pod, r.command, r.env, r.node_names) == ("eru", ["sleep", "3600", " x "], ["A=1"], ["7"])
+    assert _errors(command=[True]) == {"command.0": ["command.0: input should be a valid string"]}
+
+
 def test_values_are_normalised() -> None:
     r = schema.DeployRequest.parse(
         {**BASE, "app": " web ", "strategy": "fill", "memory_request": "1.5G", "node_names": ["b", "a", "b"]}
@@ -45,7 +53,7 @@ def test_values_are_normalised() -> None:
 
 def test_errors_carry_the_field_s_path_every_one_at_once() -> None:
     errors = _errors(
-        count="many", command=["ok", 3], labels={"a=b": "c"}, node_labels={"": "x"}, cpu_bind="maybe"
+        count="many", command=["ok", None], labels={"a=b": "c"}, node_labels={"": "x"}, cpu_bind="maybe"
     )
     assert set(errors) == {"count", "command.1", "labels", "node_labels", "cpu_bind"}
     assert errors["count"] == ["count: input should be a valid integer, unable to parse string as an integer"]
