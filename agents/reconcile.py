@@ -3,8 +3,9 @@ it fixes what it safely can and says what it left:
 
 - orphans: ERU containers made under the node's name that no live row claims → removed;
 - rogues: ERU containers without `eru.nodename` that no row of any node claims by name → removed;
-- adoptable: rows still `creating` whose container already runs (a worker died after making it)
-  → adopted at once, instead of waiting for their claim to go stale;
+- adoptable: rows still `creating` whose container already runs, or was made more than `grace`
+  seconds ago and not started (a worker died after making it) → started if need be and adopted at
+  once, instead of waiting for their claim to go stale;
 - changed: rows whose recorded status is not what Docker shows (the sweep missed it) → recorded;
 - missing: rows whose container is gone → left: their allocation is held (as in Eru) until an operator
   removes the workload.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import docker as docker_sdk
 from django.utils import timezone
 
 from agents import sweep
@@ -46,7 +48,8 @@ class Report:
 
     def lines(self) -> list[str]:
         if self.error:
-            return [f"{self.node}: unreachable ({self.error})"]
+            done = [f"{self.node}:   repaired: {r}" for r in self.repaired]  # before it went away
+            return [f"{self.node}: unreachable ({self.error})", *done]
         found = [
             f"{len(items)} {what}" + (f" {' '.join(items)}" if items else "")
             for what, items in (
@@ -86,23 +89,16 @@ def reconcile_node(node: Node, *, repair: bool, grace: float = ORPHAN_GRACE) -> 
     creating = dict(
         Workload.objects.filter(node=node, state=Workload.State.CREATING).values_list("name", "pk")
     )
-    running = [c for c in mine if c.name in creating and c.status == "running"]
-    report.adoptable = [c.name for c in running]
-    if repair:
-        for name in report.orphans + report.rogues:
-            docker.remove(client, name)
-            report.repaired.append(f"removed {name}")
-        for c in running:
-            services.workload_started(
-                workload_id=creating[c.name],
-                container_id=c.id,
-                networks=c.networks,
-                ports=c.ports,
-                adopted=True,
-            )
-            report.repaired.append(f"adopted {c.name}")
-    rows = selectors.observations([node.pk], before=looked_at)[node.pk]
-    seen = sweep.seen_of(client, mine, rows, looked_at)
+    made = [c for c in mine if c.name in creating and (c.status == "running" or c.created < settled)]
+    report.adoptable = [c.name for c in made]
+    try:
+        if repair:
+            _repair(client, report, made, creating)
+        rows = selectors.observations([node.pk], before=looked_at)[node.pk]
+        seen = sweep.seen_of(client, mine, rows, looked_at)
+    except docker.DockerError as exc:  # the node went away meanwhile: what was done is reported
+        report.error = str(exc)
+        return report
     observed = services.node_observe(node=node, seen=seen, looked_at=looked_at, rows=rows, dry_run=not repair)
     changes = observed.changes.items()
     report.changed = [
@@ -121,3 +117,24 @@ def reconcile_node(node: Node, *, repair: bool, grace: float = ORPHAN_GRACE) -> 
         for name in report.missing
     ]
     return report
+
+
+def _repair(
+    client: docker_sdk.DockerClient,
+    report: Report,
+    made: list[docker.ContainerInfo],
+    creating: dict[str, int],
+) -> None:
+    for name in report.orphans + report.rogues:
+        docker.remove(client, name)
+        report.repaired.append(f"removed {name}")
+    for c in made:
+        info = c if c.status == "running" else docker.start(client, c.id)
+        services.workload_started(
+            workload_id=creating[c.name],
+            container_id=info.id,
+            networks=info.networks,
+            ports=info.ports,
+            adopted=True,
+        )
+        report.repaired.append(f"adopted {c.name}" + ("" if info is c else " (started it)"))

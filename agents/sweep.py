@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -99,8 +100,11 @@ def _seen_inspected(
             if info.oom_killed and status == Status.EXITED
             else _STATUS.get(info.status, status)
         )
+    elif status == Status.EXITED and last is not None and last.status == Status.OOM_KILLED:
+        status = Status.OOM_KILLED  # the same exit, recorded with what the inspect then told
     exit_code = c.exit_code if status in (Status.EXITED, Status.OOM_KILLED, Status.RESTARTING) else None
-    return services.Seen(c.name, c.id, status, exit_code, restarts, c.networks, c.ports), inspected
+    up = docker.up_seconds(c) if status == Status.RUNNING else None
+    return services.Seen(c.name, c.id, status, exit_code, restarts, c.networks, c.ports, up=up), inspected
 
 
 def mine(node: Node, containers: Sequence[docker.ContainerInfo]) -> list[docker.ContainerInfo]:
@@ -138,10 +142,21 @@ def _list(node: Node, pool: ThreadPoolExecutor, leases: Future[dict[str, int]]) 
     except Exception as exc:  # e.g. TLS material that no longer decrypts: the node is not reachable
         log.exception("sweeping %s failed", node.name)
         return _Listed(None, [], f"{exc.__class__.__name__}: {exc}")
-    return _Listed(client, containers, heartbeat=pool.submit(_heartbeat, node, leases))
+    return _Listed(
+        client, containers, heartbeat=pool.submit(_heartbeat, node, leases) if _due(node, leases) else None
+    )
 
 
 _refreshed: dict[int, float] = {}  # heartbeat lease id -> when this process last renewed it
+
+
+def _due(node: Node, leases: Future[dict[str, int]]) -> bool:
+    """Whether the node's lease wants renewing now, when that is plain without waiting (most sweeps
+    come well within an interval of the last renewal): no task is made for the others."""
+    if not leases.done() or leases.exception() is not None:
+        return True  # the heartbeat task waits for the read, or logs why it failed
+    lease = leases.result().get(node.name)
+    return not lease or time.monotonic() - _refreshed.get(lease, 0.0) >= settings.ERU_HEARTBEAT_INTERVAL
 
 
 def _heartbeat(node: Node, leases: Future[dict[str, int]]) -> None:
@@ -185,6 +200,9 @@ class _Known:
 
 
 _known: dict[int, _Known] = {}
+# A write stamps updated_at before it commits, so a transaction that commits late can leave the
+# aggregate as it was: a node whose rows changed this recently has them read at every sweep.
+SETTLE = timedelta(seconds=10)
 # Per node, per container id: Docker's list entry at the last sweep and what was seen of it (kept
 # only where no inspect was needed): an entry that is the same again, with the same rows, is the
 # same sight — a steady container costs a dict comparison, not a conversion.
@@ -223,18 +241,31 @@ def _rows(
     rows.update(selectors.observations(sorted(stale), before=looked_at) if stale else {})
     for n in nodes:
         latest = versions[n.pk][1]
-        if latest is not None and latest >= looked_at:  # a row changed as we looked: read it next time
+        if latest is not None and latest >= looked_at - SETTLE:  # changed lately: read it next time
             _known.pop(n.pk, None)
         elif n.pk in stale:
             _known[n.pk] = _Known(versions[n.pk], rows[n.pk], None)
     return rows, stale
 
 
+_one_at_a_time = threading.Lock()  # the caches above are this process' and one sweep's at a time
+
+
 def sweep(nodes: Sequence[Node] | None = None) -> list[Look]:
     """Look at every node at once, then record what was seen: the list calls are in flight while the
     rows are read, and each node that answered has its heartbeat renewed while the changes are
-    written. A look that finds nothing new writes nothing but the nodes' observed_at (one UPDATE)."""
-    nodes = list(Node.objects.select_related("pod")) if nodes is None else list(nodes)
+    written. A look that finds nothing new writes nothing but the nodes' observed_at (one UPDATE).
+    A sweep that comes while another runs in this process does nothing (the next one will)."""
+    if not _one_at_a_time.acquire(blocking=False):
+        log.warning("sweep: the last one still runs; this one is skipped")
+        return []
+    try:
+        return _sweep(list(Node.objects.select_related("pod")) if nodes is None else list(nodes))
+    finally:
+        _one_at_a_time.release()
+
+
+def _sweep(nodes: list[Node]) -> list[Look]:
     if not nodes:
         return []
     pool = _threads()
@@ -253,7 +284,7 @@ def sweep(nodes: Sequence[Node] | None = None) -> list[Look]:
             seen, error = None, str(exc)
         looks.append(Look(node, looked_at, seen, error))
         beats += [listed.heartbeat] if listed.heartbeat else []
-    looks = _checked(looks, rows, pool)
+    looks = _checked(looks, rows)
     for lk in looks:
         known = _known.get(lk.node.pk)
         if known is not None and known.seen is not None and known.seen == lk.seen and not lk.node.last_error:
@@ -280,39 +311,47 @@ def sweep(nodes: Sequence[Node] | None = None) -> list[Look]:
 
 # Per container id: when this process last ran its health check, and what it said.
 _health: dict[str, tuple[float, str]] = {}
+_checking: dict[str, Future[bool]] = {}  # checks under way, whose results the next sweeps take
+_checks: ThreadPoolExecutor | None = None
 
 
-def _checked(
-    looks: list[Look], rows: Mapping[int, Mapping[str, selectors.Observation]], pool: ThreadPoolExecutor
-) -> list[Look]:
+def _checker() -> ThreadPoolExecutor:
+    """Health checks have threads of their own: a slow one never holds up a list call."""
+    global _checks
+    if _checks is None:
+        _checks = ThreadPoolExecutor(max_workers=16, thread_name_prefix="health")
+    return _checks
+
+
+def _checked(looks: list[Look], rows: Mapping[int, Mapping[str, selectors.Observation]]) -> list[Look]:
     """Health, on nodes without an agent: Eru's checks of the running containers that have one, run
-    from this worker against the container's address (all at once, each with a timeout), once every
-    ERU_HEALTHCHECK_INTERVAL seconds per container and at every sweep until a first result. A
+    from this worker against the container's address, each with a timeout, once every
+    ERU_HEALTHCHECK_INTERVAL seconds per container (at every sweep until a first result). A sweep
+    never waits for them: it starts the checks that are due and records those that have ended. A
     container without an address here, or with ERU_SWEEP_HEALTHCHECKS off, keeps its health unknown
     (the node agent checks from the node itself)."""
-    due: dict[str, Future[bool]] = {}
     now = time.monotonic()
-    for lk in looks:
+    for container_id, check in [(c, f) for c, f in _checking.items() if f.done()]:
+        healthy = not check.exception() and check.result()
+        _health[container_id] = (now, Workload.Health.HEALTHY if healthy else Workload.Health.UNHEALTHY)
+        del _checking[container_id]
+    present = {x.container_id for lk in looks for x in lk.seen or ()}
+    for gone in [c for c in _health if c not in present]:  # (a node that did not answer: checked again later)
+        del _health[gone]
+    for lk in looks if settings.ERU_SWEEP_HEALTHCHECKS else ():
         for sight in lk.seen or ():
             row = rows[lk.node.pk].get(sight.name)
             address = next((ip for ip in sight.networks.values() if ip), "")
             if not (row and row.healthcheck and sight.status == Status.RUNNING and address):
                 continue
             last = _health.get(sight.container_id)
-            if settings.ERU_SWEEP_HEALTHCHECKS and (
+            if sight.container_id not in _checking and (
                 last is None or now - last[0] >= settings.ERU_HEALTHCHECK_INTERVAL
             ):
-                due[sight.container_id] = pool.submit(
-                    health.check, address, row.healthcheck, settings.ERU_HEALTHCHECK_TIMEOUT
+                timeout = settings.ERU_HEALTHCHECK_TIMEOUT
+                _checking[sight.container_id] = _checker().submit(
+                    health.check, address, row.healthcheck, timeout
                 )
-    for container_id, check in due.items():
-        _health[container_id] = (
-            now,
-            Workload.Health.HEALTHY if check.result() else Workload.Health.UNHEALTHY,
-        )
-    present = {x.container_id for lk in looks for x in lk.seen or ()}
-    for gone in [c for c in _health if c not in present]:  # (a node that did not answer: checked again later)
-        del _health[gone]
 
     def with_health(sight: services.Seen) -> services.Seen:
         last = _health.get(sight.container_id)
@@ -323,8 +362,3 @@ def _checked(
     return [
         dataclasses.replace(lk, seen=[with_health(x) for x in lk.seen]) if lk.seen else lk for lk in looks
     ]
-
-
-def describe(looks: Sequence[Look]) -> dict[str, Any]:
-    """A short account of a sweep, for logs."""
-    return {lk.node.name: (len(lk.seen) if lk.seen is not None else lk.error) for lk in looks}

@@ -167,9 +167,9 @@ class WorkloadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
 
     @extend_schema(parameters=[s.FORCE_PARAMETER])
     def destroy(self, request: Request, pk: str) -> Response:
-        """Remove: the worker removes the container, then the row goes. On a node that does not answer,
-        or with ?force=true, the row and its allocation go at once; reconcile removes the container
-        when its node answers again."""
+        """Remove: the worker removes the container, then the row goes. On a node that is down (no
+        answer, heartbeat expired), or with ?force=true, the row and its allocation go at once;
+        reconcile removes the container when its node answers again."""
         force = request.query_params.get("force", "").lower() in ("1", "true", "yes")
         w = services.workload_remove(actor=_actor(request), workload=self.get_object(), force=force)
         return Response(s.WorkloadSerializer(w).data if w.pk else None, status=status.HTTP_202_ACCEPTED)

@@ -72,8 +72,8 @@ def app_argv(name: str, port: int) -> list[str]:
     if name == "worker":
         return [*celery, "worker", "--pool=threads", "-c", "8", *quiet, "-n", "worker@%h", *level]
     if name == "liveness":
-        # Node heartbeats have a queue and a worker of their own, so a big deploy cannot delay them
-        # past their lease and make every node look down.
+        # The sweep (statuses and node heartbeats) has a queue and a worker of its own, so a big
+        # deploy cannot delay it past the heartbeat lease and make every node look down.
         return [*celery, "worker", "-Q", "heartbeat", "--pool=solo", *quiet, "-n", "liveness@%h", *level]
     if name == "beat":
         return [*celery, "beat", "--schedule", str(RUN / "beat-schedule"), "--pidfile="]

@@ -46,13 +46,15 @@ def cmdline(pid: int) -> str | None:
     """The command line as `tr '\\0' ' ' </proc/PID/cmdline` shows it (each argument followed by a
     space); None if the pid is gone, a zombie or a kernel thread."""
     try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-        args = proc.cmdline()
+        return _line(psutil.Process(pid))
     except psutil.Error:
         return None
-    return "".join(arg + " " for arg in args) or None
+
+
+def _line(proc: psutil.Process) -> str | None:
+    if proc.status() == psutil.STATUS_ZOMBIE:
+        return None
+    return "".join(arg + " " for arg in proc.cmdline()) or None
 
 
 def is_ours(pid: int | None, needle: str) -> bool:
@@ -65,12 +67,14 @@ def is_ours(pid: int | None, needle: str) -> bool:
 def ours(pid: int | None, needle: str) -> psutil.Process | None:
     """The process, if pid is ours. Signals later go through this object, which psutil checks against
     the process' start time, so a pid reused in between is never hit."""
-    if pid is None or not is_ours(pid, needle):
+    if pid is None or pid <= 0:
         return None
     try:
-        return psutil.Process(pid)
+        proc = psutil.Process(pid)  # first: the command line checked is then this process' own
+        line = _line(proc)
     except psutil.Error:
         return None
+    return proc if line is not None and needle in line else None
 
 
 def read_pid(path: Path) -> int | None:

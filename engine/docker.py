@@ -59,7 +59,7 @@ class EngineInfo:
 class ContainerInfo:
     """A container as Docker shows it. `status` is Docker's state (created, running, paused,
     restarting, removing, exited, dead). From a list call: `status_text` ("Exited (5) 3 seconds
-    ago") and the exit code read from it; oom_killed, restart_count and pid need an inspect."""
+    ago") and the exit code read from it; oom_killed and restart_count need an inspect."""
 
     id: str
     name: str
@@ -72,8 +72,6 @@ class ContainerInfo:
     status_text: str = ""
     oom_killed: bool = False
     restart_count: int = 0
-    pid: int = 0
-    inspected: bool = False  # the fields that need an inspect are filled in
 
 
 _EXITED = re.compile(r"^(?:Exited|Restarting) \((-?\d+)\)")  # the last exit code
@@ -238,8 +236,6 @@ def _info(container: Any) -> ContainerInfo:
         ports=_published(settings.get("Ports")),
         oom_killed=bool(state.get("OOMKilled")),
         restart_count=int(attrs.get("RestartCount") or 0),
-        pid=int(state.get("Pid") or 0),
-        inspected=True,
     )
 
 

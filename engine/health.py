@@ -33,7 +33,15 @@ def http_ok(address: str, port: int, url: str, code: int, timeout: float) -> boo
 
 
 def check(address: str, healthcheck: Mapping[str, Any], timeout: float) -> bool:
-    """The check of a workload's `healthcheck` (tcp_ports, http_port, url, code) at `address`."""
+    """The check of a workload's `healthcheck` (tcp_ports, http_port, url, code) at `address`. A
+    check that cannot even be made (a url http.client refuses, say) is a failed check, not an error."""
+    try:
+        return _check(address, healthcheck, timeout)
+    except Exception:  # noqa: BLE001 — whatever the workload's spec holds, never the caller's problem
+        return False
+
+
+def _check(address: str, healthcheck: Mapping[str, Any], timeout: float) -> bool:
     ports: Sequence[Any] = healthcheck.get("tcp_ports") or []
     if not all(tcp_ok(address, int(port), timeout) for port in ports):
         return False

@@ -168,8 +168,9 @@ ERU_HEARTBEAT_INTERVAL = envint("ERU_HEARTBEAT_INTERVAL", 10)  # a node's lease 
 # so it must not be longer than the heartbeat interval).
 ERU_SWEEP_INTERVAL = min(envint("ERU_SWEEP_INTERVAL", 5), ERU_HEARTBEAT_INTERVAL)
 # Health checks of nodes without an agent, run by the sweep from the worker's host against each
-# container's address: on where the workers reach the containers' networks (the embedded set-up: the
-# node bridges are on this host); off elsewhere, and health stays unknown until an agent checks.
+# container's address. On by default, which is right where the workers reach the containers'
+# networks (the embedded set-up: the node bridges are on this host); turn it off elsewhere, and
+# health stays unknown until an agent checks.
 ERU_SWEEP_HEALTHCHECKS = envbool("ERU_SWEEP_HEALTHCHECKS", True)
 ERU_HEALTHCHECK_INTERVAL = envint("ERU_HEALTHCHECK_INTERVAL", 15)  # seconds between two checks of one
 ERU_HEALTHCHECK_TIMEOUT = float(os.environ.get("ERU_HEALTHCHECK_TIMEOUT", "2"))  # per check

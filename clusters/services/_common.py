@@ -33,8 +33,9 @@ SYSTEM = Actor()
 
 
 def actor_from_request(request: HttpRequest, via: str) -> Actor:
-    """Who acts in a portal or API request (DRF's Request passes for Django's: it proxies it)."""
-    user = request.user if isinstance(request.user, User | AnonymousUser) else None
+    """Who acts in a portal or API request (DRF's Request passes for Django's: it proxies it). A
+    user of any other kind is anonymous here, never the system (which may do anything)."""
+    user = request.user if isinstance(request.user, User | AnonymousUser) else AnonymousUser()
     return Actor(user=user, via=via, request_id=getattr(request, "request_id", ""))
 
 

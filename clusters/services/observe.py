@@ -75,6 +75,7 @@ class Seen:
     networks: dict[str, str] = field(default_factory=dict)
     ports: list[dict[str, Any]] = field(default_factory=list)
     health: str | None = None
+    up: float | None = None  # running: for how many seconds (None: a minute or more, or not known)
 
 
 @dataclass
@@ -85,12 +86,19 @@ class Observed:
     audited: list[str] = field(default_factory=list)
 
 
+STEADY = 10.0  # seconds a restarted container must run to be out of its loop (Docker's backoff reset)
+
+
 def _status(w: _Row, seen: Seen) -> tuple[str, int]:
     """Docker's state and restart count, with one rule on top: a container whose count grows
-    between two looks (whatever state each look caught it in) is `restarting` until a look finds it
-    running with the count unchanged — a crash loop is one transition, not one per crash."""
+    between two looks (whatever state each look caught it in) is `restarting`, and stays so while a
+    look finds it running for less than STEADY seconds since its last restart — a crash loop is one
+    transition, not one per crash, nor a `running` between two crashes."""
     count = w.restart_count if seen.restart_count is None else seen.restart_count
-    looping = count > w.restart_count or (w.status == Status.RESTARTING and seen.restart_count is None)
+    young = seen.up is not None and seen.up < STEADY
+    looping = count > w.restart_count or (
+        w.status == Status.RESTARTING and (young or seen.restart_count is None)
+    )
     return (Status.RESTARTING if seen.status == Status.RUNNING and looping else seen.status), count
 
 
@@ -159,12 +167,13 @@ def node_observe(
 ) -> Observed:
     """Record what a look at one node's containers found: `seen` (every ERU container of the node),
     or None with `error` when the node's engine did not answer — then its workloads are unknown, and
-    the node's going away and coming back are one audit event each. `rows`: what the rows said
-    before the look (selectors.observations), read again here if not given; rows that changed after
-    `looked_at` (a worker acted on them meanwhile) are left to the next look: `rows` must be read
-    with before=looked_at. `touch`: also record
-    the contact on the node (observed_at, last_error); the sweep records every node's at once.
-    `dry_run`: say what would change, change nothing (reconcile without --repair)."""
+    the node's going away and coming back are one audit event each.
+
+    `rows`: what the rows said before the look (selectors.observations), read here if not given.
+    A row that changed after `looked_at`, or has a control action in flight, is a worker's to
+    write; it is left to the next look. `touch`: also record the contact on the node (observed_at,
+    last_error); the sweep records every node's at once. `dry_run`: say what would change, change
+    nothing (reconcile without --repair)."""
     reachable = seen is not None
     by_id = {s.container_id: s for s in seen or ()}
     by_name = {s.name: s for s in seen or ()}
@@ -185,7 +194,7 @@ def node_observe(
         for w in (
             Workload.objects.select_for_update(of=("self",))
             .select_related("pod")
-            .filter(pk__in=moved, updated_at__lt=looked_at)
+            .filter(pk__in=moved, updated_at__lt=looked_at, action="")
         ):
             w.node = node
             before = w.status

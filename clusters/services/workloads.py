@@ -11,7 +11,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 import scheduling
-from clusters import permissions, queue, selectors, sync
+from clusters import etcd, permissions, queue, selectors, sync
 from clusters.models import AuditEvent, Deployment, Node, Workload
 from clusters.services._common import SYSTEM, Actor, audit, invalid
 from clusters.services.nodes import set_usage
@@ -127,11 +127,13 @@ def workload_started(
 
 def workload_failed(*, workload_id: int, error: str, task_id: str | None = None) -> Workload | None:
     """Creation failed for good: release the allocation and say why on the row. With `task_id`,
-    only while that task still holds the creation claim (another may have taken it over)."""
+    only while that task still holds the creation claim (another may have taken it over). The row
+    failed now, or None: it was no longer being created (its container, if any, is not the
+    caller's to remove)."""
     with transaction.atomic():
         w = _locked(workload_id)
         if w is None or w.state not in (Workload.State.PENDING, Workload.State.CREATING):
-            return w
+            return None
         if task_id is not None and w.task_id != task_id:
             return None
         release(w)
@@ -214,9 +216,9 @@ def workload_remove_failed(*, workload_id: int, error: str) -> None:
 
 def workload_remove(*, actor: Actor, workload: Workload, force: bool = False) -> Workload:
     """Mark for removal; the worker removes the container, then workload_removed releases. On a node
-    whose engine does not answer (the sweep's last look failed), or with `force`, the row and its
+    that is down (its last look failed and its heartbeat expired), or with `force`, the row and its
     allocation go at once: the container, if any, is an orphan then, which reconcile removes when
-    the node answers again."""
+    the node answers again. A node that failed one look only is not down yet: the worker tries."""
     permissions.require_deploy(actor.user, workload.pod)
     with transaction.atomic():
         w = _locked(workload.pk)
@@ -231,8 +233,8 @@ def workload_remove(*, actor: Actor, workload: Workload, force: bool = False) ->
             audit(actor, Action.WORKLOAD_REMOVE, w, pod=w.pod, before=before)
             w.delete()
             return w
-        if force or w.node.last_error:
-            why = "forced" if force else f"node {w.node.name} does not answer ({w.node.last_error[:200]})"
+        if force or _down(w.node):
+            why = "forced" if force else f"node {w.node.name} is down ({w.node.last_error[:200]})"
             after = {"released": True, "container": f"left for reconcile to remove: {why}"}
             audit(actor, Action.WORKLOAD_REMOVE, w, pod=w.pod, before=before, after=after)
             _drop(w)
@@ -243,6 +245,17 @@ def workload_remove(*, actor: Actor, workload: Workload, force: bool = False) ->
             w.save(update_fields=["state", "updated_at"])
         queue.enqueue("agents.remove_workload", w.pk)
     return w
+
+
+def _down(node: Node) -> bool:
+    """The node's engine does not answer and its heartbeat has expired (so for 3 heartbeat
+    intervals at least). When etcd cannot tell, the node is not taken for down."""
+    if not node.last_error:
+        return False
+    try:
+        return node.name not in etcd.alive_nodes(strict=True)
+    except etcd.EtcdError:
+        return False
 
 
 def _drop(w: Workload) -> None:

@@ -251,6 +251,33 @@ def test_a_creation_whose_worker_died_after_making_the_container_is_adopted(
     assert Deployment.objects.get(pk=w.deployment_id).state == Deployment.State.DONE
 
 
+def test_a_creation_whose_worker_died_before_the_start_is_started_and_adopted(
+    nodes: list[Any], docker_clean: dict[str, Any], monkeypatch: Any
+) -> None:
+    from clusters import queue, selectors
+
+    monkeypatch.setattr(queue, "enqueue_each", lambda *args, **kwargs: None)  # the message is lost
+    data = {"app": "ad", "entrypoint": "e", "image": IMAGE, "command": ["sleep", "600"], "cpu_limit": 0.1}
+    spec = services.deployment_validate(
+        pod=nodes[0].pod, data={**data, "cpu_bind": False, "node_names": ["node1"]}
+    )
+    w = services.deployment_create(actor=services.SYSTEM, spec=spec).workloads.get()
+    claimed = services.workload_claim(workload_id=w.pk, task_id="dead", stale_after=300)
+    assert claimed is not None
+    spec_ = selectors.container_spec(claimed)
+    made = docker_clean["node1"].containers.create(
+        spec_["image"], spec_["command"], name=spec_["name"], labels=spec_["labels"], network_mode="none"
+    )
+    node = Node.objects.get(name="node1")
+    assert reconcile.reconcile_node(node, repair=True).adoptable == []  # just made: a worker may start it
+    report = reconcile.reconcile_node(node, repair=True, grace=0)
+    assert report.repaired == [f"adopted {w.name} (started it)"]
+    made.reload()
+    assert made.status == "running"
+    row = _row(w)
+    assert (row.state, row.container_id, row.status) == (Workload.State.RUNNING, made.id, Status.RUNNING)
+
+
 def test_a_workload_on_a_dead_node_is_removed_at_once_and_its_container_later(
     deploy: Callable[..., Any], sweeper: None, docker_clean: dict[str, Any], cluster: Cluster, admin_user: Any
 ) -> None:
@@ -260,12 +287,16 @@ def test_a_workload_on_a_dead_node_is_removed_at_once_and_its_container_later(
     api = APIClient()
     api.force_authenticate(admin_user)
     assert api.delete(f"/api/workloads/{w.pk}/").status_code == 202
+    assert _row(w).state == Workload.State.REMOVING  # one failed look: not down yet, a worker tries
+    etcd.client().delete(etcd.node_status_key("node2"))  # its heartbeat expires (no sweep renews it)
+    assert api.delete(f"/api/workloads/{w.pk}/").status_code == 202
     assert not Workload.objects.filter(pk=w.pk).exists()  # at once: no worker could reach the node
     node = Node.objects.get(name="node2")
     assert (node.used_cpu, node.used_memory) == (0.0, 0)
     assert etcd.get_prefix(etcd.key("/workloads/")) == {}
-    event = AuditEvent.objects.get(action="workload.remove", target_name=w.name)
-    assert "node node2 does not answer" in event.after["container"]
+    event = AuditEvent.objects.filter(action="workload.remove", target_name=w.name).order_by("pk").last()
+    assert event is not None
+    assert "node node2 is down" in event.after["container"]
     cluster.start("node2")
     assert docker_clean["node2"].containers.get(w.container_id).status == "running"  # still there
     report = reconcile.reconcile_node(Node.objects.get(name="node2"), repair=True, grace=0)
@@ -285,11 +316,20 @@ def test_a_node_that_does_not_answer_and_has_no_workloads_can_be_removed(
 
 
 def test_the_sweep_writes_nothing_when_nothing_changed(
-    deploy: Callable[..., Any], django_assert_max_num_queries: Any
+    deploy: Callable[..., Any], django_assert_max_num_queries: Any, django_assert_num_queries: Any
 ) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from agents import sweep
+
     deploy("sleep", "600", count=3)
     tasks.sweep_nodes()  # the first look of this process reads the rows and records what is new
-    tasks.sweep_nodes()
+    with django_assert_num_queries(4):  # rows changed within SETTLE: read again (a late commit?)
+        tasks.sweep_nodes()
+    Workload.objects.update(updated_at=timezone.now() - sweep.SETTLE - timedelta(seconds=1))
+    tasks.sweep_nodes()  # the rows changed (their updated_at): read once more
     before = (AuditEvent.objects.count(), list(Workload.objects.values_list("updated_at", flat=True)))
     # a steady sweep, whatever the number of nodes and rows: the nodes, whether any row of theirs
     # changed (an aggregate), and one UPDATE of their observed_at

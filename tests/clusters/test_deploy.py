@@ -256,8 +256,9 @@ def test_a_failure_reported_twice_releases_once(nodes: list[Any], monkeypatch: A
     monkeypatch.setattr(queue, "enqueue_each", lambda *args, **kwargs: None)
     d = _deploy(nodes[0].pod, count=2, cpu_request=1, cpu_bind=True, memory_limit="16M", node_names=["node1"])
     first, second = d.workloads.order_by("pk")
-    services.workload_failed(workload_id=first.pk, error="boom")
-    services.workload_failed(workload_id=first.pk, error="boom again")
+    assert services.workload_failed(workload_id=first.pk, error="boom") is not None
+    # The second report finds the row failed already: None, so its caller removes no container
+    assert services.workload_failed(workload_id=first.pk, error="boom again") is None
     assert _usage("node1") == (second.cpu_map, 1.0, 16 << 20)
     assert Deployment.objects.get(pk=d.pk).failed == 1
 
