@@ -7,9 +7,9 @@ gets its heartbeat key renewed (lease TTL = 3 × ERU_HEARTBEAT_INTERVAL): the li
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
+import math
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -103,7 +103,10 @@ def _seen_inspected(
     elif status == Status.EXITED and last is not None and last.status == Status.OOM_KILLED:
         status = Status.OOM_KILLED  # the same exit, recorded with what the inspect then told
     exit_code = c.exit_code if status in (Status.EXITED, Status.OOM_KILLED, Status.RESTARTING) else None
-    up = docker.up_seconds(c) if status == Status.RUNNING else None
+    # For how long it has run: only where it matters (is a crash loop over?), so a young container
+    # whose "Up 5 seconds" changes every second is the same sight otherwise.
+    looping = last is not None and last.status == Status.RESTARTING
+    up = docker.up_seconds(c) if status == Status.RUNNING and looping else None
     return services.Seen(c.name, c.id, status, exit_code, restarts, c.networks, c.ports, up=up), inspected
 
 
@@ -131,8 +134,9 @@ class _Listed:
     heartbeat: Future[None] | None = None
 
 
-def _list(node: Node, pool: ThreadPoolExecutor, leases: Future[dict[str, int]]) -> _Listed:
-    """The node's ERU containers (one list call) and, once it answered, its heartbeat under way."""
+def _list(node: Node, pool: ThreadPoolExecutor, leases: Future[dict[str, int]] | None) -> _Listed:
+    """The node's ERU containers (one list call) and, once it answered, its heartbeat under way if
+    it is due (`leases`: the heartbeat keys' leases, read when some node is due)."""
     try:
         client = selectors.node_client(node, timeout=LIST_TIMEOUT)
         summaries = docker.list_eru_summaries(client)
@@ -142,37 +146,27 @@ def _list(node: Node, pool: ThreadPoolExecutor, leases: Future[dict[str, int]]) 
     except Exception as exc:  # e.g. TLS material that no longer decrypts: the node is not reachable
         log.exception("sweeping %s failed", node.name)
         return _Listed(None, [], f"{exc.__class__.__name__}: {exc}")
-    return _Listed(
-        client, containers, heartbeat=pool.submit(_heartbeat, node, leases) if _due(node, leases) else None
-    )
+    beat = pool.submit(_heartbeat, node, leases) if leases is not None and _due(node) else None
+    return _Listed(client, containers, heartbeat=beat)
 
 
-_refreshed: dict[int, float] = {}  # heartbeat lease id -> when this process last renewed it
+_renewed: dict[str, float] = {}  # node name -> when this process last renewed its heartbeat
 
 
-def _due(node: Node, leases: Future[dict[str, int]]) -> bool:
-    """Whether the node's lease wants renewing now, when that is plain without waiting (most sweeps
-    come well within an interval of the last renewal): no task is made for the others."""
-    if not leases.done() or leases.exception() is not None:
-        return True  # the heartbeat task waits for the read, or logs why it failed
-    lease = leases.result().get(node.name)
-    return not lease or time.monotonic() - _refreshed.get(lease, 0.0) >= settings.ERU_HEARTBEAT_INTERVAL
+def _due(node: Node) -> bool:
+    """The node's heartbeat wants renewing: once every ERU_HEARTBEAT_INTERVAL (the lease lasts 3)."""
+    return time.monotonic() - _renewed.get(node.name, -math.inf) >= settings.ERU_HEARTBEAT_INTERVAL
 
 
 def _heartbeat(node: Node, leases: Future[dict[str, int]]) -> None:
-    """Renew the node's heartbeat lease (TTL = 3 × ERU_HEARTBEAT_INTERVAL) once an interval: a
-    refresh of the lease its key is on, or a new key on a new lease when there is none (or it
-    expired). The sweep comes every ERU_SWEEP_INTERVAL, more often than the lease needs."""
+    """Renew the node's heartbeat lease (TTL = 3 × ERU_HEARTBEAT_INTERVAL): a refresh of the lease
+    its key is on, read just now, or a new key on a new lease when there is none (the key was
+    deleted, or its lease expired). Between two renewals etcd is not read at all."""
     try:
         lease = leases.result().get(node.name)
-        now = time.monotonic()
-        if lease and now - _refreshed.get(lease, 0.0) < settings.ERU_HEARTBEAT_INTERVAL:
-            return
         if not lease or not etcd.refresh_lease(lease):
             etcd.heartbeat(node.name, node.pod.name, 3 * settings.ERU_HEARTBEAT_INTERVAL)
-            lease = etcd.heartbeat_leases().get(node.name)
-        if lease:
-            _refreshed[lease] = now
+        _renewed[node.name] = time.monotonic()
     except etcd.EtcdError as exc:
         log.warning("heartbeat of %s not renewed: %s", node.name, exc)
 
@@ -207,12 +201,16 @@ SETTLE = timedelta(seconds=10)
 # only where no inspect was needed): an entry that is the same again, with the same rows, is the
 # same sight — a steady container costs a dict comparison, not a conversion.
 _sights: dict[int, dict[str, tuple[dict[str, Any], services.Seen]]] = {}
+_lists: dict[int, tuple[list[dict[str, Any]], list[services.Seen]]] = {}  # the whole last answer
 
 
 def _seen_now(
     node: Node, listed: _Listed, rows: Mapping[str, selectors.Observation], now: datetime, fresh: bool
 ) -> list[services.Seen]:
     assert listed.client is not None
+    last = _lists.get(node.pk)
+    if not fresh and last is not None and last[0] == listed.containers:
+        return last[1]  # the same answer as last time (one comparison in C): the same sights
     before = _sights.get(node.pk, {}) if not fresh else {}
     sights: dict[str, tuple[dict[str, Any], services.Seen]] = {}
     seen = []
@@ -227,6 +225,10 @@ def _seen_now(
             sights[raw["Id"]] = (raw, sight)
         seen.append(sight)
     _sights[node.pk] = sights
+    if len(sights) == len(seen):  # nothing needed an inspect: the whole answer may be reused
+        _lists[node.pk] = (listed.containers, seen)
+    else:
+        _lists.pop(node.pk, None)
     return seen
 
 
@@ -270,8 +272,9 @@ def _sweep(nodes: list[Node]) -> list[Look]:
         return []
     pool = _threads()
     looked_at = timezone.now()
-    leases = pool.submit(etcd.heartbeat_leases)
+    leases = pool.submit(etcd.heartbeat_leases) if any(_due(n) for n in nodes) else None
     lists = [pool.submit(_list, n, pool, leases) for n in nodes]
+    time.sleep(0)  # let the list threads send their calls before this one reads rows (the GIL)
     rows, stale = _rows(nodes, looked_at)
     looks, beats = [], []
     for node, future in zip(nodes, lists, strict=True):
@@ -302,10 +305,6 @@ def _sweep(nodes: list[Node]) -> list[Look]:
     services.node_contact(nodes=nodes, errors={lk.node.pk: lk.error for lk in looks}, at=timezone.now())
     for beat in beats:
         beat.result()
-    with contextlib.suppress(Exception):  # forget the leases that are no more (the read failed: next time)
-        current = set(leases.result().values())
-        for lease in [lease for lease in _refreshed if lease not in current]:
-            _refreshed.pop(lease, None)
     return looks
 
 
@@ -335,12 +334,14 @@ def _checked(looks: list[Look], rows: Mapping[int, Mapping[str, selectors.Observ
         healthy = not check.exception() and check.result()
         _health[container_id] = (now, Workload.Health.HEALTHY if healthy else Workload.Health.UNHEALTHY)
         del _checking[container_id]
-    present = {x.container_id for lk in looks for x in lk.seen or ()}
-    for gone in [c for c in _health if c not in present]:  # (a node that did not answer: checked again later)
-        del _health[gone]
+    if _health:
+        present = {x.container_id for lk in looks for x in lk.seen or ()}
+        for gone in [c for c in _health if c not in present]:  # (a node that did not answer: later)
+            del _health[gone]
     for lk in looks if settings.ERU_SWEEP_HEALTHCHECKS else ():
-        for sight in lk.seen or ():
-            row = rows[lk.node.pk].get(sight.name)
+        checked = _with_checks(lk.node, rows[lk.node.pk])
+        for sight in lk.seen or () if checked else ():
+            row = checked.get(sight.name)
             address = next((ip for ip in sight.networks.values() if ip), "")
             if not (row and row.healthcheck and sight.status == Status.RUNNING and address):
                 continue
@@ -359,6 +360,22 @@ def _checked(looks: list[Look], rows: Mapping[int, Mapping[str, selectors.Observ
             dataclasses.replace(sight, health=last[1]) if last and sight.status == Status.RUNNING else sight
         )
 
+    if not _health:
+        return looks
     return [
         dataclasses.replace(lk, seen=[with_health(x) for x in lk.seen]) if lk.seen else lk for lk in looks
     ]
+
+
+# Per node: its rows object at the last sweep and those of them that have a health check (a node's
+# rows are the same object from sweep to sweep while they do not change; it is kept, so `is` holds).
+_checks_of: dict[int, tuple[Mapping[str, selectors.Observation], dict[str, selectors.Observation]]] = {}
+
+
+def _with_checks(node: Node, rows: Mapping[str, selectors.Observation]) -> dict[str, selectors.Observation]:
+    last = _checks_of.get(node.pk)
+    if last is not None and last[0] is rows:
+        return last[1]
+    found = {name: o for name, o in rows.items() if o.healthcheck}
+    _checks_of[node.pk] = (rows, found)
+    return found
