@@ -171,15 +171,16 @@ def _heartbeat(node: Node, leases: Future[dict[str, int]]) -> None:
         log.warning("heartbeat of %s not renewed: %s", node.name, exc)
 
 
-_pool: ThreadPoolExecutor | None = None
+_pools: dict[str, ThreadPoolExecutor] = {}
 
 
-def _threads() -> ThreadPoolExecutor:
-    """One pool for the process' sweeps (a sweep every few seconds: no threads started each time)."""
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="sweep")
-    return _pool
+def _threads(name: str = "sweep") -> ThreadPoolExecutor:
+    """The process' pool of that name, made once (a sweep every few seconds: no threads started
+    each time). Health checks have a pool of their own: a slow one never holds up a list call."""
+    pool = _pools.get(name)
+    if pool is None:
+        pool = _pools[name] = ThreadPoolExecutor(max_workers=16, thread_name_prefix=name)
+    return pool
 
 
 @dataclass(frozen=True)
@@ -311,15 +312,6 @@ def _sweep(nodes: list[Node]) -> list[Look]:
 # Per container id: when this process last ran its health check, and what it said.
 _health: dict[str, tuple[float, str]] = {}
 _checking: dict[str, Future[bool]] = {}  # checks under way, whose results the next sweeps take
-_checks: ThreadPoolExecutor | None = None
-
-
-def _checker() -> ThreadPoolExecutor:
-    """Health checks have threads of their own: a slow one never holds up a list call."""
-    global _checks
-    if _checks is None:
-        _checks = ThreadPoolExecutor(max_workers=16, thread_name_prefix="health")
-    return _checks
 
 
 def _checked(looks: list[Look], rows: Mapping[int, Mapping[str, selectors.Observation]]) -> list[Look]:
@@ -350,7 +342,7 @@ def _checked(looks: list[Look], rows: Mapping[int, Mapping[str, selectors.Observ
                 last is None or now - last[0] >= settings.ERU_HEALTHCHECK_INTERVAL
             ):
                 timeout = settings.ERU_HEALTHCHECK_TIMEOUT
-                _checking[sight.container_id] = _checker().submit(
+                _checking[sight.container_id] = _threads("health").submit(
                     health.check, address, row.healthcheck, timeout
                 )
 

@@ -226,11 +226,10 @@ def test_a_rogue_container_without_a_node_name_is_reported_then_removed(
     assert raw.containers.list(all=True, filters={"label": "ERU=1"}) == []
 
 
-def test_a_creation_whose_worker_died_after_making_the_container_is_adopted(
-    nodes: list[Any], docker_clean: dict[str, Any], monkeypatch: Any
-) -> None:
-    from clusters import queue, selectors
-    from engine import docker
+def _claimed_by_a_dead_worker(nodes: list[Any], monkeypatch: Any) -> tuple[Workload, Workload]:
+    """A deploy whose message is lost, its creation claimed by a task that then died: the row, and
+    the claimed row (with its node)."""
+    from clusters import queue
 
     monkeypatch.setattr(queue, "enqueue_each", lambda *args, **kwargs: None)  # the message is lost
     data = {"app": "ad", "entrypoint": "e", "image": IMAGE, "command": ["sleep", "600"], "cpu_limit": 0.1}
@@ -240,6 +239,16 @@ def test_a_creation_whose_worker_died_after_making_the_container_is_adopted(
     w = services.deployment_create(actor=services.SYSTEM, spec=spec).workloads.get()
     claimed = services.workload_claim(workload_id=w.pk, task_id="dead", stale_after=300)
     assert claimed is not None
+    return w, claimed
+
+
+def test_a_creation_whose_worker_died_after_making_the_container_is_adopted(
+    nodes: list[Any], docker_clean: dict[str, Any], monkeypatch: Any
+) -> None:
+    from clusters import selectors
+    from engine import docker
+
+    w, claimed = _claimed_by_a_dead_worker(nodes, monkeypatch)
     made = docker.create_and_start(selectors.node_client(claimed.node), **selectors.container_spec(claimed))
     report = reconcile.reconcile_node(Node.objects.get(name="node1"), repair=False)
     assert report.adoptable == [w.name]
@@ -254,16 +263,9 @@ def test_a_creation_whose_worker_died_after_making_the_container_is_adopted(
 def test_a_creation_whose_worker_died_before_the_start_is_started_and_adopted(
     nodes: list[Any], docker_clean: dict[str, Any], monkeypatch: Any
 ) -> None:
-    from clusters import queue, selectors
+    from clusters import selectors
 
-    monkeypatch.setattr(queue, "enqueue_each", lambda *args, **kwargs: None)  # the message is lost
-    data = {"app": "ad", "entrypoint": "e", "image": IMAGE, "command": ["sleep", "600"], "cpu_limit": 0.1}
-    spec = services.deployment_validate(
-        pod=nodes[0].pod, data={**data, "cpu_bind": False, "node_names": ["node1"]}
-    )
-    w = services.deployment_create(actor=services.SYSTEM, spec=spec).workloads.get()
-    claimed = services.workload_claim(workload_id=w.pk, task_id="dead", stale_after=300)
-    assert claimed is not None
+    w, claimed = _claimed_by_a_dead_worker(nodes, monkeypatch)
     spec_ = selectors.container_spec(claimed)
     made = docker_clean["node1"].containers.create(
         spec_["image"], spec_["command"], name=spec_["name"], labels=spec_["labels"], network_mode="none"
