@@ -125,7 +125,9 @@ def observed(w: _Row, seen: Seen | None, reachable: bool) -> Observed_:
     exit_code = None if status in (Status.RUNNING, Status.PAUSED) else seen.exit_code
     if status == Status.RESTARTING and seen.exit_code is None:
         exit_code = w.exit_code  # caught running between two crashes: the last exit stands
-    networks = {name: ip for name, ip in seen.networks.items() if ip}  # none while it does not run
+    # Addresses only while it runs: a container killed with its dockerd may still list its old one.
+    up = seen.status in (Status.RUNNING, Status.PAUSED)
+    networks = {name: ip for name, ip in seen.networks.items() if ip} if up else {}
     return status, exit_code, count, networks, seen.ports, _health(w, status, seen)
 
 

@@ -209,6 +209,32 @@ def test_a_node_stopped_and_started_again_shows_what_became_of_its_containers(
     assert row.health == Workload.Health.NONE
 
 
+def test_the_cluster_down_and_up_again_leaves_every_status_true(
+    deploy: Callable[..., Any], docker_clean: dict[str, Any], cluster: Cluster, settings: Any
+) -> None:
+    """As `bin/eru down` + `up`, with this cluster's processes (etcd, Redis, PostgreSQL, the nodes):
+    the nodes' containers stopped with them, and the first sweep after `up` says so of every row."""
+    if "postgresql" in settings.DATABASES["default"]["ENGINE"]:
+        pytest.skip("stops PostgreSQL, this pass's database")
+    first, second = deploy("sleep", "600", node="node1"), deploy("sleep", "600", node="node2")
+    done = deploy("sh", "-c", "exit 5", node="node2")
+    wait_for(lambda: tasks.sweep_nodes() or _row(done).status == Status.EXITED, timeout=10)
+    cluster.down()
+    cluster.up()
+    tasks.sweep_nodes()
+    for w in (first, second):
+        row = _row(w)
+        assert row.status == Status.EXITED, row.name
+        assert row.exit_code in (137, 255), row.name  # killed with its node
+        assert docker_clean[row.node.name].containers.get(w.container_id).status == "exited"
+        assert _key_shows(row, lambda key: "running" not in key) == {"id": w.container_id}
+    assert (_row(done).status, _row(done).exit_code) == (Status.EXITED, 5)  # as it was
+    assert set(Node.objects.values_list("last_error", flat=True)) == {""}
+    assert {"node1", "node2"} <= etcd.alive_nodes(strict=True)
+    assert not AuditEvent.objects.filter(action="workload.missing").exists()
+    assert _actions(first)[-1] == "workload.exited"
+
+
 def test_a_rogue_container_without_a_node_name_is_reported_then_removed(
     nodes: list[Any], docker_clean: dict[str, Any]
 ) -> None:

@@ -76,3 +76,11 @@ def test_an_oom_exit_keeps_its_name_when_a_list_says_exited() -> None:
     seen, inspected = sweep._seen_inspected(None, listed, last, timezone.now())  # type: ignore[arg-type]
     assert not inspected
     assert (seen.status, seen.exit_code) == (Status.OOM_KILLED, 137)
+
+
+def test_a_container_that_does_not_run_has_no_address_whatever_docker_lists(node: Node) -> None:
+    """A container killed with its dockerd may list its old address after the restart."""
+    w = _workload(node)
+    Workload.objects.filter(pk=w.pk).update(networks={"bridge": "10.1.0.5"})
+    assert _look(node, w, Status.EXITED, exit_code=137, networks={"bridge": "10.1.0.5"}) == Status.EXITED
+    assert Workload.objects.get(pk=w.pk).networks == {}
