@@ -89,6 +89,11 @@ def _seen_inspected(
     """What was seen of a container, and whether an inspect was needed for it."""
     status = _STATUS.get(c.status, Status.EXITED)
     restarts = None
+    # For how long it has run, from the list's "Up 5 seconds" (an inspect's info has no such text):
+    # only where it matters (is a crash loop over?), so a young container's changing uptime does
+    # not make a new sight at every look.
+    looping = last is not None and last.status == Status.RESTARTING
+    up = docker.up_seconds(c) if looping else None
     inspected = _needs_inspect(c, status, last, now)
     if inspected:
         info = docker.inspect(client, c.id)
@@ -103,10 +108,7 @@ def _seen_inspected(
     elif status == Status.EXITED and last is not None and last.status == Status.OOM_KILLED:
         status = Status.OOM_KILLED  # the same exit, recorded with what the inspect then told
     exit_code = c.exit_code if status in (Status.EXITED, Status.OOM_KILLED, Status.RESTARTING) else None
-    # For how long it has run: only where it matters (is a crash loop over?), so a young container
-    # whose "Up 5 seconds" changes every second is the same sight otherwise.
-    looping = last is not None and last.status == Status.RESTARTING
-    up = docker.up_seconds(c) if status == Status.RUNNING and looping else None
+    up = up if status == Status.RUNNING else None
     return services.Seen(c.name, c.id, status, exit_code, restarts, c.networks, c.ports, up=up), inspected
 
 

@@ -75,7 +75,8 @@ class Seen:
     networks: dict[str, str] = field(default_factory=dict)
     ports: list[dict[str, Any]] = field(default_factory=list)
     health: str | None = None
-    up: float | None = None  # running: for how many seconds (None: a minute or more, or not known)
+    up: float | None = None  # running, while its row is restarting: for how many seconds (None: a
+    # minute or more, or not known)
 
 
 @dataclass

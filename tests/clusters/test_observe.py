@@ -4,6 +4,7 @@ name, and a row a worker is acting on is the worker's to write."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -84,3 +85,17 @@ def test_a_container_that_does_not_run_has_no_address_whatever_docker_lists(node
     Workload.objects.filter(pk=w.pk).update(networks={"bridge": "10.1.0.5"})
     assert _look(node, w, Status.EXITED, exit_code=137, networks={"bridge": "10.1.0.5"}) == Status.EXITED
     assert Workload.objects.get(pk=w.pk).networks == {}
+
+
+def test_a_restarting_container_s_uptime_comes_from_the_list_though_it_is_inspected(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The inspect (made to count restarts) has no "Up 4 seconds": the uptime is the list's."""
+    w = Workload(name="web_main_000002", status=Status.RESTARTING, restart_count=2)
+    last = selectors.Observation(**{f: getattr(w, f, None) for f in selectors._OBSERVATION})
+    listed = docker.ContainerInfo("c2", w.name, "running", {}, {}, status_text="Up 4 seconds")
+    inspected = dataclasses.replace(listed, status_text="", restart_count=2)
+    monkeypatch.setattr(docker, "inspect", lambda client, name: inspected)
+    seen, was_inspected = sweep._seen_inspected(None, listed, last, timezone.now())  # type: ignore[arg-type]
+    assert was_inspected
+    assert (seen.status, seen.restart_count, seen.up) == (Status.RUNNING, 2, 4.0)
