@@ -204,16 +204,12 @@ SETTLE = timedelta(seconds=10)
 # only where no inspect was needed): an entry that is the same again, with the same rows, is the
 # same sight — a steady container costs a dict comparison, not a conversion.
 _sights: dict[int, dict[str, tuple[dict[str, Any], services.Seen]]] = {}
-_lists: dict[int, tuple[list[dict[str, Any]], list[services.Seen]]] = {}  # the whole last answer
 
 
 def _seen_now(
     node: Node, listed: _Listed, rows: Mapping[str, selectors.Observation], now: datetime, fresh: bool
 ) -> list[services.Seen]:
     assert listed.client is not None
-    last = _lists.get(node.pk)
-    if not fresh and last is not None and last[0] == listed.containers:
-        return last[1]  # the same answer as last time (one comparison in C): the same sights
     before = _sights.get(node.pk, {}) if not fresh else {}
     sights: dict[str, tuple[dict[str, Any], services.Seen]] = {}
     seen = []
@@ -228,10 +224,6 @@ def _seen_now(
             sights[raw["Id"]] = (raw, sight)
         seen.append(sight)
     _sights[node.pk] = sights
-    if len(sights) == len(seen):  # nothing needed an inspect: the whole answer may be reused
-        _lists[node.pk] = (listed.containers, seen)
-    else:
-        _lists.pop(node.pk, None)
     return seen
 
 
@@ -258,9 +250,10 @@ _one_at_a_time = threading.Lock()  # the caches above are this process' and one 
 
 def sweep(nodes: Sequence[Node] | None = None) -> list[Look]:
     """Look at every node at once, then record what was seen: the list calls are in flight while the
-    rows are read, and each node that answered has its heartbeat renewed while the changes are
-    written. A look that finds nothing new writes nothing but the nodes' observed_at (one UPDATE).
-    A sweep that comes while another runs in this process does nothing (the next one will)."""
+    rows are read, and each node that answered has its heartbeat renewed (once an interval) while
+    the changes are written. A look that finds nothing new writes nothing but the nodes'
+    observed_at (one UPDATE). A sweep that comes while another runs in this process does nothing
+    (the next one will)."""
     if not _one_at_a_time.acquire(blocking=False):
         log.warning("sweep: the last one still runs; this one is skipped")
         return []
@@ -333,11 +326,12 @@ def _checked(looks: list[Look], rows: Mapping[int, Mapping[str, selectors.Observ
         for gone in [c for c in _health if c not in present]:  # (a node that did not answer: later)
             del _health[gone]
     for lk in looks if settings.ERU_SWEEP_HEALTHCHECKS else ():
-        checked = _with_checks(lk.node, rows[lk.node.pk])
-        for sight in lk.seen or () if checked else ():
-            row = checked.get(sight.name)
+        for sight in lk.seen or ():
+            row = rows[lk.node.pk].get(sight.name)
+            if not (row and row.healthcheck and sight.status == Status.RUNNING):
+                continue
             address = next((ip for ip in sight.networks.values() if ip), "")
-            if not (row and row.healthcheck and sight.status == Status.RUNNING and address):
+            if not address:
                 continue
             last = _health.get(sight.container_id)
             if sight.container_id not in _checking and (
@@ -359,17 +353,3 @@ def _checked(looks: list[Look], rows: Mapping[int, Mapping[str, selectors.Observ
     return [
         dataclasses.replace(lk, seen=[with_health(x) for x in lk.seen]) if lk.seen else lk for lk in looks
     ]
-
-
-# Per node: its rows object at the last sweep and those of them that have a health check (a node's
-# rows are the same object from sweep to sweep while they do not change; it is kept, so `is` holds).
-_checks_of: dict[int, tuple[Mapping[str, selectors.Observation], dict[str, selectors.Observation]]] = {}
-
-
-def _with_checks(node: Node, rows: Mapping[str, selectors.Observation]) -> dict[str, selectors.Observation]:
-    last = _checks_of.get(node.pk)
-    if last is not None and last[0] is rows:
-        return last[1]
-    found = {name: o for name, o in rows.items() if o.healthcheck}
-    _checks_of[node.pk] = (rows, found)
-    return found
