@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from embedded.config import ROOT, Config, apply_env_file
 from embedded.procs import Daemon, ServiceError, listeners, log, stop, strays, tail
-from embedded.services import Cluster, print_status, require_root
+from embedded.services import Cluster, Status, print_status, require_root
 
 USAGE = """\
 bin/eru — the embedded Eru cluster on this machine (like Eru's quickstart).
@@ -248,12 +248,9 @@ def cmd_status() -> int:
         log(f"services: error: {exc}")
         ok = False
     for app in apps():
-        pid = app.pid()
-        if pid is not None:
-            print(f"{app.name:<8} up    pid {pid:<8} {app.logfile}", flush=True)
-        else:
-            print(f"{app.name:<8} down  {'':<12} {app.logfile}", flush=True)
-            ok = False
+        row = Status(app.name, app.pid(), app.detail())
+        print(row.line(), flush=True)
+        ok = ok and row.pid is not None
     return 0 if ok else 1
 
 

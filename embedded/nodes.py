@@ -13,7 +13,7 @@ import socket
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import psutil
@@ -23,6 +23,7 @@ from embedded.config import IMAGE, SOCKET_PATH_MAX, Config, NodeLayout
 from embedded.procs import (
     Daemon,
     ServiceError,
+    holds,
     listeners,
     log,
     ours,
@@ -78,17 +79,22 @@ def cgroup_dirs(name: str) -> list[Path]:
     return found
 
 
-def kill_containers(name: str) -> None:
-    """SIGKILL every process in the node's cgroup parent: only its containers live there."""
+def cgroup_pids(name: str) -> Iterator[int]:
+    """The pids in the node's cgroup parent: only its containers' processes live there."""
     for top in cgroup_dirs(name):
         for procs_file in top.rglob("cgroup.procs"):
             try:
-                pids = procs_file.read_text().split()
-            except OSError:
+                pids = [int(pid) for pid in procs_file.read_text().split()]
+            except (OSError, ValueError):
                 continue  # the cgroup may vanish under us (dockerd cleans it up as the container dies)
-            for pid in pids:
-                with contextlib.suppress(OSError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
+            yield from pids
+
+
+def kill_containers(name: str) -> None:
+    """SIGKILL every process in the node's cgroup parent."""
+    for pid in cgroup_pids(name):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def remove_cgroups(name: str) -> None:
@@ -261,17 +267,11 @@ class Node(Daemon):
         if alive:
             # dockerd died and its containers did not (live-restore): the new dockerd takes them back
             # from their shims, so the exec-root and everything that runs stay as they are.
-            stop(strays(self.needle), 10.0)  # a dockerd of ours that lost its pidfile, if any
             # Its containerd dies with it (a parent-death signal), but not at once, and may linger as
             # a zombie nobody reaps: a new dockerd that finds its pid would wait on it and time out.
             # So it is stopped and its pidfile goes: dockerd starts a new one, the shims outlive both.
-            pidfile = n.exec_root / "containerd" / "containerd.pid"
-            containerd = ours(read_pid(pidfile), f"{n.exec_root}/")
-            if containerd is not None:
-                stop([containerd], 5.0)
-            pidfile.unlink(missing_ok=True)
-            n.socket.unlink(missing_ok=True)
-            (n.dir / "docker.pid").unlink(missing_ok=True)
+            self.stop_dead_dockerd()
+            (n.exec_root / "containerd" / "containerd.pid").unlink(missing_ok=True)
             self.say(f"{len(alive)} process(es) of its containers still run: keeping {n.exec_root}")
         elif not self.reap():
             raise ServiceError(f"{self.name}: {n.exec_root} is in use by a dockerd of another directory")
@@ -311,20 +311,17 @@ class Node(Daemon):
             return []
         found = strays(f"{self.layout.exec_root}/")
         pids = {p.pid for p in found}
-        for top in cgroup_dirs(self.layout.cgroup):
-            for procs_file in top.rglob("cgroup.procs"):
-                with contextlib.suppress(OSError, ValueError):
-                    for pid in map(int, procs_file.read_text().split()):
-                        if pid not in pids:
-                            with contextlib.suppress(psutil.Error):
-                                found.append(psutil.Process(pid))
-                                pids.add(pid)
+        for pid in cgroup_pids(self.layout.cgroup):
+            if pid not in pids:
+                with contextlib.suppress(psutil.Error):
+                    found.append(psutil.Process(pid))
+                    pids.add(pid)
         return found
 
     def foreign_dockerd(self) -> list[psutil.Process]:
         """dockerds of another directory on our exec-root (same --port-base): its leftovers are not ours."""
-        mine = {p.pid for p in strays(self.needle)}
-        return [p for p in strays(f"--exec-root {self.layout.exec_root} ") if p.pid not in mine]
+        on_ours = strays(f"--exec-root {self.layout.exec_root} ")
+        return [p for p in on_ours if not holds(p, self.needle)]
 
     def reap(self) -> bool:
         """Kills what a dead node left behind: a dockerd of ours that no pidfile names, its containerd,
@@ -337,17 +334,21 @@ class Node(Daemon):
             pids = " ".join(str(p.pid) for p in foreign)
             log(f"{self.name}: {n.exec_root} is used by dockerd {pids} of another directory; left alone")
             return False
-        stop(strays(self.needle), 10.0)
-        needle = f"{n.exec_root}/"
-        containerd = ours(read_pid(n.exec_root / "containerd" / "containerd.pid"), needle)
-        if containerd is not None:
-            stop([containerd], 5.0)
-        stop(strays(needle), 2.0)
+        self.stop_dead_dockerd()
+        stop(strays(f"{n.exec_root}/"), 2.0)  # the shims
         kill_containers(n.cgroup)
         umount_under(n.dir)
         umount_under(n.exec_root)
         shutil.rmtree(n.exec_root, ignore_errors=True)
-        n.socket.unlink(missing_ok=True)
-        (n.dir / "docker.pid").unlink(missing_ok=True)
         remove_cgroups(n.cgroup)
         return True
+
+    def stop_dead_dockerd(self) -> None:
+        """A dockerd of ours that no pidfile names (if any), its containerd, their socket and pidfile."""
+        n = self.layout
+        stop(strays(self.needle), 10.0)
+        containerd = ours(read_pid(n.exec_root / "containerd" / "containerd.pid"), f"{n.exec_root}/")
+        if containerd is not None:
+            stop([containerd], 5.0)
+        n.socket.unlink(missing_ok=True)
+        (n.dir / "docker.pid").unlink(missing_ok=True)

@@ -225,13 +225,6 @@ class Postgres(Supervised):
             self.reap()
         self.pidfile.unlink(missing_ok=True)
 
-    def kill(self) -> None:
-        """SIGKILL the postmaster alone, like a crash: its backends and lockfile stay."""
-        proc = self.process()
-        if proc is not None:
-            send([proc], signal.SIGKILL)
-            wait_gone([proc], 5.0)
-
     def reap(self) -> None:
         """What a killed postmaster left behind: server processes still attached to its shared memory
         (run as postgres, working directory our data directory) and lockfiles naming a pid that is

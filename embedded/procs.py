@@ -42,26 +42,25 @@ def log(message: str) -> None:
 # --- the ours-check ------------------------------------------------------------------------------
 
 
-def cmdline(pid: int) -> str | None:
-    """The command line as `tr '\\0' ' ' </proc/PID/cmdline` shows it (each argument followed by a
-    space); None if the pid is gone, a zombie or a kernel thread."""
-    try:
-        return _line(psutil.Process(pid))
-    except psutil.Error:
-        return None
-
-
 def _line(proc: psutil.Process) -> str | None:
+    """The command line as `tr '\\0' ' ' </proc/PID/cmdline` shows it (each argument followed by a
+    space); None for a zombie or a kernel thread."""
     if proc.status() == psutil.STATUS_ZOMBIE:
         return None
     return "".join(arg + " " for arg in proc.cmdline()) or None
 
 
-def is_ours(pid: int | None, needle: str) -> bool:
-    if pid is None or pid <= 0:
+def holds(proc: psutil.Process, needle: str) -> bool:
+    """Whether this very process object's command line holds the needle (False once it is gone)."""
+    try:
+        line = _line(proc)
+    except psutil.Error:
         return False
-    line = cmdline(pid)
     return line is not None and needle in line
+
+
+def is_ours(pid: int | None, needle: str) -> bool:
+    return ours(pid, needle) is not None
 
 
 def ours(pid: int | None, needle: str) -> psutil.Process | None:
@@ -71,10 +70,9 @@ def ours(pid: int | None, needle: str) -> psutil.Process | None:
         return None
     try:
         proc = psutil.Process(pid)  # first: the command line checked is then this process' own
-        line = _line(proc)
     except psutil.Error:
         return None
-    return proc if line is not None and needle in line else None
+    return proc if holds(proc, needle) else None
 
 
 def read_pid(path: Path) -> int | None:
@@ -103,7 +101,7 @@ def strays(needle: str, exclude: Iterable[int] = ()) -> list[psutil.Process]:
     skip = {os.getpid(), *exclude}
     found = []
     for proc in psutil.process_iter():
-        if proc.pid not in skip and is_ours(proc.pid, needle):
+        if proc.pid not in skip and holds(proc, needle):
             found.append(proc)
     return found
 
@@ -299,6 +297,13 @@ class Supervised:
     def is_running(self) -> bool:
         return self.process() is not None
 
+    def kill(self) -> None:
+        """SIGKILL the process alone, like a crash: no cleanup, its pidfile and children stay."""
+        proc = self.process()
+        if proc is not None:
+            send([proc], signal.SIGKILL)
+            wait_gone([proc], 5.0)
+
 
 class Daemon(Supervised):
     """One long-running process of ours: its command, its needle, its pidfile and log, and how to tell
@@ -389,10 +394,3 @@ class Daemon(Supervised):
             self.say(f"stopped (pid {proc.pid})")
         self.pidfile.unlink(missing_ok=True)
         self.cleanup()
-
-    def kill(self) -> None:
-        """SIGKILL the process alone, like a crash: no cleanup, the pidfile stays."""
-        proc = self.process()
-        if proc is not None:
-            send([proc], signal.SIGKILL)
-            wait_gone([proc], 5.0)

@@ -104,7 +104,6 @@ class Cluster:
         for i in config.node_indices():
             node = Node(config, i)
             self.services[node.name] = node
-        self._added: list[str] = []
 
     @classmethod
     def load(cls, directory: str | Path) -> Cluster:
@@ -117,12 +116,6 @@ class Cluster:
     @property
     def dir(self) -> Path:
         return self.config.dir
-
-    def add(self, service: Service) -> None:
-        """One more named process (e.g. an agent per node): up() starts it after the infrastructure,
-        down() stops it with the rest, status() shows it."""
-        self.services[service.name] = service
-        self._added.append(service.name)
 
     def get(self, name: str) -> Service:
         try:
@@ -173,9 +166,7 @@ class Cluster:
         self.preflight()
         self.config.save()
         self._prepare_files()
-        base = [(name, s.start) for name, s in self.services.items() if name not in self._added]
-        run_parallel(base)
-        run_parallel([(name, self.services[name].start) for name in self._added])
+        run_parallel([(name, s.start) for name, s in self.services.items()])
         self.config.write_env()
         log(f"services: all up; source {self.config.env_file}")
 
@@ -193,8 +184,7 @@ class Cluster:
             services["postgres"] = pg
         for i in self.config.leftover_node_indices():
             services.setdefault(f"node{i}", Node(self.config, i))
-        run_parallel([(name, self.services[name].stop) for name in self._added])
-        run_parallel([(name, s.stop) for name, s in services.items() if name not in self._added])
+        run_parallel([(name, s.stop) for name, s in services.items()])
         umount_under(self.dir)
         if purge:
             if mounts_under(self.dir):
