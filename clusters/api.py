@@ -194,6 +194,9 @@ class WorkloadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         return self._control(request, "restart")
 
 
+_CONTAINER_FIELDS = schema.container_fields(schema.DeployRequest)
+
+
 def _deploy_body(request: Request) -> Mapping[str, Any]:
     """The request's fields as the schema takes them. A form-encoded body (QueryDict) keeps every
     value of a list field (`command`, `env`, `node_names`) and reads map fields as `labels.key=value`."""
@@ -202,7 +205,7 @@ def _deploy_body(request: Request) -> Mapping[str, Any]:
         raise exceptions.ValidationError({"non_field_errors": ["expected an object of deploy fields"]})
     if not isinstance(data, QueryDict):
         return data
-    lists, maps = schema.container_fields(schema.DeployRequest)
+    lists, maps = _CONTAINER_FIELDS
     body: dict[str, Any] = {}
     for key in data:
         name, _, sub = key.partition(".")

@@ -25,7 +25,7 @@ class Pagination(LimitOffsetPagination):
 
     def get_limit(self, request: Request) -> int:
         raw = _number(request.query_params.get(self.limit_query_param))
-        return self.default_limit if raw in (None, "0") else bounded_int(raw, "limit", 1, MAX_PAGE_SIZE)
+        return self.default_limit if raw in (None, "0") else bounded_int(raw, "limit", 1, self.max_limit)
 
     def get_offset(self, request: Request) -> int:
         raw = _number(request.query_params.get(self.offset_query_param))

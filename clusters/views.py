@@ -135,17 +135,12 @@ class NodeRow:
         return [f"{k}={v}" for k, v in sorted(self.node.labels.items())]
 
 
-def _nodes_of(nodes: QuerySet[Node]) -> QuerySet[Node]:
+def _nodes(pod: Pod) -> QuerySet[Node]:
     return (
-        nodes.select_related("pod")
-        .defer("tls_ca", "tls_cert", "tls_key", "info")
+        pod.nodes.defer("tls_ca", "tls_cert", "tls_key", "info")
         .annotate(holding=Count("workloads", filter=Q(workloads__state__in=Workload.HOLDING)))
         .order_by("name")
     )
-
-
-def _nodes(pod: Pod) -> QuerySet[Node]:
-    return _nodes_of(pod.nodes.all())
 
 
 @login_required
@@ -174,7 +169,8 @@ def pod_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
 def node_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
     """A node: its capacity and usage (and how much of it workloads without a running container
     hold), when the core last heard from its engine, and its workloads with their observed status."""
-    node = get_object_or_404(_nodes_of(permissions.visible_nodes(request.user)), name=name)
+    nodes = permissions.visible_nodes(request.user).select_related("pod")
+    node = get_object_or_404(nodes.defer("tls_ca", "tls_cert", "tls_key"), name=name)
     workloads = node.workloads.select_related("pod").order_by("-created_at", "-id")
     context = {
         "node": node,
@@ -184,8 +180,6 @@ def node_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
         "workload_total": workloads.count(),
         "counts": selectors.status_counts(workloads.filter(state__in=Workload.OBSERVED)),
         "held": selectors.held_without_container(node.workloads.all()),
-        "labels": sorted(node.labels.items()),
-        "is_admin": permissions.can_admin(request.user),
     }
     return render(request, "clusters/node_detail.html", context)
 

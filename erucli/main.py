@@ -68,8 +68,8 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     )
 
 
-def _help(name: str, model: type[schema.Resources] = schema.DeployRequest) -> str:
-    return schema.help_of(model, name)
+def _help(name: str) -> str:
+    return schema.help_of(schema.DeployRequest, name)
 
 
 def _default(name: str) -> Any:

@@ -81,8 +81,9 @@ Count = Annotated[int, BeforeValidator(_not_bool)]
 Labels = dict[str, Annotated[str, BeforeValidator(_number_as_text)]]
 
 
-def clean_labels(labels: Mapping[str, Any], *, field: str = "labels") -> dict[str, str]:
-    """Keys trimmed, non-empty and without '='; values as strings. Raises ValueError naming the field."""
+def clean_labels(labels: Mapping[str, Any]) -> dict[str, str]:
+    """Keys trimmed, non-empty and without '='; values as strings. Raises ValueError (the caller
+    names the field: the schema by its path, the node services as `labels`)."""
     result: dict[str, str] = {}
     for key, value in labels.items():
         if not isinstance(key, str) or not key.strip() or "=" in key:
@@ -227,11 +228,6 @@ class Placement(Resources):
     )
     node_labels: Labels = Field(default_factory=dict, description="only nodes with all of these labels")
 
-    @field_validator("pod")
-    @classmethod
-    def _pod(cls, value: str) -> str:
-        return value.strip()
-
     @field_validator("node_names")
     @classmethod
     def _node_names(cls, value: list[str]) -> list[str]:
@@ -240,7 +236,7 @@ class Placement(Resources):
     @field_validator("node_labels")
     @classmethod
     def _node_labels(cls, value: dict[str, str]) -> dict[str, str]:
-        return clean_labels(value, field="node_labels")
+        return clean_labels(value)
 
 
 class DeployRequest(Placement):
@@ -269,7 +265,6 @@ class DeployRequest(Placement):
     @field_validator("app")
     @classmethod
     def _app(cls, value: str) -> str:
-        value = value.strip()
         if not value:
             raise ValueError("app name is empty")
         if not APP_RE.match(value):
@@ -279,7 +274,6 @@ class DeployRequest(Placement):
     @field_validator("entrypoint")
     @classmethod
     def _entrypoint(cls, value: str) -> str:
-        value = value.strip()
         if not value:
             raise ValueError("entrypoint name is empty")
         if "_" in value:
@@ -291,7 +285,6 @@ class DeployRequest(Placement):
     @field_validator("image")
     @classmethod
     def _image(cls, value: str) -> str:
-        value = value.strip()
         if not value:
             raise ValueError("image is empty")
         if not is_image_reference(value):
@@ -300,11 +293,6 @@ class DeployRequest(Placement):
                 "the name in lower case"
             )
         return value
-
-    @field_validator("network")
-    @classmethod
-    def _network(cls, value: str) -> str:
-        return value.strip()
 
     @field_validator("count")
     @classmethod

@@ -28,6 +28,11 @@ class Actor:
     via: str = AuditEvent.Via.SYSTEM
     request_id: str = ""
 
+    @property
+    def stored_user(self) -> User | None:
+        """The user to record on a row (audit, created_by): None for the system or anonymous."""
+        return self.user if isinstance(self.user, User) and self.user.is_authenticated else None
+
 
 SYSTEM = Actor()
 
@@ -49,7 +54,7 @@ def audit(
     after: Any = None,
 ) -> AuditEvent:
     return AuditEvent.objects.create(
-        actor=actor.user if actor.user is not None and actor.user.is_authenticated else None,
+        actor=actor.stored_user,
         actor_name=getattr(actor.user, "username", "") if actor.user else "",
         via=actor.via,
         request_id=actor.request_id,
@@ -63,8 +68,9 @@ def audit(
     )
 
 
-def clean_labels(labels: Mapping[str, Any] | None, *, field: str = "labels") -> dict[str, str]:
+def clean_labels(labels: Mapping[str, Any] | None) -> dict[str, str]:
+    """A node's labels, cleaned; a 400 on `labels` otherwise."""
     try:
-        return schema.clean_labels(labels or {}, field=field)
+        return schema.clean_labels(labels or {})
     except ValueError as exc:
-        raise invalid(field, str(exc)) from exc
+        raise invalid("labels", str(exc)) from exc

@@ -199,7 +199,7 @@ def deployment_create(*, actor: Actor, spec: DeploySpec) -> Deployment:
             node_labels=r.node_labels,
             plan=deploy_plan,
             total=sum(deploy_plan.values()),
-            created_by=actor.user if actor.user is not None and actor.user.is_authenticated else None,
+            created_by=actor.stored_user,
         )
         workloads = _allocate(spec, deployment, nodes, deploy_plan)
         if not workloads:  # FILL may plan zeros only when nothing is needed; nothing to do
