@@ -1,4 +1,4 @@
-"""The sweep: how the core sees its containers by itself, without an agent. Every few seconds one list
+"""The sweep: how the core sees the containers of nodes without an agent. Every few seconds one list
 call per node (all nodes in parallel, over mutual TLS) shows every ERU container's state; an inspect
 is made only where the list cannot tell: a new exit (was it the OOM killer?) and a container that may
 have been restarted since the last look (how many times?). What was seen goes to
@@ -258,7 +258,9 @@ def sweep(nodes: Sequence[Node] | None = None) -> list[Look]:
         log.warning("sweep: the last one still runs; this one is skipped")
         return []
     try:
-        return _sweep(list(Node.objects.select_related("pod")) if nodes is None else list(nodes))
+        # Agent-managed nodes are their agent's: neither pinged nor swept here.
+        agentless = Node.objects.filter(agent=False).select_related("pod")
+        return _sweep(list(agentless) if nodes is None else list(nodes))
     finally:
         _one_at_a_time.release()
 

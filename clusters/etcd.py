@@ -174,3 +174,42 @@ def delete_heartbeat(node: str) -> None:
         client().delete(node_status_key(node))
     except Exception as exc:
         raise EtcdError(f"etcd delete failed: {exc}") from exc
+
+
+def is_alive(node: str) -> bool:
+    """Whether the node's heartbeat key exists now (one read); EtcdError when etcd cannot tell."""
+    try:
+        value, _ = client().get(node_status_key(node))
+    except Exception as exc:
+        raise EtcdError(f"etcd unreachable: {exc}") from exc
+    return value is not None
+
+
+def campaign(path: str, ident: str, ttl: int) -> int | None:
+    """Eru's selfmon election: create `path` with `ident` on a new lease of ttl seconds, only if no one
+    holds it. The lease id when this caller holds it now, else None (the caller keeps it alive with
+    refresh_lease every ttl/3 and campaigns again once it is lost)."""
+    c = client()
+    k = key(path)
+    try:
+        lease = c.lease(ttl)
+        won, _ = c.transaction(
+            compare=[c.transactions.version(k) == 0],
+            success=[c.transactions.put(k, ident, lease=lease)],
+            failure=[],
+        )
+        if not won:
+            c.revoke_lease(lease.id)
+            return None
+        return int(lease.id)
+    except Exception as exc:
+        raise EtcdError(f"etcd election failed: {exc}") from exc
+
+
+def resign(path: str, lease_id: int) -> None:
+    """Give up what campaign() won: the key goes with its lease."""
+    try:
+        client().revoke_lease(lease_id)
+    except Exception as exc:
+        raise EtcdError(f"etcd resign failed: {exc}") from exc
+    log.debug("resigned %s", path)

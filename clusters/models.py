@@ -72,6 +72,17 @@ class Node(models.Model):
     # When the core last heard from the node's engine (a sweep's list call that answered): the "last
     # observed" of every workload on it. Kept fresh by every sweep, unlike the workload rows.
     observed_at = models.DateTimeField(null=True, blank=True)
+    # The node agent. Agent-managed from its first report until an operator clears it: neither pinged
+    # nor swept centrally (a dead agent must not hand its node back to a ping that keeps it up).
+    agent = models.BooleanField(default=False, help_text="agent-managed: its agent reports its status")
+    agent_version = models.CharField(max_length=128, blank=True)
+    agent_peer = models.CharField(max_length=128, blank=True, help_text="where its agent reports from")
+    agent_heard_at = models.DateTimeField(null=True, blank=True)  # its agent's last heartbeat
+    agent_conflict = models.CharField(max_length=300, blank=True, help_text="two agents report for it")
+    agent_conflict_at = models.DateTimeField(null=True, blank=True)  # when the second one last did
+    # The agent's credential (gRPC username node.<name>): only its SHA-256 digest; empty: none.
+    secret_digest = models.CharField(max_length=64, blank=True)
+    secret_created_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -79,6 +90,11 @@ class Node(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def grpc_username(self) -> str:
+        """The node's principal on the gRPC door: its own form, so it never collides with a user's."""
+        return f"node.{self.name.lower()}"
 
     @property
     def cores(self) -> int:
@@ -259,6 +275,7 @@ class Workload(models.Model):
     health = models.CharField(max_length=9, choices=Health.choices, default=Health.NONE)
     ports = models.JSONField(default=list, blank=True)  # published: [{"ip", "private", "public", "type"}]
     status_since = models.DateTimeField(null=True, blank=True)
+    health_since = models.DateTimeField(null=True, blank=True)
     # Eru's health check (tcp_ports, http_port, url, code); null: none, health stays "none".
     healthcheck = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -292,7 +309,7 @@ class Workload(models.Model):
     def status_label(self) -> str:
         """The observed status as people read it: "exited (5)", "restarting (3 restarts)"."""
         if self.status == self.Status.EXITED:
-            return f"exited ({self.exit_code})"
+            return f"exited ({self.exit_code})" if self.exit_code is not None else "exited"
         if self.status == self.Status.RESTARTING:
             return f"restarting ({self.restart_count} restarts)"
         return str(self.get_status_display())
@@ -353,6 +370,11 @@ class AuditEvent(models.Model):
         NODE_REMOVE = "node.remove", "node removed"
         NODE_UNREACHABLE = "node.unreachable", "node's engine stopped answering"
         NODE_REACHABLE = "node.reachable", "node's engine answers again"
+        NODE_AGENT = "node.agent", "node's agent reports: the agent manages the node"
+        NODE_AGENT_CLEAR = "node.agent_clear", "node handed back to the central sweep"
+        NODE_AGENT_CONFLICT = "node.agent_conflict", "two agents report for one node"
+        NODE_SECRET_ROTATE = "node.secret_rotate", "node agent secret made"
+        NODE_SECRET_REVOKE = "node.secret_revoke", "node agent secret revoked"
         TOKEN_CREATE = "token.create", "API token created"
         TOKEN_REVOKE = "token.revoke", "API token revoked"
         DEPLOYMENT_CREATE = "deployment.create", "deployment created"
@@ -369,6 +391,8 @@ class AuditEvent(models.Model):
         WORKLOAD_OOM_KILLED = "workload.oom_killed", "container OOM-killed"
         WORKLOAD_RESTARTING = "workload.restarting", "container crashing, Docker restarting it"
         WORKLOAD_MISSING = "workload.missing", "container removed outside the portal"
+        WORKLOAD_HEALTHY = "workload.healthy", "health check passes"
+        WORKLOAD_UNHEALTHY = "workload.unhealthy", "health check fails"
         WORKLOAD_ADOPTED = "workload.adopted", "container found for a creation left mid-way"
 
     class Via(models.TextChoices):
@@ -376,6 +400,7 @@ class AuditEvent(models.Model):
         API = "api"
         CLI = "cli"
         ADMIN = "admin"
+        GRPC = "grpc"
         SYSTEM = "system"
 
     time = models.DateTimeField(auto_now_add=True, db_index=True)

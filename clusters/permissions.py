@@ -104,3 +104,14 @@ def get_workload_for_user(user: AnyUser | None, pk: int) -> Workload:
 
 def get_deployment_for_user(user: AnyUser | None, pk: int) -> Deployment:
     return get_object_or_404(visible_deployments(user).select_related("pod"), pk=pk)
+
+
+def require_node_report(user: AnyUser | None, principal: str, node: Node) -> None:
+    """Heartbeats and workload status of a node: its own agent (principal node.<name>; a node's
+    credential serves only that node), an administrator (Eru's `node set-status`), or the system."""
+    if principal:
+        if principal != node.grpc_username:
+            raise PermissionDenied(f"{principal} may report only for its own node, not for {node.name}.")
+        return
+    if user is not None and not can_admin(user):
+        raise PermissionDenied(f"Only node {node.name}'s agent or an administrator may report its status.")

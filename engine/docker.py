@@ -14,12 +14,14 @@ import tempfile
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import docker
 import docker.errors
 import docker.tls
 import requests.exceptions
+from docker.types import CancellableStream
 
 API_VERSION = "1.41"
 _clients: dict[str, docker.DockerClient] = {}
@@ -72,6 +74,7 @@ class ContainerInfo:
     status_text: str = ""
     oom_killed: bool = False
     restart_count: int = 0
+    started: float = 0.0  # unix time of the last (re)start, from an inspect; 0: never started
 
 
 _EXITED = re.compile(r"^(?:Exited|Restarting) \((-?\d+)\)")  # the last exit code
@@ -194,6 +197,20 @@ def connect(endpoint: str, tls: TLSMaterial, *, timeout: int = 30) -> docker.Doc
     return client
 
 
+def connect_local(endpoint: str = "unix:///var/run/docker.sock", *, timeout: int = 10) -> docker.DockerClient:
+    """A client on the node's own dockerd, over its unix socket (the node agent's; no TLS)."""
+    if not endpoint.startswith("unix://"):
+        raise DockerError(
+            f"endpoint {endpoint[:100]!r}: the agent's dockerd is a unix:// socket", permanent=True
+        )
+    try:
+        client = docker.DockerClient(base_url=endpoint, version=API_VERSION, timeout=timeout)
+    except _ERRORS as exc:
+        raise _classify(exc, "connect") from exc
+    client.api.trust_env = False
+    return client
+
+
 def forget(endpoint: str) -> None:
     with _clients_lock:
         for key in [k for k in _clients if k.startswith(f"{endpoint}|")]:
@@ -236,7 +253,18 @@ def _info(container: Any) -> ContainerInfo:
         ports=_published(settings.get("Ports")),
         oom_killed=bool(state.get("OOMKilled")),
         restart_count=int(attrs.get("RestartCount") or 0),
+        started=_unix_time(state.get("StartedAt") or ""),
     )
+
+
+def _unix_time(stamp: str) -> float:
+    """Docker's RFC 3339 time with nanoseconds ("2026-12-01T12:00:00.123456789Z") as unix time; 0 for
+    Docker's zero time or anything unreadable."""
+    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", stamp)
+    if match is None or stamp.startswith("0001-"):
+        return 0.0
+    when = datetime.fromisoformat(match.group(1) + (match.group(3).replace("Z", "+00:00")))
+    return when.timestamp() + float(f"0.{match.group(2) or 0}")
 
 
 def inspect(client: docker.DockerClient, name_or_id: str) -> ContainerInfo | None:
@@ -341,6 +369,19 @@ def list_eru_summaries(client: docker.DockerClient) -> list[dict[str, Any]]:
         return list(client.api.containers(all=True, filters={"label": "ERU=1"}))
     except _ERRORS as exc:
         raise _classify(exc, "list") from exc
+
+
+def events(client: docker.DockerClient, *, since: float | None = None) -> CancellableStream[dict[str, Any]]:
+    """Docker's container events of ERU containers, as they come (from `since`, unix time, when given);
+    close() it to stop. The stream ends quietly when dockerd stops: the caller lists again."""
+    try:
+        return client.api.events(
+            since=int(since) if since is not None else None,
+            decode=True,
+            filters={"type": "container", "label": "ERU=1"},
+        )
+    except _ERRORS as exc:
+        raise _classify(exc, "events") from exc
 
 
 def summary(c: dict[str, Any]) -> ContainerInfo:

@@ -164,6 +164,11 @@ ERU_SHARE_BASE = envint("ERU_SHARE_BASE", 100)
 ERU_MAX_FRAGMENT_CORES = envint("ERU_MAX_FRAGMENT_CORES", -1)
 ERU_MEMORY_RESERVE = envint("ERU_MEMORY_RESERVE", 1 << 30)
 ERU_HEARTBEAT_INTERVAL = envint("ERU_HEARTBEAT_INTERVAL", 10)  # a node's lease is 3 × this
+# The core's gRPC door (Eru's pb.CoreRPC, port 5001 as in Eru), and selfmon's leader lease (Eru's
+# ha_keepalive_interval): one core at a time watches for nodes whose agent stopped heartbeating.
+ERU_GRPC_ADDRESS = os.environ.get("ERU_GRPC_ADDRESS", "127.0.0.1:5001")
+ERU_GRPC_WORKERS = envint("ERU_GRPC_WORKERS", 16)
+ERU_SELFMON_TTL = envint("ERU_SELFMON_TTL", 16)
 # How often the sweep looks at every agentless node's containers (it also renews their heartbeat,
 # so it must not be longer than the heartbeat interval).
 ERU_SWEEP_INTERVAL = min(envint("ERU_SWEEP_INTERVAL", 5), ERU_HEARTBEAT_INTERVAL)

@@ -5,6 +5,15 @@ transaction; etcd writes and Celery tasks follow after commit. Functions are key
 workers all call these. Reads that write nothing are in clusters.selectors."""
 
 from clusters.services._common import SYSTEM, Actor, actor_from_request
+from clusters.services.agent import (
+    Report,
+    node_agent_clear,
+    node_heartbeat,
+    node_lost,
+    node_report,
+    node_secret_revoke,
+    node_secret_rotate,
+)
 from clusters.services.deploy import (
     DeploySpec,
     deployment_capacity,
@@ -36,6 +45,7 @@ __all__ = [
     "CONTROL_ACTIONS",
     "SYSTEM",
     "Actor",
+    "Report",
     "Seen",
     "DeploySpec",
     "actor_from_request",
@@ -46,6 +56,12 @@ __all__ = [
     "member_remove",
     "member_set",
     "node_add",
+    "node_agent_clear",
+    "node_heartbeat",
+    "node_lost",
+    "node_report",
+    "node_secret_revoke",
+    "node_secret_rotate",
     "node_contact",
     "node_observe",
     "node_remove",

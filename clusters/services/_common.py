@@ -27,6 +27,7 @@ class Actor:
     user: AnyUser | None = None
     via: str = AuditEvent.Via.SYSTEM
     request_id: str = ""
+    principal: str = ""  # who, when it is no user: a node's agent (node.<name>)
 
     @property
     def stored_user(self) -> User | None:
@@ -55,7 +56,7 @@ def audit(
 ) -> AuditEvent:
     return AuditEvent.objects.create(
         actor=actor.stored_user,
-        actor_name=getattr(actor.user, "username", "") if actor.user else "",
+        actor_name=getattr(actor.user, "username", "") if actor.user else actor.principal,
         via=actor.via,
         request_id=actor.request_id,
         action=action,

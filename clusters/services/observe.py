@@ -1,7 +1,7 @@
-"""What Docker shows of the workloads' containers, recorded on transitions only: the sweep (and, with
-the agent issue, the node agent) reports what it saw of one node; rows, audit events and the
-`/status/{app}/{entry}/{node}/{id}` keys change only where the observed status changed, so a look
-that finds nothing new writes nothing but the node's observed_at — a workload's "last observed"."""
+"""What Docker shows of the workloads' containers, recorded on transitions only: the sweep (nodes
+without an agent) and the node agent (clusters.services.agent) report what they saw of one node;
+rows, audit events and the `/status/{app}/{entry}/{node}/{id}` keys change only where the observed
+status changed, so a look that finds nothing new writes nothing but the node's observed_at."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ _FIELDS = [
     "ports",
     "health",
     "status_since",
+    "health_since",
     "updated_at",
 ]
 Observed_ = tuple[str, int | None, int, dict[str, str], list[dict[str, Any]], str]
@@ -73,7 +74,7 @@ class Seen:
     exit_code: int | None = None
     restart_count: int | None = None
     networks: dict[str, str] = field(default_factory=dict)
-    ports: list[dict[str, Any]] = field(default_factory=list)
+    ports: list[dict[str, Any]] | None = field(default_factory=list)  # None: not known, keep the last
     health: str | None = None
     up: float | None = None  # running, while its row is restarting: for how many seconds (None: a
     # minute or more, or not known)
@@ -129,7 +130,8 @@ def observed(w: _Row, seen: Seen | None, reachable: bool) -> Observed_:
     # Addresses only while it runs: a container killed with its dockerd may still list its old one.
     up = seen.status in (Status.RUNNING, Status.PAUSED)
     networks = {name: ip for name, ip in seen.networks.items() if ip} if up else {}
-    return status, exit_code, count, networks, seen.ports, _health(w, status, seen)
+    ports = w.ports if seen.ports is None else seen.ports
+    return status, exit_code, count, networks, ports, _health(w, status, seen)
 
 
 def _current(w: _Row) -> Observed_:
@@ -146,6 +148,15 @@ def _action(w: Workload, before: str) -> AuditEvent.Action | None:
     if w.status == Status.EXITED and w.state == Workload.State.STOPPED:
         return None
     return _NEWS.get(w.status)
+
+
+def _health_action(w: Workload, before: str, health_before: str) -> AuditEvent.Action | None:
+    """A health check that starts failing, or passes again, while the container runs on."""
+    if not (w.status == before == Status.RUNNING) or w.health == health_before:
+        return None
+    if w.health == Health.UNHEALTHY:
+        return Action.WORKLOAD_UNHEALTHY
+    return Action.WORKLOAD_HEALTHY if health_before == Health.UNHEALTHY else None
 
 
 def _cause(w: Workload) -> str:
@@ -167,6 +178,7 @@ def node_observe(
     rows: Mapping[str, selectors.Observation] | None = None,
     touch: bool = True,
     dry_run: bool = False,
+    partial: bool = False,
 ) -> Observed:
     """Record what a look at one node's containers found: `seen` (every ERU container of the node),
     or None with `error` when the node's engine did not answer — then its workloads are unknown, and
@@ -176,7 +188,8 @@ def node_observe(
     A row that changed after `looked_at`, or has a control action in flight, is a worker's to
     write; it is left to the next look. `touch`: also record the contact on the node (observed_at,
     last_error); the sweep records every node's at once. `dry_run`: say what would change, change
-    nothing (reconcile without --repair)."""
+    nothing (reconcile without --repair). `partial`: `seen` is some of the node's containers (an
+    agent's report of what just changed): a row not in it is left as it is, not missing."""
     reachable = seen is not None
     by_id = {s.container_id: s for s in seen or ()}
     by_name = {s.name: s for s in seen or ()}
@@ -185,7 +198,12 @@ def node_observe(
         return by_id.get(w.container_id) or by_name.get(w.name)
 
     rows = selectors.observations([node.pk], before=looked_at)[node.pk] if rows is None else rows
-    moved = [o.pk for o in rows.values() if observed(o, seen_for(o), reachable) != _current(o)]
+    moved = [
+        o.pk
+        for o in rows.values()
+        if not (partial and reachable and seen_for(o) is None)
+        and observed(o, seen_for(o), reachable) != _current(o)
+    ]
     result = Observed()
     if not moved and reachable == (not node.last_error) and not dry_run:
         if touch:
@@ -200,12 +218,13 @@ def node_observe(
             .filter(pk__in=moved, updated_at__lt=looked_at, action="")
         ):
             w.node = node
-            before = w.status
+            before, health_before = w.status, w.health
             new = observed(w, seen_for(w), reachable)
             if new == _current(w):
                 continue
             w.status, w.exit_code, w.restart_count, w.networks, w.ports, w.health = new
             w.status_since = now if w.status != before else w.status_since
+            w.health_since = now if w.health != health_before else w.health_since
             w.updated_at = now
             changed.append(w)
             result.changes[w.name] = (before, w.status)
@@ -221,6 +240,9 @@ def node_observe(
                     after={**after, "cause": _cause(w)},
                 )
                 result.audited.append(w.name)
+            health_action = _health_action(w, before, health_before)
+            if health_action is not None:
+                audit(SYSTEM, health_action, w, pod=w.pod, before={"health": health_before})
         Workload.objects.bulk_update(changed, _FIELDS)
         _node_transition(node, reachable, error)
         sync.push({k: v for w in changed for k, v in sync.workload_status_keys(w).items()})

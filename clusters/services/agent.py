@@ -1,0 +1,199 @@
+"""The node agent's reports, as the gRPC door hands them over (Eru's SetNodeStatus and
+SetWorkloadsStatus), the node's loss when its heartbeat lease expires (selfmon), and the node's agent
+credential. A heartbeat refreshes the node's lease and its one "last heard" value; everything else
+changes on transitions only."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from clusters import etcd, permissions, selectors
+from clusters.models import AuditEvent, Node, Workload
+from clusters.services._common import SYSTEM, Actor, audit, invalid
+from clusters.services.observe import Seen, node_observe
+
+Action = AuditEvent.Action
+Status = Workload.Status
+Health = Workload.Health
+SECRET_PREFIX = "erunode_"
+_OURS = {Status.RUNNING, Status.EXITED, Status.OOM_KILLED, Status.RESTARTING, Status.PAUSED, Status.MISSING}
+
+
+@dataclass(frozen=True)
+class Report:
+    """One WorkloadStatus of Eru's protocol, in plain values. `status` empty: Eru's own agent, which
+    says only running and healthy; the rest is this project's agent's (see protocol/core.proto)."""
+
+    container_id: str
+    running: bool
+    healthy: bool
+    networks: dict[str, str]
+    status: str = ""
+    exit_code: int | None = None
+    restart_count: int | None = None
+    ports: list[dict[str, Any]] | None = None
+    health: str = ""
+    up: float | None = None
+    nodename: str = ""
+
+
+def secret_digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def node_secret_rotate(*, actor: Actor, node: Node) -> str:
+    """A new agent credential for the node (the old one stops working); the plaintext is returned once,
+    only its SHA-256 digest is kept."""
+    permissions.require_admin(actor.user)
+    secret = SECRET_PREFIX + secrets.token_urlsafe(30)
+    with transaction.atomic():
+        node = Node.objects.select_for_update(of=("self",)).select_related("pod").get(pk=node.pk)
+        had = bool(node.secret_digest)
+        node.secret_digest, node.secret_created_at = secret_digest(secret), timezone.now()
+        node.save(update_fields=["secret_digest", "secret_created_at"])
+        audit(actor, Action.NODE_SECRET_ROTATE, node, pod=node.pod, after={"replaced": had})
+    return secret
+
+
+def node_secret_revoke(*, actor: Actor, node: Node) -> None:
+    """The node's agent credential stops working (within the gRPC door's credential cache, seconds)."""
+    permissions.require_admin(actor.user)
+    with transaction.atomic():
+        node = Node.objects.select_for_update(of=("self",)).select_related("pod").get(pk=node.pk)
+        node.secret_digest, node.secret_created_at = "", None
+        node.save(update_fields=["secret_digest", "secret_created_at"])
+        audit(actor, Action.NODE_SECRET_REVOKE, node, pod=node.pod)
+
+
+def node_agent_clear(*, actor: Actor, node: Node) -> Node:
+    """Hand the node back to the central sweep (its agent is gone for good). Until this, a node whose
+    agent once reported is the agent's: a dead agent never lets a central ping keep its node up."""
+    permissions.require_admin(actor.user)
+    with transaction.atomic():
+        node = Node.objects.select_for_update(of=("self",)).select_related("pod").get(pk=node.pk)
+        if not node.agent:
+            return node
+        before = {"agent_version": node.agent_version, "agent_peer": node.agent_peer}
+        node.agent, node.agent_conflict, node.agent_conflict_at = False, "", None
+        node.save(update_fields=["agent", "agent_conflict", "agent_conflict_at"])
+        audit(actor, Action.NODE_AGENT_CLEAR, node, pod=node.pod, before=before)
+    return node
+
+
+def node_heartbeat(*, actor: Actor, node: Node, ttl: int, peer: str, version: str) -> bool:
+    """Eru's SetNodeStatus from the node's agent: ttl > 0 puts the node's heartbeat key on a lease of
+    ttl seconds, ttl < 0 deletes it (a clean exit). Returns True when the core had lost the node: the
+    agent then reports every container again (its workloads are unknown meanwhile)."""
+    permissions.require_node_report(actor.user, actor.principal, node)
+    if ttl == 0:
+        raise invalid("ttl", "invalid TTL for node status, should be > 0")
+    if ttl < 0:
+        etcd.delete_heartbeat(node.name)
+        return False
+    etcd.heartbeat(node.name, node.pod.name, ttl)  # first: selfmon checks the key under the node's lock
+    now = timezone.now()
+    version = version[:128]
+    steady = Node.objects.filter(
+        pk=node.pk, agent=True, last_error="", agent_conflict="", agent_peer=peer, agent_version=version
+    ).update(agent_heard_at=now)
+    if steady:
+        return False
+    return _agent_news(actor, node, ttl, peer, version)
+
+
+def _agent_news(actor: Actor, node: Node, ttl: int, peer: str, version: str) -> bool:
+    """A heartbeat that is not just one more: a first report, a new version or peer, two peers for one
+    node, or a node the core had lost."""
+    with transaction.atomic():
+        node = Node.objects.select_for_update(of=("self",)).select_related("pod").get(pk=node.pk)
+        now = timezone.now()
+        if not node.agent:
+            node.agent = True
+            audit(actor, Action.NODE_AGENT, node, pod=node.pod, after={"version": version, "peer": peer})
+        recent = node.agent_heard_at is not None and node.agent_heard_at > now - timedelta(seconds=ttl)
+        if node.agent_peer and node.agent_peer != peer and recent:
+            if not node.agent_conflict:
+                node.agent_conflict = f"agents at {node.agent_peer} and {peer} both report as {node.name}"
+                audit(
+                    SYSTEM,
+                    Action.NODE_AGENT_CONFLICT,
+                    node,
+                    pod=node.pod,
+                    after={"peers": [node.agent_peer, peer]},
+                )
+            node.agent_conflict_at = now
+        elif (
+            node.agent_conflict
+            and node.agent_conflict_at
+            and node.agent_conflict_at < now - timedelta(seconds=ttl)
+        ):
+            node.agent_conflict, node.agent_conflict_at = "", None  # the other one has gone quiet
+        node.agent_peer, node.agent_version, node.agent_heard_at = peer, version, now
+        node.save(
+            update_fields=[
+                "agent",
+                "agent_peer",
+                "agent_version",
+                "agent_heard_at",
+                "agent_conflict",
+                "agent_conflict_at",
+            ]
+        )
+        lost = bool(node.last_error)
+        if lost:  # found again: one audit event, and its workloads come back with its agent's report
+            node_observe(node=node, seen=[], looked_at=now, partial=True)
+    return lost
+
+
+def node_report(*, actor: Actor, node: Node, reports: Sequence[Report], complete: bool = False) -> list[str]:
+    """Eru's SetWorkloadsStatus from the node's agent: what it saw of some of the node's containers
+    (`complete`: all of them — a workload not in it has no container). Rows change on transitions
+    only. Returns the ids of the containers that are the node's workloads (the others are ignored:
+    not ERU's, or not observed now — being created, stopped by a worker, removed)."""
+    permissions.require_node_report(actor.user, actor.principal, node)
+    now = timezone.now()
+    rows = selectors.observations([node.pk], before=now)[node.pk]
+    by_id = {o.container_id: o for o in rows.values() if o.container_id}
+    seen = [_seen(by_id[r.container_id], r) for r in reports if r.container_id in by_id]
+    node_observe(node=node, seen=seen, looked_at=now, rows=rows, partial=not complete, touch=False)
+    return [s.container_id for s in seen]
+
+
+def _seen(row: selectors.Observation, r: Report) -> Seen:
+    if r.status in _OURS:  # this project's agent
+        health = r.health if r.health in (Health.HEALTHY, Health.UNHEALTHY) else None
+        return Seen(
+            row.name,
+            r.container_id,
+            r.status,
+            r.exit_code,
+            r.restart_count,
+            r.networks,
+            r.ports,
+            health,
+            r.up,
+        )
+    status = Status.RUNNING if r.running else Status.EXITED  # Eru's: no exit code, no ports
+    health = (Health.HEALTHY if r.healthy else Health.UNHEALTHY) if r.running else None
+    return Seen(row.name, r.container_id, status, None, None, r.networks, None, health)
+
+
+def node_lost(*, node: Node, error: str) -> bool:
+    """Selfmon: the node's heartbeat lease expired (or its key was deleted) while its agent manages it:
+    the node is down, its workloads unknown, audited once. Done under the node's lock and only if the
+    key is still absent then, so an agent that came back meanwhile keeps its node up. False: nothing
+    to do (not lost, or lost already)."""
+    with transaction.atomic():
+        node = Node.objects.select_for_update(of=("self",)).select_related("pod").get(pk=node.pk)
+        if not node.agent or node.last_error or etcd.is_alive(node.name):
+            return False
+        node_observe(node=node, seen=None, looked_at=timezone.now(), error=error)
+    return True
