@@ -1,6 +1,7 @@
 """The `bin/eru` command line: the embedded cluster of var/cluster (see services) plus the Django
-processes (gunicorn, a Celery worker, a heartbeat worker, Celery beat), each one a Daemon found by its
-pidfile under var/cluster/run and recognised by its command line."""
+processes (gunicorn, a Celery worker, a heartbeat worker, Celery beat, the gRPC core) and one node
+agent per local node, each one a Daemon found by its pidfile under var/cluster/run and recognised by
+its command line."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from embedded.config import ROOT, Config, apply_env_file
 from embedded.procs import Daemon, ServiceError, listeners, log, stop, strays, tail
@@ -19,14 +21,17 @@ USAGE = """\
 bin/eru — the embedded Eru cluster on this machine (like Eru's quickstart).
 
   bin/eru up       infrastructure (bin/services, var/cluster) + Django: migrate, collectstatic,
-                   eru_bootstrap (admin user, pod `eru`, local nodes), then gunicorn, a Celery
-                   worker, a heartbeat worker and Celery beat. Running it twice is harmless.
+                   eru_bootstrap (admin user, pod `eru`, local nodes, their agent secrets),
+                   then gunicorn, a Celery worker, a heartbeat worker, Celery beat, the gRPC core
+                   (Eru's pb.CoreRPC on 127.0.0.1:5001) and one node agent per node.
+                   Running it twice is harmless.
   bin/eru down     stop what `up` started (by pid), then the infrastructure
   bin/eru status   every process, up or down (exit 0 iff all are up)
-  bin/eru logs [NAME]   follow the logs (web, worker, liveness, beat; default all of them)
+  bin/eru logs [NAME]   follow the logs (web, worker, liveness, beat, grpc, agent-node1, …;
+                   default all of them)
   bin/eru token [USER]  print a new API token for USER (default: the admin user)
 
-Environment: ERU_NODES_COUNT (default 1), ERU_PORT (8000), ERU_ADMIN_USER (admin),
+Environment: ERU_NODES_COUNT (default 1), ERU_PORT (8000), ERU_GRPC_PORT (5001), ERU_ADMIN_USER (admin),
 ERU_ADMIN_PASSWORD (else one is generated and printed once by eru_bootstrap).
 """
 
@@ -35,7 +40,8 @@ RUN = CLUSTER_DIR / "run"
 PORT_BASE = 23700
 VENV_BIN = ROOT / ".venv" / "bin"
 PY = VENV_BIN / "python"
-APPS = ("web", "worker", "liveness", "beat")
+APPS = ("web", "worker", "liveness", "beat", "grpc")
+AGENT_HEARTBEAT = 10  # s: the embedded agents' heartbeat interval (their lease: 30 s)
 
 
 def say(message: str) -> None:
@@ -52,6 +58,10 @@ class EruError(Exception):
 
 def web_port() -> int:
     return int(os.environ.get("ERU_PORT", "8000"))
+
+
+def grpc_port() -> int:
+    return int(os.environ.get("ERU_GRPC_PORT", "5001"))
 
 
 def admin_user() -> str:
@@ -77,6 +87,8 @@ def app_argv(name: str, port: int) -> list[str]:
         return [*celery, "worker", "-Q", "heartbeat", "--pool=solo", *quiet, "-n", "liveness@%h", *level]
     if name == "beat":
         return [*celery, "beat", "--schedule", str(RUN / "beat-schedule"), "--pidfile="]
+    if name == "grpc":
+        return [str(PY), str(ROOT / "manage.py"), "eru_grpc", "--address", f"127.0.0.1:{grpc_port()}"]
     raise EruError(f"unknown process: {name}")
 
 
@@ -86,6 +98,7 @@ def app_needle(name: str) -> str:
         "web": f"{VENV_BIN}/gunicorn eru_site.wsgi ",
         "worker": f"{VENV_BIN}/celery -A eru_site worker --pool=threads ",
         "liveness": f"{VENV_BIN}/celery -A eru_site worker -Q heartbeat ",
+        "grpc": f"{PY} {ROOT / 'manage.py'} eru_grpc ",
     }
     return needles.get(name, f"{VENV_BIN}/celery -A eru_site {name} ")
 
@@ -127,12 +140,71 @@ class App(Daemon):
                     f"port {self.port} (web) is already in use by someone else; set ERU_PORT to another port"
                 )
 
+        if self.name == "grpc" and grpc_port() in listeners():
+            raise EruError(
+                f"port {grpc_port()} (gRPC) is already in use by someone else; set ERU_GRPC_PORT to another"
+            )
+
+    def ready(self) -> bool:
+        return self.name != "grpc" or grpc_port() in listeners()
+
     def cleanup(self) -> None:
         self.reap_strays()
 
 
-def apps(env: Mapping[str, str] | None = None) -> list[App]:
-    return [App(name, env) for name in APPS]
+class Agent(Daemon):
+    """The node agent of one local node (python -m nodeagent), on the node's own docker socket, with
+    the secret eru_bootstrap wrote for it."""
+
+    def __init__(self, node: str, socket: str, env: Mapping[str, str] | None = None) -> None:
+        core = f"127.0.0.1:{grpc_port()}"
+        super().__init__(
+            f"agent-{node}",
+            argv=[
+                str(PY),
+                "-m",
+                "nodeagent",
+                "--core",
+                core,
+                "--hostname",
+                node,
+                "--password-file",
+                str(agent_secret_file(node)),
+                "--docker-endpoint",
+                socket,
+                "--run-dir",
+                str(RUN),
+                "--heartbeat-interval",
+                str(AGENT_HEARTBEAT),
+            ],  # fmt: skip
+            needle=f"{PY} -m nodeagent --core {core} --hostname {node} ",
+            pidfile=RUN / f"agent-{node}.pid",
+            logfile=RUN / f"agent-{node}.log",
+            env=env,
+            cwd=ROOT,
+        )
+
+
+def agent_secret_file(node: str) -> Path:
+    return RUN / f"agent-{node}.secret"
+
+
+def local_nodes(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The embedded nodes and their docker sockets (ERU_NODE_SOCKETS of var/cluster/env)."""
+    if env is None:
+        env_file = CLUSTER_DIR / "env"
+        if not env_file.is_file():
+            return {}
+        found: dict[str, str] = {}
+        apply_env_file(env_file, found)
+        env = found
+    return dict(item.split("=", 1) for item in env.get("ERU_NODE_SOCKETS", "").split() if "=" in item)
+
+
+def apps(env: Mapping[str, str] | None = None) -> list[Daemon]:
+    """Every process of ours, in the order they start: the Django ones, then the agents."""
+    agents = [Agent(node, socket, env) for node, socket in sorted(local_nodes(env).items())]
+    return [*(App(name, env) for name in APPS), *agents]
 
 
 def cluster(nodes: str | None = None, port_base: int | None = None) -> Cluster:
@@ -171,7 +243,7 @@ def django_prepare(env: Mapping[str, str]) -> None:
     say("collectstatic")
     manage(env, "collectstatic", "--noinput", quiet=True)
     say("eru_bootstrap")
-    manage(env, "eru_bootstrap")
+    manage(env, "eru_bootstrap", "--agent-secrets", str(RUN))
 
 
 def web_answers(port: int) -> bool:
@@ -209,6 +281,7 @@ Things to try:
        TOKEN=$(bin/eru token)
        curl -H "Authorization: Token $TOKEN" http://127.0.0.1:{port}/api/nodes/
   3. Read the OpenAPI schema: curl http://127.0.0.1:{port}/api/schema/
+  4. Each node's agent reports over Eru's gRPC protocol (127.0.0.1:{grpc_port()}): bin/eru logs agent-node1
 
 bin/eru status · bin/eru logs · bin/eru down
 """
@@ -226,7 +299,7 @@ def cmd_up() -> int:
     processes = apps(env)
     for app in processes:
         app.start()
-    wait_for_web(processes[0])
+    wait_for_web(next(p for p in processes if isinstance(p, App) and p.name == "web"))
     print(welcome(web_port(), admin_user()), end="", flush=True)
     return 0
 
@@ -255,7 +328,8 @@ def cmd_status() -> int:
 
 
 def cmd_logs(names: Sequence[str]) -> int:
-    files = [str(RUN / f"{name}.log") for name in (names or APPS) if (RUN / f"{name}.log").is_file()]
+    every = [app.name for app in apps()]
+    files = [str(RUN / f"{name}.log") for name in (names or every) if (RUN / f"{name}.log").is_file()]
     if not files:
         raise EruError(f"no logs under {RUN} yet")
     os.execvp("tail", ["tail", "-n", "50", "-F", *files])

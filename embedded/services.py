@@ -70,8 +70,8 @@ class Status:
 
     def line(self) -> str:
         if self.pid is not None:
-            return f"{self.name:<8} up    pid {self.pid:<8} {self.detail}"
-        return f"{self.name:<8} down  {'':<12} {self.detail}"
+            return f"{self.name:<11} up    pid {self.pid:<8} {self.detail}"
+        return f"{self.name:<11} down  {'':<12} {self.detail}"
 
 
 def run_parallel(jobs: Sequence[tuple[str, Callable[[], None]]]) -> None:

@@ -151,12 +151,21 @@ def _action(w: Workload, before: str) -> AuditEvent.Action | None:
 
 
 def _health_action(w: Workload, before: str, health_before: str) -> AuditEvent.Action | None:
-    """A health check that starts failing, or passes again, while the container runs on."""
+    """A health check that starts failing after it passed, or passes again after that, while the
+    container runs on (a start-up's first failing checks are no news)."""
     if not (w.status == before == Status.RUNNING) or w.health == health_before:
         return None
     if w.health == Health.UNHEALTHY:
-        return Action.WORKLOAD_UNHEALTHY
-    return Action.WORKLOAD_HEALTHY if health_before == Health.UNHEALTHY else None
+        return Action.WORKLOAD_UNHEALTHY if health_before == Health.HEALTHY else None
+    if w.health != Health.HEALTHY or health_before != Health.UNHEALTHY:
+        return None
+    flips = AuditEvent.objects.filter(
+        target_type="workload",
+        target_id=str(w.pk),
+        action__in=[Action.WORKLOAD_HEALTHY, Action.WORKLOAD_UNHEALTHY],
+    )
+    last = flips.order_by("-id").values_list("action", flat=True).first()
+    return Action.WORKLOAD_HEALTHY if last == Action.WORKLOAD_UNHEALTHY else None
 
 
 def _cause(w: Workload) -> str:

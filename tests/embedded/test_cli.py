@@ -38,8 +38,8 @@ def test_parse_args() -> None:
 
 
 def test_status_lines_are_formatted_as_before() -> None:
-    assert Status("etcd", 123, "127.0.0.1:24790").line() == "etcd     up    pid 123      127.0.0.1:24790"
-    assert Status("node1", None, "x").line() == "node1    down               x"
+    assert Status("etcd", 123, "127.0.0.1:24790").line() == "etcd        up    pid 123      127.0.0.1:24790"
+    assert Status("node1", None, "x").line() == "node1       down               x"
 
 
 def test_usage_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -70,7 +70,7 @@ def test_wrapper_passes_arguments_and_exit_codes(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 1
-    assert done.stdout.splitlines()[0].startswith("etcd     down")
+    assert done.stdout.splitlines()[0].startswith("etcd        down")
     done = subprocess.run(
         [str(ROOT / "bin" / "services"), "nonsense"], capture_output=True, text=True, check=False
     )

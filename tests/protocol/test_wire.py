@@ -1,0 +1,249 @@
+"""protocol/core.proto against Eru's own (projecteru2/core v23.10.11, rpc/gen/core.proto): every name,
+number and type Eru's side reads, the bytes on the wire, and that the committed modules are what
+protocol/generate.py makes of the .proto."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pytest
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+from protocol import core_pb2
+from protocol.generate import ROOT, generate
+
+# Eru's messages as its core.proto has them: field -> (number, type, label). A map is a repeated field of
+# entry messages on the wire, so its label is "repeated".
+ERU_MESSAGES: dict[str, dict[str, tuple[int, str, str]]] = {
+    "Empty": {},
+    "CoreInfo": {
+        "version": (1001, "string", "singular"),
+        "revison": (1002, "string", "singular"),  # sic
+        "build_at": (1003, "string", "singular"),
+        "golang_version": (1004, "string", "singular"),
+        "os_arch": (1005, "string", "singular"),
+        "identifier": (1006, "string", "singular"),
+    },
+    "GetNodeOptions": {
+        "nodename": (1001, "string", "singular"),
+        "labels": (1002, "map<string,string>", "repeated"),
+    },
+    "Node": {
+        "name": (1001, "string", "singular"),
+        "endpoint": (1002, "string", "singular"),
+        "podname": (1003, "string", "singular"),
+        "available": (1004, "bool", "singular"),
+        "bypass": (1005, "bool", "singular"),
+        "labels": (1006, "map<string,string>", "repeated"),
+        "info": (1007, "string", "singular"),
+        "resource_capacity": (1008, "string", "singular"),
+        "resource_usage": (1009, "string", "singular"),
+        "test": (1010, "bool", "singular"),
+    },
+    "SetNodeStatusOptions": {
+        "nodename": (1001, "string", "singular"),
+        "ttl": (1002, "int64", "singular"),
+    },
+    "SetWorkloadsStatusOptions": {"status": (1001, "WorkloadStatus", "repeated")},
+    "WorkloadStatus": {
+        "id": (1001, "string", "singular"),
+        "running": (1002, "bool", "singular"),
+        "healthy": (1003, "bool", "singular"),
+        "networks": (1004, "map<string,string>", "repeated"),
+        "extension": (1005, "bytes", "singular"),
+        "ttl": (1006, "int64", "singular"),
+        "appname": (1007, "string", "singular"),
+        "nodename": (1008, "string", "singular"),
+        "entrypoint": (1009, "string", "singular"),
+    },
+    "WorkloadsStatus": {"status": (1001, "WorkloadStatus", "repeated")},
+}
+# Eru's service pb.CoreRPC: method -> (request, response).
+ERU_METHODS = {
+    "Info": ("Empty", "CoreInfo"),
+    "GetNode": ("GetNodeOptions", "Node"),
+    "SetNodeStatus": ("SetNodeStatusOptions", "Empty"),
+    "SetWorkloadsStatus": ("SetWorkloadsStatusOptions", "WorkloadsStatus"),
+}
+# Our replies that are Eru's message plus fields of ours only (numbered from 10001).
+OUR_REPLIES = {"NodeStatusReply": "Empty"}
+EXTENSION_FROM = 10001
+
+SCALARS = {
+    FieldDescriptor.TYPE_STRING: "string",
+    FieldDescriptor.TYPE_BOOL: "bool",
+    FieldDescriptor.TYPE_INT64: "int64",
+    FieldDescriptor.TYPE_INT32: "int32",
+    FieldDescriptor.TYPE_BYTES: "bytes",
+    FieldDescriptor.TYPE_DOUBLE: "double",
+}
+LABELS = {"singular": FieldDescriptor.LABEL_OPTIONAL, "repeated": FieldDescriptor.LABEL_REPEATED}
+
+
+def type_name(field: FieldDescriptor) -> str:
+    """The field's type as the .proto writes it."""
+    if field.type != FieldDescriptor.TYPE_MESSAGE:
+        return SCALARS[field.type]
+    entry = field.message_type
+    if entry.GetOptions().map_entry:
+        key, value = entry.fields_by_name["key"], entry.fields_by_name["value"]
+        return f"map<{type_name(key)},{type_name(value)}>"
+    return entry.name
+
+
+def spec(field: FieldDescriptor) -> tuple[int, str, str]:
+    # protobuf 7 has no FieldDescriptor.label; is_repeated is what is left of it.
+    return field.number, type_name(field), "repeated" if field.is_repeated else "singular"
+
+
+@pytest.mark.parametrize("message", sorted(ERU_MESSAGES))
+def test_our_fields_are_erus_or_ours(message: str) -> None:
+    for field in core_pb2.DESCRIPTOR.message_types_by_name[message].fields:
+        if field.number < EXTENSION_FROM:
+            assert spec(field) == ERU_MESSAGES[message].get(field.name), f"{message}.{field.name}"
+            assert field.containing_oneof is None, f"{message}.{field.name}: Eru's fields have no presence"
+
+
+@pytest.mark.parametrize("message", sorted(ERU_MESSAGES))
+def test_we_carry_every_eru_field(message: str) -> None:
+    ours = core_pb2.DESCRIPTOR.message_types_by_name[message].fields_by_name
+    for name, eru in ERU_MESSAGES[message].items():
+        assert name in ours, f"{message}.{name}"
+        assert spec(ours[name]) == eru, f"{message}.{name}"
+
+
+@pytest.mark.parametrize("message", sorted(OUR_REPLIES))
+def test_our_replies_decode_as_erus(message: str) -> None:
+    fields = core_pb2.DESCRIPTOR.message_types_by_name[message].fields
+    eru = ERU_MESSAGES[OUR_REPLIES[message]]
+    for field in fields:
+        if field.name not in eru:
+            assert field.number >= EXTENSION_FROM, f"{message}.{field.name}"
+
+
+def test_service() -> None:
+    service = core_pb2.DESCRIPTOR.services_by_name["CoreRPC"]
+    assert service.full_name == "pb.CoreRPC"
+    assert sorted(service.methods_by_name) == sorted(ERU_METHODS)
+    for name, (request, response) in ERU_METHODS.items():
+        method = service.methods_by_name[name]
+        assert method.input_type.name == request, name
+        assert OUR_REPLIES.get(method.output_type.name, method.output_type.name) == response, name
+        assert not method.client_streaming, name
+        assert not method.server_streaming, name
+
+
+# The bytes Eru's side sends and reads, worked out by hand. A field's tag is the varint of
+# (number << 3) | wire type (0: varint, 2: length-delimited). nodename, 1001, a string:
+# 1001 << 3 | 2 = 8010 = 0b111110_1001010; as a varint, the low 7 bits first with the high bit set
+# (1001010 | 0x80 = 0xca), then the rest (111110 = 0x3e): ca 3e. A map is a repeated entry message with
+# key = 1 (tag 0a) and value = 2 (tag 12).
+GOLDEN = [
+    (core_pb2.Empty(), ""),
+    (core_pb2.GetNodeOptions(nodename="n"), "ca3e 01 6e"),
+    (
+        core_pb2.SetNodeStatusOptions(nodename="node1", ttl=180),
+        "ca3e 05 6e6f646531"  # 1001 nodename: "node1"
+        "d03e b401",  # 1002 << 3 | 0 = 8016 = d0 3e; 180 = 0b1_0110100: b4 01
+    ),
+    (
+        core_pb2.WorkloadStatus(
+            id="abc",
+            running=True,
+            healthy=True,
+            networks={"bridge": "10.0.0.2"},
+            appname="app",
+            nodename="node1",
+            entrypoint="web",
+        ),
+        "ca3e 03 616263"  # 1001 id: "abc"
+        "d03e 01"  # 1002 running: true
+        "d83e 01"  # 1003 healthy: true (1003 << 3 = 8024 = 62 * 128 + 88)
+        "e23e 12 0a06 627269646765 1208 31302e302e302e32"  # 1004 networks: entry of 18 bytes
+        "fa3e 03 617070"  # 1007 appname: "app" (8058 = 62 * 128 + 122)
+        "823f 05 6e6f646531"  # 1008 nodename: "node1" (8066 = 63 * 128 + 2)
+        "8a3f 03 776562",  # 1009 entrypoint: "web"
+    ),
+    # Ours: 10001 << 3 | 0 = 80008 = 4 * 128**2 + 113 * 128 + 8: 88 f1 04.
+    (core_pb2.NodeStatusReply(resync=True), "88f104 01"),
+]
+
+
+@pytest.mark.parametrize(
+    ("message", "hex_bytes"), GOLDEN, ids=lambda v: type(v).__name__ if isinstance(v, Message) else "hex"
+)
+def test_golden_bytes(message: Message, hex_bytes: str) -> None:
+    assert message.SerializeToString(deterministic=True) == bytes.fromhex(hex_bytes)
+
+
+@functools.cache
+def eru_classes() -> dict[str, type[Message]]:
+    """Eru's messages, built from ERU_MESSAGES alone in a pool of the test's own (package erutest)."""
+    file = descriptor_pb2.FileDescriptorProto(name="erutest/core.proto", package="erutest", syntax="proto3")
+    types = {v: k for k, v in SCALARS.items()}
+    for message_name, fields in ERU_MESSAGES.items():
+        message = file.message_type.add(name=message_name)
+        for name, (number, kind, label) in fields.items():
+            field = message.field.add(name=name, number=number, label=LABELS[label])
+            field.type = types.get(kind, FieldDescriptor.TYPE_MESSAGE)
+            if kind.startswith("map<"):  # a nested entry message: key = 1, value = 2
+                entry = message.nested_type.add(name=f"{name.title()}Entry")
+                entry.options.map_entry = True
+                key, value = kind[4:-1].split(",")
+                entry.field.add(name="key", number=1, type=types[key], label=LABELS["singular"])
+                entry.field.add(name="value", number=2, type=types[value], label=LABELS["singular"])
+                field.type_name = f".erutest.{message_name}.{entry.name}"
+            elif field.type == FieldDescriptor.TYPE_MESSAGE:
+                field.type_name = f".erutest.{kind}"
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return {
+        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"erutest.{name}"))
+        for name in ERU_MESSAGES
+    }
+
+
+def test_eru_decodes_our_workload_status() -> None:
+    ours = core_pb2.WorkloadStatus(
+        id="abc",
+        running=True,
+        networks={"bridge": "10.0.0.2"},
+        ttl=60,
+        appname="app",
+        nodename="node1",
+        status="exited",
+        exit_code=137,
+        restart_count=2,
+        health="unhealthy",
+        up_seconds=1.5,
+        name="app_web_1",
+    )
+    ours.ports.add(ip="0.0.0.0", private=80, public=8080, type="tcp")
+    eru = eru_classes()["WorkloadStatus"].FromString(ours.SerializeToString())
+    for name in ERU_MESSAGES["WorkloadStatus"]:
+        assert getattr(eru, name) == getattr(ours, name), name
+
+
+def test_eru_decodes_our_options_and_reply() -> None:
+    classes = eru_classes()
+    ours = core_pb2.SetWorkloadsStatusOptions(complete=True, nodename="node1")
+    ours.status.add(id="abc", status="running")
+    eru = classes["SetWorkloadsStatusOptions"].FromString(ours.SerializeToString())
+    assert [s.id for s in eru.status] == ["abc"]
+    reply = core_pb2.NodeStatusReply(resync=True).SerializeToString()
+    assert classes["Empty"].FromString(reply).SerializeToString() == reply  # parsed, kept as unknown
+
+
+def test_we_decode_erus_bytes() -> None:
+    eru = eru_classes()["WorkloadStatus"](id="abc", healthy=True, networks={"host": ""}, extension=b"{}")
+    ours = core_pb2.WorkloadStatus.FromString(eru.SerializeToString())
+    assert ours.SerializeToString(deterministic=True) == eru.SerializeToString(deterministic=True)
+
+
+@pytest.mark.parametrize("name", ["core_pb2.py", "core_pb2.pyi", "core_pb2_grpc.py"])
+def test_committed_modules_are_generated(tmp_path: Path, name: str) -> None:
+    generate(tmp_path)
+    assert (tmp_path / "protocol" / name).read_bytes() == (ROOT / "protocol" / name).read_bytes()
