@@ -10,6 +10,7 @@ import json
 import logging
 import platform
 import re
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -78,6 +79,26 @@ def _node(name: str, principal: principals.Principal, context: grpc.ServicerCont
     return node
 
 
+_reporting: dict[tuple[int, str], tuple[float, Node]] = {}
+REPORTING_TTL = 2.0  # s: an agent reports often; its node row is read once in a while, not per call
+
+
+def _reporting_node(name: str, principal: principals.Principal, context: grpc.ServicerContext) -> Node:
+    """The node an agent reports for: as _node, kept briefly for a node's own principal. What the
+    reports need of it (its id, name and pod) does not change; its lost-or-not is read under its lock."""
+    if principal.node_id is None:
+        return _node(name, principal, context)
+    now = time.monotonic()
+    hit = _reporting.get((principal.node_id, name))
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    node = _node(name, principal, context)
+    if len(_reporting) > 10_000:
+        _reporting.clear()
+    _reporting[(principal.node_id, name)] = (now + REPORTING_TTL, node)
+    return node
+
+
 def _peer(context: grpc.ServicerContext) -> str:
     """The caller's host, without its port: "ipv4:10.0.0.5:51234" → "10.0.0.5"."""
     peer = context.peer() or ""
@@ -124,6 +145,7 @@ def report_of(status: pb.WorkloadStatus) -> services.Report:
         health=status.health,
         up=status.up_seconds if status.HasField("up_seconds") else None,
         nodename=status.nodename,
+        seq=status.seq,
     )
 
 
@@ -151,7 +173,7 @@ class CoreService(pb_grpc.CoreRPCServicer):
     def SetNodeStatus(
         self, request: pb.SetNodeStatusOptions, context: grpc.ServicerContext, principal: principals.Principal
     ) -> pb.NodeStatusReply:
-        node = _node(request.nodename, principal, context)
+        node = _reporting_node(request.nodename, principal, context)
         version = request.agent_version or _user_agent(context)
         resync = services.node_heartbeat(
             actor=_actor(principal), node=node, ttl=request.ttl, peer=_peer(context), version=version
@@ -173,7 +195,7 @@ class CoreService(pb_grpc.CoreRPCServicer):
             by_node.setdefault(request.nodename, [])
         taken: set[str] = set()
         for name, statuses in by_node.items():
-            node = _node(name, principal, context)
+            node = _reporting_node(name, principal, context)
             taken.update(
                 services.node_report(
                     actor=_actor(principal),

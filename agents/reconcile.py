@@ -99,15 +99,21 @@ def reconcile_node(node: Node, *, repair: bool, grace: float = ORPHAN_GRACE) -> 
     except docker.DockerError as exc:  # the node went away meanwhile: what was done is reported
         report.error = str(exc)
         return report
-    observed = services.node_observe(node=node, seen=seen, looked_at=looked_at, rows=rows, dry_run=not repair)
+    # An agent-managed node's statuses are its agent's to report: reconcile says where Docker
+    # disagrees and records nothing (nor the node's contact: a dead agent's node stays down).
+    observed = services.node_observe(
+        node=node, seen=seen, looked_at=looked_at, rows=rows, dry_run=not repair or node.agent
+    )
     changes = observed.changes.items()
     report.changed = [
         f"{name}: {before or 'unobserved'} -> {after}"
         for name, (before, after) in changes
         if after != Workload.Status.MISSING
     ]
-    if repair:
+    if repair and not node.agent:
         report.repaired += [f"recorded {change}" for change in report.changed]
+    elif repair:
+        report.left += [f"{change} (its agent reports statuses)" for change in report.changed]
     missing = Workload.objects.filter(node=node, state__in=Workload.OBSERVED, status=Workload.Status.MISSING)
     names = set(missing.values_list("name", flat=True))
     names |= {name for name, (_, after) in changes if after == Workload.Status.MISSING}

@@ -124,7 +124,9 @@ class NodeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         data = _valid(s.NodeCreateSerializer, request)
         pod = permissions.get_pod_for_user(request.user, data.pop("pod"))
         node = services.node_add(actor=_actor(request), pod=pod, **data)
-        return Response(self.get_serializer(node).data, status=201)
+        secret = services.node_secret_rotate(actor=_actor(request), node=node)
+        node.refresh_from_db()
+        return Response({**self.get_serializer(node).data, **_agent_credential(node, secret)}, status=201)
 
     @extend_schema(request=s.NodeUpdateSerializer, responses=s.NodeSerializer)
     def partial_update(self, request: Request, name: str) -> Response:
@@ -142,11 +144,34 @@ class NodeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         node = services.node_set(actor=_actor(request), node=self.get_object(), bypass=False)
         return Response(self.get_serializer(node).data)
 
+    @extend_schema(request=None, responses={201: s.AgentSecretSerializer, 204: None})
+    @action(detail=True, methods=["post", "delete"])
+    def secret(self, request: Request, name: str) -> Response:
+        """POST: a new agent secret for the node (the old one stops working), shown this once.
+        DELETE: revoke it."""
+        node = self.get_object()
+        if request.method == "DELETE":
+            services.node_secret_revoke(actor=_actor(request), node=node)
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        secret = services.node_secret_rotate(actor=_actor(request), node=node)
+        return Response(_agent_credential(node, secret), status=201)
+
+    @extend_schema(request=None, responses=s.NodeSerializer)
+    @action(detail=True, methods=["post"], url_path="agent-clear")
+    def agent_clear(self, request: Request, name: str) -> Response:
+        """Hand a node whose agent is gone for good back to the central sweep."""
+        node = services.node_agent_clear(actor=_actor(request), node=self.get_object())
+        return Response(self.get_serializer(node).data)
+
     @extend_schema(request=None, responses=s.NodeSerializer)
     @action(detail=True, methods=["post"])
     def down(self, request: Request, name: str) -> Response:
         node = services.node_set(actor=_actor(request), node=self.get_object(), bypass=True)
         return Response(self.get_serializer(node).data)
+
+
+def _agent_credential(node: Node, secret: str) -> dict[str, str]:
+    return {"agent_username": node.grpc_username, "agent_secret": secret}
 
 
 class WorkloadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Workload]):

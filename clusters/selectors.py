@@ -17,7 +17,7 @@ import scheduling
 import schema
 from clusters import etcd
 from clusters.errors import invalid
-from clusters.models import Node, Pod, Workload
+from clusters.models import AuditEvent, Node, Pod, Workload
 from engine import docker
 
 
@@ -98,15 +98,18 @@ _OBSERVATION = [f.name for f in dataclasses.fields(Observation)]
 
 
 def observations(
-    node_ids: Sequence[int], *, before: datetime | None = None
+    node_ids: Sequence[int], *, before: datetime | None = None, container_ids: Sequence[str] | None = None
 ) -> dict[int, dict[str, Observation]]:
     """Per node id, its observed workloads (running or stopped ones) by name, in one query; with
-    `before`, only the rows unchanged since then (a worker acted on the others meanwhile)."""
+    `before`, only the rows unchanged since then (a worker acted on the others meanwhile); with
+    `container_ids`, only those of these containers."""
     found: dict[int, dict[str, Observation]] = {pk: {} for pk in node_ids}
     rows = Workload.objects.filter(node_id__in=node_ids, state__in=Workload.OBSERVED)
     if before is not None:
         rows = rows.filter(updated_at__lt=before)
-    for node_id, *values in rows.values_list("node_id", *_OBSERVATION):
+    if container_ids is not None:
+        rows = rows.filter(container_id__in=container_ids)
+    for node_id, *values in rows.order_by().values_list("node_id", *_OBSERVATION):
         o = Observation(*values)
         found[node_id][o.name] = o
     return found
@@ -138,6 +141,16 @@ def held_without_container(workloads: QuerySet[Workload]) -> dict[str, Any]:
     )
     totals = idle.aggregate(n=Count("pk"), cpu=Sum("cpu_request"), memory=Sum("memory_request"))
     return {"count": totals["n"], "cpu": totals["cpu"] or 0.0, "memory": totals["memory"] or 0}
+
+
+def health_transitions(w: Workload, limit: int = 5) -> list[AuditEvent]:
+    """The workload's last health flips (a check that started failing, or passed again), newest first."""
+    flips = AuditEvent.objects.filter(
+        target_type="workload",
+        target_id=str(w.pk),
+        action__in=[AuditEvent.Action.WORKLOAD_HEALTHY, AuditEvent.Action.WORKLOAD_UNHEALTHY],
+    )
+    return list(flips.order_by("-id")[:limit])
 
 
 def _eru_healthcheck(healthcheck: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -48,11 +48,20 @@ class NodeSerializer(serializers.ModelSerializer[Node]):
             "info",
             "last_error",
             "observed_at",
+            "agent",
+            "agent_version",
+            "agent_heard_at",
+            "agent_conflict",
             "created_at",
         ]
 
     def get_available(self, node: Node) -> bool:
         return node.is_available(self.context.get("alive", set()))
+
+
+class AgentSecretSerializer(serializers.Serializer[Any]):
+    agent_username = serializers.CharField(help_text="the agent's gRPC username (node.<name>)")
+    agent_secret = serializers.CharField(help_text="its password: shown this once, only a digest is kept")
 
 
 class NodeCreateSerializer(serializers.Serializer[Any]):

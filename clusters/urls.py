@@ -11,6 +11,7 @@ urlpatterns = [
     path("nodes/<str:name>/", views.node_detail, name="node-detail"),
     path("nodes/<str:name>/down/", views.node_set_bypass, {"bypass": True}, name="node-down"),
     path("nodes/<str:name>/up/", views.node_set_bypass, {"bypass": False}, name="node-up"),
+    path("nodes/<str:name>/agent/<str:action>/", views.node_agent, name="node-agent"),
     path("deployments/<int:pk>/", views.deployment_detail, name="deployment-detail"),
     path("workloads/<int:pk>/", views.workload_detail, name="workload-detail"),
     path("workloads/<int:pk>/control/", views.workload_control, name="workload-control"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -168,7 +169,13 @@ def pod_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
 @require_GET
 def node_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
     """A node: its capacity and usage (and how much of it workloads without a running container
-    hold), when the core last heard from its engine, and its workloads with their observed status."""
+    hold), whether its agent reports and when the core last heard from it, and its workloads with
+    their observed status."""
+    return _node_page(request, name)
+
+
+def _node_page(request: HtmxHttpRequest, name: str, new_secret: str = "") -> HttpResponse:
+    """`new_secret`: an agent secret just made, shown this once."""
     nodes = permissions.visible_nodes(request.user).select_related("pod")
     node = get_object_or_404(nodes.defer("tls_ca", "tls_cert", "tls_key"), name=name)
     workloads = node.workloads.select_related("pod").order_by("-created_at", "-id")
@@ -180,8 +187,32 @@ def node_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
         "workload_total": workloads.count(),
         "counts": selectors.status_counts(workloads.filter(state__in=Workload.OBSERVED)),
         "held": selectors.held_without_container(node.workloads.all()),
+        "is_admin": permissions.can_admin(request.user),
+        "new_secret": new_secret,
+        "sweep_interval": settings.ERU_SWEEP_INTERVAL,
     }
     return render(request, "clusters/node_detail.html", context)
+
+
+@login_required
+@require_POST
+def node_agent(request: HtmxHttpRequest, name: str, action: str) -> HttpResponse:
+    """Staff: make a new agent secret (shown once, on the page this answers), revoke it, or hand a
+    node whose agent is gone back to the central sweep."""
+    node = get_object_or_404(permissions.visible_nodes(request.user).select_related("pod"), name=name)
+    actor = _actor(request)
+    if action == "secret":
+        secret = services.node_secret_rotate(actor=actor, node=node)
+        return _node_page(request, name, new_secret=secret)
+    if action == "revoke":
+        services.node_secret_revoke(actor=actor, node=node)
+        messages.success(request, f"The agent secret of {node.name} is revoked.")
+    elif action == "clear":
+        services.node_agent_clear(actor=actor, node=node)
+        messages.success(request, f"{node.name} is handed back to the sweep.")
+    else:
+        raise Http404(f"no such agent action: {action}")
+    return redirect("clusters:node-detail", node.name)
 
 
 @login_required
@@ -283,6 +314,7 @@ def workload_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         "actions": services.CONTROL_ACTIONS,
         "networks": sorted(workload.networks.items()),
         "labels": sorted(workload.labels.items()),
+        "health_flips": selectors.health_transitions(workload) if workload.healthcheck else [],
         "cpu_map": sorted(
             workload.cpu_map.items(), key=lambda item: int(item[0]) if item[0].isdigit() else 0
         ),

@@ -125,6 +125,9 @@ else:
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
             "TEST": {"NAME": os.environ.get("ERU_TEST_DB", str(VAR_DIR / "test.sqlite3"))},
+            # Keep each thread's connection (the gRPC door answers an agent's call in about a
+            # millisecond; opening SQLite with its PRAGMAs again per call would double that).
+            "CONN_MAX_AGE": 600,
         }
     }
 

@@ -49,6 +49,8 @@ class Agent:
         self._seq = 0
         self._checks = ThreadPoolExecutor(max_workers=8, thread_name_prefix="health")
         self.sent_batches = 0
+        self._pinger: docker_sdk.DockerClient | None = None
+        self._seqs: dict[str, int] = {}  # container id -> statuses sent for it
 
     # --- docker ---------------------------------------------------------------------------------
     def _docker(self) -> docker_sdk.DockerClient:
@@ -87,7 +89,7 @@ class Agent:
     def watch(self) -> None:
         backoff = 0.5
         while not self.stopping.is_set():
-            stream = None
+            stream, client = None, None
             try:
                 client = self._docker()
                 stream = docker.events(client)  # subscribed before the list: nothing falls between
@@ -106,6 +108,8 @@ class Agent:
             finally:
                 if stream is not None:
                     stream.close()
+                if client is not None:
+                    client.close()
             self.stopping.wait(backoff)
             backoff = min(backoff * 2, 5.0)
 
@@ -216,6 +220,8 @@ class Agent:
                     self._complete = False
                 else:
                     batch = self._fresh()
+                for m in batch:  # numbered: a core that saw the one before may skip an unchanged one
+                    self._seqs[m.id] = m.seq = self._seqs.get(m.id, 0) + 1
             if not batch and not complete:
                 continue
             if not self._deliver(batch, complete):
@@ -247,13 +253,16 @@ class Agent:
     def _deliver(self, batch: list[pb.WorkloadStatus], complete: bool) -> bool:
         for attempt in range(3):
             try:
-                self.core.set_workloads_status(batch, complete=complete, nodename=self.config.hostname)
+                answer = self.core.set_workloads_status(
+                    batch, complete=complete, nodename=self.config.hostname
+                )
+                taken = {s.id for s in answer.status}  # the core's workloads, recorded
                 now = time.monotonic()
                 with self._lock:
                     if complete:
                         self._sent.clear()
-                    for m in batch:
-                        if m.status == st.MISSING:
+                    for m in batch:  # one not taken (its row not made yet, say) is sent again next time
+                        if m.status == st.MISSING or m.id not in taken:
                             self._sent.pop(m.id, None)
                         else:
                             self._sent[m.id] = (now, m)
@@ -275,7 +284,8 @@ class Agent:
 
     def beat_once(self) -> None:
         try:
-            docker.ping(self._docker())
+            self._pinger = self._pinger or self._docker()
+            docker.ping(self._pinger)
         except docker.DockerError as exc:
             log.warning("dockerd does not answer, no heartbeat: %s", exc)
             return

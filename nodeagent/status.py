@@ -101,10 +101,11 @@ def missing(container_id: str, name: str, hostname: str) -> pb.WorkloadStatus:
 
 
 def same(a: pb.WorkloadStatus, b: pb.WorkloadStatus) -> bool:
-    """The same news (uptime aside, which changes by itself)."""
+    """The same news (uptime, which changes by itself, and the sequence number aside)."""
     a2, b2 = pb.WorkloadStatus(), pb.WorkloadStatus()
     a2.CopyFrom(a)
     b2.CopyFrom(b)
-    a2.ClearField("up_seconds")
-    b2.ClearField("up_seconds")
+    for m in (a2, b2):
+        m.ClearField("up_seconds")
+        m.ClearField("seq")
     return a2 == b2

@@ -101,7 +101,7 @@ class PublishedPort(_message.Message):
     def __init__(self, ip: _Optional[str] = ..., private: _Optional[int] = ..., public: _Optional[int] = ..., type: _Optional[str] = ...) -> None: ...
 
 class WorkloadStatus(_message.Message):
-    __slots__ = ("id", "running", "healthy", "networks", "extension", "ttl", "appname", "nodename", "entrypoint", "status", "exit_code", "restart_count", "ports", "health", "up_seconds", "name")
+    __slots__ = ("id", "running", "healthy", "networks", "extension", "ttl", "appname", "nodename", "entrypoint", "status", "exit_code", "restart_count", "ports", "health", "up_seconds", "name", "seq")
     class NetworksEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +125,7 @@ class WorkloadStatus(_message.Message):
     HEALTH_FIELD_NUMBER: _ClassVar[int]
     UP_SECONDS_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
     id: str
     running: bool
     healthy: bool
@@ -141,7 +142,8 @@ class WorkloadStatus(_message.Message):
     health: str
     up_seconds: float
     name: str
-    def __init__(self, id: _Optional[str] = ..., running: _Optional[bool] = ..., healthy: _Optional[bool] = ..., networks: _Optional[_Mapping[str, str]] = ..., extension: _Optional[bytes] = ..., ttl: _Optional[int] = ..., appname: _Optional[str] = ..., nodename: _Optional[str] = ..., entrypoint: _Optional[str] = ..., status: _Optional[str] = ..., exit_code: _Optional[int] = ..., restart_count: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[PublishedPort, _Mapping]]] = ..., health: _Optional[str] = ..., up_seconds: _Optional[float] = ..., name: _Optional[str] = ...) -> None: ...
+    seq: int
+    def __init__(self, id: _Optional[str] = ..., running: _Optional[bool] = ..., healthy: _Optional[bool] = ..., networks: _Optional[_Mapping[str, str]] = ..., extension: _Optional[bytes] = ..., ttl: _Optional[int] = ..., appname: _Optional[str] = ..., nodename: _Optional[str] = ..., entrypoint: _Optional[str] = ..., status: _Optional[str] = ..., exit_code: _Optional[int] = ..., restart_count: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[PublishedPort, _Mapping]]] = ..., health: _Optional[str] = ..., up_seconds: _Optional[float] = ..., name: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class SetWorkloadsStatusOptions(_message.Message):
     __slots__ = ("status", "complete", "nodename")

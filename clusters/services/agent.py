@@ -5,8 +5,10 @@ changes on transitions only."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -43,6 +45,7 @@ class Report:
     health: str = ""
     up: float | None = None
     nodename: str = ""
+    seq: int = 0  # this project's agent: its count of statuses sent for the container; 0: none
 
 
 def secret_digest(secret: str) -> str:
@@ -91,7 +94,8 @@ def node_agent_clear(*, actor: Actor, node: Node) -> Node:
 def node_heartbeat(*, actor: Actor, node: Node, ttl: int, peer: str, version: str) -> bool:
     """Eru's SetNodeStatus from the node's agent: ttl > 0 puts the node's heartbeat key on a lease of
     ttl seconds, ttl < 0 deletes it (a clean exit). Returns True when the core had lost the node: the
-    agent then reports every container again (its workloads are unknown meanwhile)."""
+    agent then reports every container again (its workloads are unknown meanwhile). From an
+    administrator (Eru's `node set-status`), only the lease: the node does not become agent-managed."""
     permissions.require_node_report(actor.user, actor.principal, node)
     if ttl == 0:
         raise invalid("ttl", "invalid TTL for node status, should be > 0")
@@ -99,6 +103,8 @@ def node_heartbeat(*, actor: Actor, node: Node, ttl: int, peer: str, version: st
         etcd.delete_heartbeat(node.name)
         return False
     etcd.heartbeat(node.name, node.pod.name, ttl)  # first: selfmon checks the key under the node's lock
+    if not actor.principal:  # an administrator's `node set-status`: the lease only, no agent
+        return False
     now = timezone.now()
     version = version[:128]
     steady = Node.objects.filter(
@@ -153,18 +159,53 @@ def _agent_news(actor: Actor, node: Node, ttl: int, peer: str, version: str) -> 
     return lost
 
 
+# Per (node id, container id): the last report this process found recorded, and its seq. The next
+# report from the agent (seq + 1: none went to another core in between) that says the same is
+# answered from here, without reading the row: an agent re-sends a status after its cache_ttl or a
+# health re-check that changed nothing. Kept at most RECORDED_TTL seconds.
+_recorded: dict[tuple[int, str], tuple[float, Report]] = {}
+RECORDED_TTL = 60.0
+
+
 def node_report(*, actor: Actor, node: Node, reports: Sequence[Report], complete: bool = False) -> list[str]:
     """Eru's SetWorkloadsStatus from the node's agent: what it saw of some of the node's containers
     (`complete`: all of them — a workload not in it has no container). Rows change on transitions
     only. Returns the ids of the containers that are the node's workloads (the others are ignored:
     not ERU's, or not observed now — being created, stopped by a worker, removed)."""
     permissions.require_node_report(actor.user, actor.principal, node)
+    clock = time.monotonic()
+    known = set() if complete else {r.container_id for r in reports if _is_recorded(node, r, clock)}
+    for cid in known:
+        _recorded[(node.pk, cid)] = (clock + RECORDED_TTL, next(r for r in reports if r.container_id == cid))
+    fresh = [r for r in reports if r.container_id not in known]
+    if not fresh and not complete:
+        return [r.container_id for r in reports]
     now = timezone.now()
-    rows = selectors.observations([node.pk], before=now)[node.pk]
+    ids = None if complete else [r.container_id for r in fresh if r.container_id]
+    rows = selectors.observations([node.pk], before=now, container_ids=ids)[node.pk]
     by_id = {o.container_id: o for o in rows.values() if o.container_id}
-    seen = [_seen(by_id[r.container_id], r) for r in reports if r.container_id in by_id]
-    node_observe(node=node, seen=seen, looked_at=now, rows=rows, partial=not complete, touch=False)
-    return [s.container_id for s in seen]
+    taken = [r for r in fresh if r.container_id in by_id]
+    seen = [_seen(by_id[r.container_id], r) for r in taken]
+    observed = node_observe(
+        node=node, seen=seen, looked_at=now, rows=rows, partial=not complete, touch=False, transitions=False
+    )
+    if complete:
+        for key in [k for k in _recorded if k[0] == node.pk]:
+            del _recorded[key]
+    if len(_recorded) > 100_000:
+        _recorded.clear()
+    for r in taken:
+        if r.seq and by_id[r.container_id].pk not in observed.left:
+            _recorded[(node.pk, r.container_id)] = (clock + RECORDED_TTL, r)
+    return [r.container_id for r in taken] + sorted(known)
+
+
+def _is_recorded(node: Node, report: Report, clock: float) -> bool:
+    """The same status as the last one recorded here, and the next the agent sent for it."""
+    hit = _recorded.get((node.pk, report.container_id))
+    if hit is None or hit[0] <= clock or not report.seq or report.seq != hit[1].seq + 1:
+        return False
+    return dataclasses.replace(hit[1], seq=report.seq) == report
 
 
 def _seen(row: selectors.Observation, r: Report) -> Seen:

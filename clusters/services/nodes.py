@@ -47,8 +47,7 @@ def node_add(
         raise invalid("memory", str(exc)) from exc
     if mem is not None and mem <= 0:
         raise invalid("memory", "memory: must be more than 0 bytes")
-    if Node.objects.filter(name=name).exists():
-        raise invalid("name", f"node {name} already exists")
+    _require_new_name(name)
     tls = docker.TLSMaterial(ca=ca or "", cert=cert or "", key=key or "")
     try:
         info = docker.engine_info(docker.connect(endpoint, tls, timeout=10))
@@ -70,8 +69,7 @@ def node_add(
         memory=mem,
     )
     with transaction.atomic():
-        if Node.objects.filter(name=name).exists():
-            raise invalid("name", f"node {name} already exists")
+        _require_new_name(name)
         node = Node.objects.create(
             name=name,
             pod=pod,
@@ -96,6 +94,16 @@ def node_add(
         ttl = 3 * settings.ERU_HEARTBEAT_INTERVAL
         transaction.on_commit(lambda: _heartbeat_quietly(node, ttl))
     return node
+
+
+def _require_new_name(name: str) -> None:
+    """Node names are told apart case-insensitively: gRPC lowers the agent's key node.<name>."""
+    twin = Node.objects.filter(name__iexact=name).values_list("name", flat=True).first()
+    if twin is not None:
+        same = twin == name
+        raise invalid(
+            "name", f"node {name} already exists" + ("" if same else f" (as {twin}: names ignore case)")
+        )
 
 
 def _heartbeat_quietly(node: Node, ttl: int) -> None:

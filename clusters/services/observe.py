@@ -86,6 +86,7 @@ class Observed:
 
     changes: dict[str, tuple[str, str]] = field(default_factory=dict)
     audited: list[str] = field(default_factory=list)
+    left: set[int] = field(default_factory=set)  # rows that differ but are a worker's to write now
 
 
 STEADY = 10.0  # seconds a restarted container must run to be out of its loop (Docker's backoff reset)
@@ -188,6 +189,7 @@ def node_observe(
     touch: bool = True,
     dry_run: bool = False,
     partial: bool = False,
+    transitions: bool = True,
 ) -> Observed:
     """Record what a look at one node's containers found: `seen` (every ERU container of the node),
     or None with `error` when the node's engine did not answer — then its workloads are unknown, and
@@ -198,7 +200,9 @@ def node_observe(
     write; it is left to the next look. `touch`: also record the contact on the node (observed_at,
     last_error); the sweep records every node's at once. `dry_run`: say what would change, change
     nothing (reconcile without --repair). `partial`: `seen` is some of the node's containers (an
-    agent's report of what just changed): a row not in it is left as it is, not missing."""
+    agent's report of what just changed): a row not in it is left as it is, not missing.
+    `transitions`: also record the node's going away or coming back (an agent's report does not:
+    its heartbeat does, under the node's lock)."""
     reachable = seen is not None
     by_id = {s.container_id: s for s in seen or ()}
     by_name = {s.name: s for s in seen or ()}
@@ -214,18 +218,20 @@ def node_observe(
         and observed(o, seen_for(o), reachable) != _current(o)
     ]
     result = Observed()
-    if not moved and reachable == (not node.last_error) and not dry_run:
+    if not moved and (reachable == (not node.last_error) or not transitions) and not dry_run:
         if touch:
             node_contact(nodes=[node], errors={node.pk: error}, at=timezone.now())
         return result
     with transaction.atomic():
         now = timezone.now()
         changed = []
+        result.left = set(moved)
         for w in (
             Workload.objects.select_for_update(of=("self",))
             .select_related("pod")
             .filter(pk__in=moved, updated_at__lt=looked_at, action="")
         ):
+            result.left.discard(w.pk)
             w.node = node
             before, health_before = w.status, w.health
             new = observed(w, seen_for(w), reachable)
@@ -253,7 +259,8 @@ def node_observe(
             if health_action is not None:
                 audit(SYSTEM, health_action, w, pod=w.pod, before={"health": health_before})
         Workload.objects.bulk_update(changed, _FIELDS)
-        _node_transition(node, reachable, error)
+        if transitions:
+            _node_transition(node, reachable, error)
         sync.push({k: v for w in changed for k, v in sync.workload_status_keys(w).items()})
         if touch:
             node_contact(nodes=[node], errors={node.pk: error}, at=now)
