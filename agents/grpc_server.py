@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import grpc
@@ -202,9 +203,15 @@ class CoreService(pb_grpc.CoreRPCServicer):
                     node=node,
                     reports=[report_of(s) for s in statuses],
                     complete=request.complete and name == request.nodename,
+                    listed_at=_time(request.listed_at),
                 )
             )
         return pb.WorkloadsStatus(status=[s for s in request.status if s.id in taken])
+
+
+def _time(unix: float) -> datetime | None:
+    """An agent's clock reading, if it is one (0: not given)."""
+    return datetime.fromtimestamp(unix, tz=UTC) if unix > 0 else None
 
 
 def _node_of(container_id: str, principal: principals.Principal) -> str:

@@ -80,6 +80,8 @@ class Node(models.Model):
     agent_heard_at = models.DateTimeField(null=True, blank=True)  # its agent's last heartbeat
     agent_conflict = models.CharField(max_length=300, blank=True, help_text="two agents report for it")
     agent_conflict_at = models.DateTimeField(null=True, blank=True)  # when the second one last did
+    # The core lost the node: its heartbeats answer "report every container again" until it has.
+    agent_resync = models.BooleanField(default=False)
     # The agent's credential (gRPC username node.<name>): only its SHA-256 digest; empty: none.
     secret_digest = models.CharField(max_length=64, blank=True)
     secret_created_at = models.DateTimeField(null=True, blank=True)

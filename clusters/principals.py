@@ -46,16 +46,23 @@ _lock = threading.Lock()
 
 
 def authenticate(metadata: Iterable[tuple[str, str | bytes]]) -> Principal | None:
-    """The principal a call's metadata names and proves, or None."""
-    tried = 0
+    """The principal a call's metadata names and proves, or None. Node secrets and API tokens are
+    tried first (a digest lookup each); a password (a hash) at most once per call."""
+    candidates = []
     for key, value in metadata:
         key = key.lower()
         if key.startswith((":", "grpc-")) or key.endswith("-bin") or key in _NOT_CREDENTIALS:
             continue
-        tried += 1
-        if tried > _MAX_ENTRIES:
-            break
         secret = value.decode(errors="replace") if isinstance(value, bytes) else value
+        cheap = (
+            key.startswith(NODE_PREFIX) or key == TOKEN_KEY or secret.startswith(authentication.TOKEN_PREFIX)
+        )
+        candidates.append((not cheap, key, secret))
+    hashed = False
+    for costly, key, secret in sorted(candidates[:_MAX_ENTRIES], key=lambda c: c[0]):
+        if costly and hashed:
+            break
+        hashed = hashed or costly
         principal = _cached(key, secret)
         if principal is not None:
             return principal

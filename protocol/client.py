@@ -28,33 +28,34 @@ class CoreClient:
         self._metadata = ((username.lower(), password),)
         self._lock = threading.Lock()
         self._current = 0
-        self._channel: grpc.Channel | None = None
-        self._stub: pb_grpc.CoreRPCStub | None = None
+        self._channels: dict[int, grpc.Channel] = {}  # by address index; closed by close()
+        self._stubs: dict[int, pb_grpc.CoreRPCStub] = {}
 
-    def _connected(self) -> pb_grpc.CoreRPCStub:
+    def _connected(self) -> tuple[int, pb_grpc.CoreRPCStub]:
         with self._lock:
-            if self._stub is None:
-                self._channel = grpc.insecure_channel(self.addresses[self._current])
-                self._stub = pb_grpc.CoreRPCStub(self._channel)
-            return self._stub
+            index = self._current
+            if index not in self._stubs:
+                self._channels[index] = grpc.insecure_channel(self.addresses[index])
+                self._stubs[index] = pb_grpc.CoreRPCStub(self._channels[index])
+            return index, self._stubs[index]
 
-    def _next(self) -> None:
+    def _next(self, failed: int) -> None:
+        """The next address, unless another thread moved on from the failed one already. Channels
+        stay open: another thread may have a call in flight on the old one."""
         with self._lock:
-            if self._channel is not None:
-                self._channel.close()
-            self._channel, self._stub = None, None
-            self._current = (self._current + 1) % len(self.addresses)
+            if self._current == failed:
+                self._current = (failed + 1) % len(self.addresses)
 
     def _call(self, name: str, request: object) -> T:  # type: ignore[type-var]
         for attempt in range(len(self.addresses)):
-            method = getattr(self._connected(), name)
+            index, stub = self._connected()
             try:
-                result: T = method(request, timeout=self.timeout, metadata=self._metadata)
+                result: T = getattr(stub, name)(request, timeout=self.timeout, metadata=self._metadata)
                 return result
             except grpc.RpcError as exc:
                 if exc.code() not in _RETRY or attempt == len(self.addresses) - 1:
                     raise
-                self._next()
+                self._next(index)
         raise AssertionError("unreachable")
 
     def info(self) -> pb.CoreInfo:
@@ -71,13 +72,22 @@ class CoreClient:
         return reply.resync
 
     def set_workloads_status(
-        self, statuses: Sequence[pb.WorkloadStatus], *, complete: bool = False, nodename: str = ""
+        self,
+        statuses: Sequence[pb.WorkloadStatus],
+        *,
+        complete: bool = False,
+        nodename: str = "",
+        listed_at: float = 0.0,
     ) -> pb.WorkloadsStatus:
-        request = pb.SetWorkloadsStatusOptions(status=statuses, complete=complete, nodename=nodename)
+        """The statuses the core took come back; the others it did not (see WorkloadsStatus)."""
+        request = pb.SetWorkloadsStatusOptions(
+            status=statuses, complete=complete, nodename=nodename, listed_at=listed_at
+        )
         return self._call("SetWorkloadsStatus", request)
 
     def close(self) -> None:
         with self._lock:
-            if self._channel is not None:
-                self._channel.close()
-            self._channel, self._stub = None, None
+            for channel in self._channels.values():
+                channel.close()
+            self._channels.clear()
+            self._stubs.clear()

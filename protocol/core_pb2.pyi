@@ -146,14 +146,16 @@ class WorkloadStatus(_message.Message):
     def __init__(self, id: _Optional[str] = ..., running: _Optional[bool] = ..., healthy: _Optional[bool] = ..., networks: _Optional[_Mapping[str, str]] = ..., extension: _Optional[bytes] = ..., ttl: _Optional[int] = ..., appname: _Optional[str] = ..., nodename: _Optional[str] = ..., entrypoint: _Optional[str] = ..., status: _Optional[str] = ..., exit_code: _Optional[int] = ..., restart_count: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[PublishedPort, _Mapping]]] = ..., health: _Optional[str] = ..., up_seconds: _Optional[float] = ..., name: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class SetWorkloadsStatusOptions(_message.Message):
-    __slots__ = ("status", "complete", "nodename")
+    __slots__ = ("status", "complete", "nodename", "listed_at")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_FIELD_NUMBER: _ClassVar[int]
     NODENAME_FIELD_NUMBER: _ClassVar[int]
+    LISTED_AT_FIELD_NUMBER: _ClassVar[int]
     status: _containers.RepeatedCompositeFieldContainer[WorkloadStatus]
     complete: bool
     nodename: str
-    def __init__(self, status: _Optional[_Iterable[_Union[WorkloadStatus, _Mapping]]] = ..., complete: _Optional[bool] = ..., nodename: _Optional[str] = ...) -> None: ...
+    listed_at: float
+    def __init__(self, status: _Optional[_Iterable[_Union[WorkloadStatus, _Mapping]]] = ..., complete: _Optional[bool] = ..., nodename: _Optional[str] = ..., listed_at: _Optional[float] = ...) -> None: ...
 
 class WorkloadsStatus(_message.Message):
     __slots__ = ("status",)

@@ -8,10 +8,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import secrets
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -26,6 +27,7 @@ Action = AuditEvent.Action
 Status = Workload.Status
 Health = Workload.Health
 SECRET_PREFIX = "erunode_"
+OUR_AGENT = "eru-portal-agent"  # this project's agent's version string starts so
 _OURS = {Status.RUNNING, Status.EXITED, Status.OOM_KILLED, Status.RESTARTING, Status.PAUSED, Status.MISSING}
 
 
@@ -93,8 +95,9 @@ def node_agent_clear(*, actor: Actor, node: Node) -> Node:
 
 def node_heartbeat(*, actor: Actor, node: Node, ttl: int, peer: str, version: str) -> bool:
     """Eru's SetNodeStatus from the node's agent: ttl > 0 puts the node's heartbeat key on a lease of
-    ttl seconds, ttl < 0 deletes it (a clean exit). Returns True when the core had lost the node: the
-    agent then reports every container again (its workloads are unknown meanwhile). From an
+    ttl seconds, ttl < 0 deletes it (a clean exit). Returns True from the core's losing the node until
+    the agent's next complete report: the agent then reports every container again (its workloads
+    are unknown meanwhile; a lost answer is asked again at the next beat). From an
     administrator (Eru's `node set-status`), only the lease: the node does not become agent-managed."""
     permissions.require_node_report(actor.user, actor.principal, node)
     if ttl == 0:
@@ -108,7 +111,13 @@ def node_heartbeat(*, actor: Actor, node: Node, ttl: int, peer: str, version: st
     now = timezone.now()
     version = version[:128]
     steady = Node.objects.filter(
-        pk=node.pk, agent=True, last_error="", agent_conflict="", agent_peer=peer, agent_version=version
+        pk=node.pk,
+        agent=True,
+        last_error="",
+        agent_conflict="",
+        agent_resync=False,
+        agent_peer=peer,
+        agent_version=version,
     ).update(agent_heard_at=now)
     if steady:
         return False
@@ -143,6 +152,8 @@ def _agent_news(actor: Actor, node: Node, ttl: int, peer: str, version: str) -> 
         ):
             node.agent_conflict, node.agent_conflict_at = "", None  # the other one has gone quiet
         node.agent_peer, node.agent_version, node.agent_heard_at = peer, version, now
+        if not version.startswith(OUR_AGENT):  # Eru's agent knows no resync: it re-reports by itself
+            node.agent_resync = False
         node.save(
             update_fields=[
                 "agent",
@@ -151,12 +162,12 @@ def _agent_news(actor: Actor, node: Node, ttl: int, peer: str, version: str) -> 
                 "agent_heard_at",
                 "agent_conflict",
                 "agent_conflict_at",
+                "agent_resync",
             ]
         )
-        lost = bool(node.last_error)
-        if lost:  # found again: one audit event, and its workloads come back with its agent's report
+        if node.last_error:  # found again: one audit event; its workloads come with the agent's report
             node_observe(node=node, seen=[], looked_at=now, partial=True)
-    return lost
+    return node.agent_resync
 
 
 # Per (node id, container id): the last report this process found recorded, and its seq. The next
@@ -164,40 +175,61 @@ def _agent_news(actor: Actor, node: Node, ttl: int, peer: str, version: str) -> 
 # answered from here, without reading the row: an agent re-sends a status after its cache_ttl or a
 # health re-check that changed nothing. Kept at most RECORDED_TTL seconds.
 _recorded: dict[tuple[int, str], tuple[float, Report]] = {}
+_recorded_lock = threading.Lock()
 RECORDED_TTL = 60.0
 
 
-def node_report(*, actor: Actor, node: Node, reports: Sequence[Report], complete: bool = False) -> list[str]:
+def node_report(
+    *,
+    actor: Actor,
+    node: Node,
+    reports: Sequence[Report],
+    complete: bool = False,
+    listed_at: datetime | None = None,
+) -> list[str]:
     """Eru's SetWorkloadsStatus from the node's agent: what it saw of some of the node's containers
-    (`complete`: all of them — a workload not in it has no container). Rows change on transitions
-    only. Returns the ids of the containers that are the node's workloads (the others are ignored:
-    not ERU's, or not observed now — being created, stopped by a worker, removed)."""
+    (`complete`: all of them, as listed at `listed_at` — a workload not in it has no container, unless
+    its row changed since). Rows change on transitions only. Returns the ids of the containers whose
+    rows now say what was reported; the others are not taken, and the agent sends them again later:
+    not the core's workloads, or not now (being created, or a worker's action in flight)."""
     permissions.require_node_report(actor.user, actor.principal, node)
     clock = time.monotonic()
-    known = set() if complete else {r.container_id for r in reports if _is_recorded(node, r, clock)}
-    for cid in known:
-        _recorded[(node.pk, cid)] = (clock + RECORDED_TTL, next(r for r in reports if r.container_id == cid))
+    with _recorded_lock:
+        known = {} if complete else {r.container_id: r for r in reports if _is_recorded(node, r, clock)}
+        for cid, r in known.items():
+            _recorded[(node.pk, cid)] = (clock + RECORDED_TTL, r)
     fresh = [r for r in reports if r.container_id not in known]
     if not fresh and not complete:
-        return [r.container_id for r in reports]
+        return list(known)
     now = timezone.now()
+    looked_at = min(now, listed_at) if listed_at is not None and complete else now
     ids = None if complete else [r.container_id for r in fresh if r.container_id]
-    rows = selectors.observations([node.pk], before=now, container_ids=ids)[node.pk]
+    rows = selectors.observations([node.pk], before=looked_at, container_ids=ids)[node.pk]
     by_id = {o.container_id: o for o in rows.values() if o.container_id}
-    taken = [r for r in fresh if r.container_id in by_id]
-    seen = [_seen(by_id[r.container_id], r) for r in taken]
+    found = [r for r in fresh if r.container_id in by_id]
+    seen = [_seen(by_id[r.container_id], r) for r in found]
     observed = node_observe(
-        node=node, seen=seen, looked_at=now, rows=rows, partial=not complete, touch=False, transitions=False
+        node=node,
+        seen=seen,
+        looked_at=looked_at,
+        rows=rows,
+        partial=not complete,
+        touch=False,
+        transitions=False,
     )
-    if complete:
-        for key in [k for k in _recorded if k[0] == node.pk]:
-            del _recorded[key]
-    if len(_recorded) > 100_000:
-        _recorded.clear()
-    for r in taken:
-        if r.seq and by_id[r.container_id].pk not in observed.left:
-            _recorded[(node.pk, r.container_id)] = (clock + RECORDED_TTL, r)
-    return [r.container_id for r in taken] + sorted(known)
+    taken = [r for r in found if by_id[r.container_id].pk not in observed.left]
+    with _recorded_lock:
+        if complete:
+            for key in [k for k in _recorded if k[0] == node.pk]:
+                del _recorded[key]
+        if len(_recorded) > 100_000:
+            _recorded.clear()
+        for r in taken:
+            if r.seq:
+                _recorded[(node.pk, r.container_id)] = (clock + RECORDED_TTL, r)
+    if complete and actor.principal:
+        Node.objects.filter(pk=node.pk, agent_resync=True).update(agent_resync=False)
+    return [r.container_id for r in taken] + list(known)
 
 
 def _is_recorded(node: Node, report: Report, clock: float) -> bool:
@@ -237,4 +269,5 @@ def node_lost(*, node: Node, error: str) -> bool:
         if not node.agent or node.last_error or etcd.is_alive(node.name):
             return False
         node_observe(node=node, seen=None, looked_at=timezone.now(), error=error)
+        Node.objects.filter(pk=node.pk).update(agent_resync=True)
     return True

@@ -203,3 +203,34 @@ def test_selfmon_has_one_leader_and_a_lost_node_is_audited_once(
     finally:
         other.stop()
     assert AuditEvent.objects.filter(action="node.unreachable", target_name="node1").count() == 1
+
+
+def test_the_oom_killer_is_named_and_a_running_container_s_address_shown(
+    deploy: Callable[..., Any], agent: Callable[..., AgentProcess], docker_clean: dict[str, Any]
+) -> None:
+    agent("node1")
+    running = deploy("sleep", "600")
+    w = deploy("sh", "-c", "sleep 1; dd if=/dev/zero of=/dev/null bs=64M count=1", memory_limit="8M")
+    row = wait_for(lambda: (r := _row(w)).status == Status.OOM_KILLED and r, timeout=10, interval=0.05)
+    assert row.exit_code == 137
+    assert _actions(w)[-1] == "workload.oom_killed"
+    ip = docker_clean["node1"].containers.get(running.container_id).attrs["NetworkSettings"]["Networks"]
+    assert _row(running).networks == {"bridge": ip["bridge"]["IPAddress"]}
+
+
+def test_a_node_lost_while_its_agent_lives_comes_back_with_every_status(
+    deploy: Callable[..., Any], agent: Callable[..., AgentProcess]
+) -> None:
+    """The lease expired (etcd away a while, say) though the agent runs: selfmon takes the node
+    down; the next heartbeat brings it back and the agent reports every container again."""
+    agent("node1")
+    w = deploy("sleep", "600")
+    wait_for(lambda: _row(w).status == Status.RUNNING, timeout=5)
+    etcd.delete_heartbeat("node1")
+    wait_for(lambda: _row(w).status == Status.UNKNOWN, timeout=3, interval=0.02)
+    wait_for(lambda: _row(w).status == Status.RUNNING, timeout=2 * BEAT + 2, interval=0.05)
+    node = _node()
+    assert not node.last_error
+    assert not node.agent_resync  # the complete report came
+    assert etcd.is_alive("node1")
+    assert AuditEvent.objects.filter(action="node.reachable", target_name="node1").count() == 1

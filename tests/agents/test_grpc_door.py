@@ -183,3 +183,20 @@ def test_an_unchanged_report_costs_no_query_unless_one_went_to_another_core(
     assert Workload.objects.get(pk=w.pk).exit_code == 3
     report(5, code=4)  # a change is never skipped
     assert Workload.objects.get(pk=w.pk).exit_code == 4
+
+
+def test_a_complete_list_judges_only_the_rows_older_than_the_list(nodes: list[Node]) -> None:
+    """A workload recorded after the agent listed its containers is not missing from the list."""
+    from django.utils import timezone
+
+    from tests.factories import WorkloadFactory
+
+    node = Node.objects.select_related("pod").get(name="node1")
+    old = WorkloadFactory(node=node, pod=node.pod, container_id="a" * 64, state="running", status="running")
+    listed_at = timezone.now()
+    new = WorkloadFactory(node=node, pod=node.pod, container_id="b" * 64, state="running", status="running")
+    actor = services.Actor(via="grpc", principal="node.node1")
+    taken = services.node_report(actor=actor, node=node, reports=[], complete=True, listed_at=listed_at)
+    assert taken == []
+    assert Workload.objects.get(pk=old.pk).status == "missing"
+    assert Workload.objects.get(pk=new.pk).status == "running"
