@@ -10,7 +10,7 @@ from django.contrib.auth import authenticate
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
-from django.http import QueryDict
+from django.http import QueryDict, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, mixins, routers, status, viewsets
 from rest_framework.decorators import (
@@ -30,7 +30,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 import scheduling
 import schema
-from clusters import etcd, permissions, services
+from clusters import etcd, logs, permissions, services
 from clusters import serializers as s
 from clusters.authentication import TokenAuthentication
 from clusters.models import ApiToken, AuditEvent, Deployment, Node, Pod, PodMember, Workload
@@ -202,6 +202,33 @@ class WorkloadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     def _control(self, request: Request, action_name: str) -> Response:
         w = services.workload_control(actor=_actor(request), workload=self.get_object(), action=action_name)
         return Response(s.WorkloadSerializer(w).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        parameters=s.LOG_PARAMETERS,
+        responses={(200, "application/x-ndjson"): s.LOG_LINE, 503: None},
+        description=(
+            "The workload's log from its container: one JSON object per line (stream stdout or "
+            "stderr, Docker's time, data). With follow, the stream stays open and brings new lines; "
+            "an empty line keeps it alive every ERU_STREAM_IDLE seconds. 503 when this process holds "
+            "its most streams (ERU_STREAMS)."
+        ),
+    )
+    @action(detail=True, methods=["get"])
+    def logs(self, request: Request, pk: str) -> StreamingHttpResponse | Response:
+        w = self.get_object()
+        params = request.query_params
+        tail, since = logs.tail_of(params.get("tail")), logs.since_of(params.get("since"))
+        follow = params.get("follow", "").lower() in ("1", "true", "yes")
+        try:
+            logs.take()
+        except logs.Busy as exc:
+            return Response({"detail": str(exc)}, status=503, headers={"Retry-After": "5"})
+        source = logs.lines(w, tail=tail, since=since, follow=follow)
+        response = StreamingHttpResponse(
+            logs.held(logs.ndjson(source, follow=follow)), content_type="application/x-ndjson"
+        )
+        response["X-Accel-Buffering"] = "no"
+        return response
 
     @extend_schema(request=None, responses={202: s.WorkloadSerializer})
     @action(detail=True, methods=["post"])

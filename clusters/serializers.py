@@ -6,7 +6,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
-from drf_spectacular.utils import OpenApiParameter
+from drf_spectacular.utils import OpenApiParameter, inline_serializer
 from rest_framework import serializers
 
 from clusters.models import ApiToken, AuditEvent, Deployment, Node, Pod, PodMember, Workload
@@ -57,6 +57,22 @@ class NodeSerializer(serializers.ModelSerializer[Node]):
 
     def get_available(self, node: Node) -> bool:
         return node.is_available(self.context.get("alive", set()))
+
+
+# One line of a log stream, for the schema only ("data" cannot be a field of a declared serializer).
+LOG_LINE = inline_serializer(
+    "LogLine",
+    {
+        "stream": serializers.ChoiceField(choices=["stdout", "stderr"]),
+        "time": serializers.CharField(help_text="Docker's time of the line (RFC 3339, nanoseconds)"),
+        "data": serializers.CharField(help_text="the line, without its newline"),
+    },
+)
+LOG_PARAMETERS = [
+    OpenApiParameter("tail", str, description="the last N lines (0 to 10000, default 100), or all"),
+    OpenApiParameter("since", str, description="from: unix seconds, an ISO 8601 time or a while ago (10m)"),
+    OpenApiParameter("follow", bool, description="keep the stream open for new lines"),
+]
 
 
 class AgentSecretSerializer(serializers.Serializer[Any]):

@@ -15,6 +15,7 @@ urlpatterns = [
     path("deployments/<int:pk>/", views.deployment_detail, name="deployment-detail"),
     path("workloads/<int:pk>/", views.workload_detail, name="workload-detail"),
     path("workloads/<int:pk>/control/", views.workload_control, name="workload-control"),
+    path("workloads/<int:pk>/logs/", views.workload_log_events, name="workload-logs"),
     path("workloads/<int:pk>/remove/", views.workload_remove, name="workload-remove"),
     path("audit/", views.audit_list, name="audit-list"),
 ]

@@ -14,13 +14,13 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseLocation, HttpResponseStopPolling, trigger_client_event
 
-from clusters import etcd, permissions, selectors, services
+from clusters import etcd, logs, permissions, selectors, services
 from clusters.forms import DeployForm, PodForm, add_service_errors
 from clusters.models import Node, Pod, Workload
 from clusters.users import AnyUser, HtmxHttpRequest
@@ -192,6 +192,25 @@ def _node_page(request: HtmxHttpRequest, name: str, new_secret: str = "") -> Htt
         "sweep_interval": settings.ERU_SWEEP_INTERVAL,
     }
     return render(request, "clusters/node_detail.html", context)
+
+
+@login_required
+@require_GET
+def workload_log_events(request: HtmxHttpRequest, pk: int) -> HttpResponse | StreamingHttpResponse:
+    """The workload's log as server-sent events, followed (the log panel of its page); a browser that
+    reconnects goes on from the last line it had (Last-Event-ID)."""
+    w = permissions.get_workload_for_user(request.user, pk)
+    resume = logs.resume_of(request.headers.get("Last-Event-ID"))
+    tail = None if resume else logs.tail_of(request.GET.get("tail"))
+    try:
+        logs.take()
+    except logs.Busy as exc:
+        return HttpResponse(str(exc), status=503, headers={"Retry-After": "5"}, content_type="text/plain")
+    source = logs.lines(w, tail=tail, since=resume, follow=True)
+    response = StreamingHttpResponse(logs.held(logs.events(source)), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
 
 
 @login_required

@@ -77,6 +77,9 @@ def app_argv(name: str, port: int) -> list[str]:
     if name == "web":
         return [
             str(VENV_BIN / "gunicorn"), "eru_site.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+            # Threads, not sync workers: a log follow holds one for minutes. ERU_STREAMS (64) of the
+            # 80 may stream at once per process; the others answer pages.
+            "--worker-class", "gthread", "--threads", "80",
             "--graceful-timeout", "5", "--access-logfile", "-", "-c", str(RUN / "gunicorn.conf.py"),
         ]  # fmt: skip
     if name == "worker":

@@ -197,14 +197,19 @@ def connect(endpoint: str, tls: TLSMaterial, *, timeout: int = 30) -> docker.Doc
     return client
 
 
-def connect_local(endpoint: str = "unix:///var/run/docker.sock", *, timeout: int = 10) -> docker.DockerClient:
-    """A client on the node's own dockerd, over its unix socket (the node agent's; no TLS)."""
+def connect_local(
+    endpoint: str = "unix:///var/run/docker.sock", *, timeout: int = 10, pool: int = 10
+) -> docker.DockerClient:
+    """A client on the node's own dockerd, over its unix socket (the node agent's; no TLS); `pool`:
+    how many connections it keeps (one per log followed at once)."""
     if not endpoint.startswith("unix://"):
         raise DockerError(
             f"endpoint {endpoint[:100]!r}: the agent's dockerd is a unix:// socket", permanent=True
         )
     try:
-        client = docker.DockerClient(base_url=endpoint, version=API_VERSION, timeout=timeout)
+        client = docker.DockerClient(
+            base_url=endpoint, version=API_VERSION, timeout=timeout, max_pool_size=pool
+        )
     except _ERRORS as exc:
         raise _classify(exc, "connect") from exc
     client.api.trust_env = False

@@ -172,6 +172,11 @@ ERU_HEARTBEAT_INTERVAL = envint("ERU_HEARTBEAT_INTERVAL", 10)  # a node's lease 
 ERU_GRPC_ADDRESS = os.environ.get("ERU_GRPC_ADDRESS", "127.0.0.1:5001")
 ERU_GRPC_WORKERS = envint("ERU_GRPC_WORKERS", 16)
 ERU_SELFMON_TTL = envint("ERU_SELFMON_TTL", 16)
+# Streams (log follow) held open at once per web process (gunicorn's gthread workers have more
+# threads than this, so pages are still answered); one beyond is a 503. A follow says something
+# (a keep-alive) every ERU_STREAM_IDLE seconds, so a gone client frees its thread.
+ERU_STREAMS = envint("ERU_STREAMS", 64)
+ERU_STREAM_IDLE = float(os.environ.get("ERU_STREAM_IDLE", "15"))
 # How often the sweep looks at every agentless node's containers (it also renews their heartbeat,
 # so it must not be longer than the heartbeat interval).
 ERU_SWEEP_INTERVAL = min(envint("ERU_SWEEP_INTERVAL", 5), ERU_HEARTBEAT_INTERVAL)

@@ -5,6 +5,7 @@ Every request carries `X-Eru-Client: cli`, so the audit log records `via=cli`. E
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -134,6 +135,27 @@ class Client:
             return response.json()
         except ValueError as exc:
             raise ApiError([f"{url} answered {response.status_code} with something other than JSON"]) from exc
+
+    def stream(self, path: str, **params: Any) -> Iterator[dict[str, Any]]:
+        """The JSON objects of an NDJSON stream (a log), as they come; blank keep-alive lines skipped.
+        No read timeout: a follow may be quiet for long (the server says something every few seconds)."""
+        url = self.url(path)
+        try:
+            response = self.session.get(
+                url, params={k: v for k, v in params.items() if v not in (None, "")}, stream=True,
+                timeout=(self.timeout, None),
+            )  # fmt: skip
+        except requests.RequestException as exc:
+            raise ApiError([f"cannot connect to the Eru API at {self.base_url} ({exc})"]) from exc
+        with response:
+            if response.status_code >= 400:
+                raise ApiError(error_lines(response), response.status_code)
+            try:
+                for raw in response.iter_lines():
+                    if raw:
+                        yield json.loads(raw)
+            except requests.RequestException as exc:
+                raise ApiError([f"the stream from {url} broke off ({exc})"]) from exc
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v not in (None, "")})

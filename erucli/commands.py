@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
 import socket
 import sys
@@ -308,6 +309,20 @@ def workload_list(api: Client, p: Printer, a: Args) -> int:
 def workload_status(api: Client, p: Printer, a: Args) -> int:
     """What Docker showed of each workload's container when its node was last looked at."""
     p.rows([api.get(f"/api/workloads/{wid}/") for wid in a.ids], o.STATUS_COLUMNS)
+    return 0
+
+
+def workload_logs(api: Client, p: Printer, a: Args) -> int:
+    """A workload's log, as Eru's `workload logs`: stdout lines to stdout, stderr lines to stderr
+    (with --json, the objects as the API sends them); -f follows until interrupted."""
+    params = {"tail": a.tail, "since": a.since, "follow": "true" if a.follow else None}
+    for line in api.stream(f"/api/workloads/{a.id}/logs/", **params):
+        if "error" in line:
+            raise ApiError([str(line["error"])])
+        if p.json:
+            p.line(json.dumps(line, sort_keys=True))
+        else:
+            p.line(str(line.get("data", "")), stderr=line.get("stream") == "stderr")
     return 0
 
 

@@ -246,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ids", nargs="+", type=int, metavar="ID")
     p = command(wl, "status", c.workload_status, "observed status of workloads: state, exit code, health")
     p.add_argument("ids", nargs="+", type=int, metavar="ID")
+    p = command(wl, "logs", c.workload_logs, "a workload's log (stdout and stderr); -f follows it")
+    p.add_argument("id", type=int, metavar="ID")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until interrupted")
+    p.add_argument("--tail", default="100", metavar="N", help="the last N lines (default 100), or all")
+    p.add_argument("--since", metavar="T", help="from: unix seconds, an ISO 8601 time or a while ago (10m)")
     for verb, text in (("start", "start stopped"), ("stop", "stop running"), ("restart", "restart")):
         p = command(wl, verb, c.workload_act, f"{text} workloads", verb=verb)
         p.add_argument("ids", nargs="+", type=int, metavar="ID")

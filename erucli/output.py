@@ -94,6 +94,10 @@ class Printer:
     def _err(self) -> TextIO:
         return self.err or sys.stderr
 
+    def line(self, text: str, *, stderr: bool = False) -> None:
+        """One line as it comes (a log's), flushed at once."""
+        print(text, file=self._err() if stderr else self._out(), flush=True)
+
     def dump(self, data: Any) -> None:
         print(json.dumps(data, indent=2, sort_keys=True, default=str), file=self._out())
 

@@ -30,7 +30,8 @@ class Config:
     healthcheck_interval: float = 60.0
     healthcheck_timeout: float = 10.0
     healthcheck_cache_ttl: float = 300.0
-    run_dir: str = "/run/eru-agent"  # the lock (one agent per node per host) and the pid file
+    run_dir: str = "/run/eru-agent"  # the lock (one agent per node per host), the log cursors
+    log_forwards: list[str] = field(default_factory=list)  # tcp://, udp://, journal://, file:///
     connection_timeout: float = 5.0
 
     @property
@@ -50,6 +51,7 @@ _KEYS: list[tuple[str, str, str, type]] = [
     ("healthcheck.timeout", "ERU_AGENT_HEALTHCHECK_TIMEOUT", "--healthcheck-timeout", float),
     ("healthcheck.cache_ttl", "ERU_AGENT_HEALTHCHECK_CACHE_TTL", "--healthcheck-cache-ttl", float),
     ("run_dir", "ERU_AGENT_RUN_DIR", "--run-dir", str),
+    ("log.forwards", "ERU_AGENT_LOG_FORWARDS", "--log-forwards", list),
     ("global_connection_timeout", "ERU_AGENT_CONNECTION_TIMEOUT", "--connection-timeout", float),
 ]
 _FIELDS = {
@@ -63,6 +65,7 @@ _FIELDS = {
     "healthcheck.timeout": "healthcheck_timeout",
     "healthcheck.cache_ttl": "healthcheck_cache_ttl",
     "run_dir": "run_dir",
+    "log.forwards": "log_forwards",
     "global_connection_timeout": "connection_timeout",
 }
 

@@ -64,11 +64,12 @@ class CoreClient:
     def get_node(self, name: str) -> pb.Node:
         return self._call("GetNode", pb.GetNodeOptions(nodename=name))
 
-    def set_node_status(self, name: str, ttl: int, *, version: str = "") -> bool:
+    def set_node_status(self, name: str, ttl: int, *, version: str = "", dropped: int = 0) -> bool:
         """Eru's heartbeat; True when the core asks for every container's status again."""
-        reply: pb.NodeStatusReply = self._call(
-            "SetNodeStatus", pb.SetNodeStatusOptions(nodename=name, ttl=ttl, agent_version=version)
+        request = pb.SetNodeStatusOptions(
+            nodename=name, ttl=ttl, agent_version=version, log_lines_dropped=dropped
         )
+        reply: pb.NodeStatusReply = self._call("SetNodeStatus", request)
         return reply.resync
 
     def set_workloads_status(

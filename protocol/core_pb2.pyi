@@ -73,14 +73,16 @@ class Node(_message.Message):
     def __init__(self, name: _Optional[str] = ..., endpoint: _Optional[str] = ..., podname: _Optional[str] = ..., available: _Optional[bool] = ..., bypass: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., info: _Optional[str] = ..., resource_capacity: _Optional[str] = ..., resource_usage: _Optional[str] = ..., test: _Optional[bool] = ...) -> None: ...
 
 class SetNodeStatusOptions(_message.Message):
-    __slots__ = ("nodename", "ttl", "agent_version")
+    __slots__ = ("nodename", "ttl", "agent_version", "log_lines_dropped")
     NODENAME_FIELD_NUMBER: _ClassVar[int]
     TTL_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    LOG_LINES_DROPPED_FIELD_NUMBER: _ClassVar[int]
     nodename: str
     ttl: int
     agent_version: str
-    def __init__(self, nodename: _Optional[str] = ..., ttl: _Optional[int] = ..., agent_version: _Optional[str] = ...) -> None: ...
+    log_lines_dropped: int
+    def __init__(self, nodename: _Optional[str] = ..., ttl: _Optional[int] = ..., agent_version: _Optional[str] = ..., log_lines_dropped: _Optional[int] = ...) -> None: ...
 
 class NodeStatusReply(_message.Message):
     __slots__ = ("resync",)

@@ -191,6 +191,29 @@ def worker(celery_worker_thread: Any, transactional_db: Any) -> Any:
     return celery_worker_thread
 
 
+@pytest.fixture
+def deploy(nodes: list[Any], worker: Any, docker_clean: dict[str, Any]) -> Callable[..., Any]:
+    """Deploy and wait until done; every ERU container is removed after the test."""
+
+    from clusters import services
+    from clusters.models import Deployment
+
+    def run(*command: str, node: str = "node1", count: int = 1, **fields: Any) -> Any:
+        data = {"app": "sw", "entrypoint": "e", "image": IMAGE, "command": list(command), "count": count}
+        data.update(
+            {"cpu_limit": 0.1, "cpu_bind": False, "memory_limit": "16M", "node_names": [node], **fields}
+        )
+        d = services.deployment_create(
+            actor=services.SYSTEM, spec=services.deployment_validate(pod=nodes[0].pod, data=data)
+        )
+        d = wait_for(lambda: (row := Deployment.objects.get(pk=d.pk)).is_final and row)
+        assert d.state == Deployment.State.DONE
+        workloads = list(d.workloads.select_related("node").order_by("pk"))
+        return workloads[0] if count == 1 else workloads
+
+    return run
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
     """Poll until predicate() is truthy; fail with a clear message on timeout."""
     deadline = time.monotonic() + timeout

@@ -1,5 +1,5 @@
-"""What the sweep's and the agent's tests share: a deploy that waits until done, and the core's gRPC
-door with selfmon in this process, and node agents as real processes of their own."""
+"""What the agent's tests share: the core's gRPC door with selfmon in this process, and node agents
+as real processes of their own."""
 
 from __future__ import annotations
 
@@ -16,31 +16,11 @@ import pytest
 from django import db
 
 from clusters import principals, services
-from clusters.models import Deployment, Node, Workload
-from tests.conftest import IMAGE, SOCKETS, TLS_DIR, wait_for
+from clusters.models import Node
+from tests.conftest import SOCKETS, TLS_DIR, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 BEAT = 1  # the agents' heartbeat interval here (s): their lease is 3 s
-
-
-@pytest.fixture
-def deploy(nodes: list[Any], worker: Any, docker_clean: dict[str, Any]) -> Callable[..., Workload]:
-    """Deploy and wait until done; every ERU container is removed after the test."""
-
-    def run(*command: str, node: str = "node1", count: int = 1, **fields: Any) -> Any:
-        data = {"app": "sw", "entrypoint": "e", "image": IMAGE, "command": list(command), "count": count}
-        data.update(
-            {"cpu_limit": 0.1, "cpu_bind": False, "memory_limit": "16M", "node_names": [node], **fields}
-        )
-        d = services.deployment_create(
-            actor=services.SYSTEM, spec=services.deployment_validate(pod=nodes[0].pod, data=data)
-        )
-        d = wait_for(lambda: (row := Deployment.objects.get(pk=d.pk)).is_final and row)
-        assert d.state == Deployment.State.DONE
-        workloads = list(d.workloads.select_related("node").order_by("pk"))
-        return workloads[0] if count == 1 else workloads
-
-    return run
 
 
 @dataclass

@@ -149,3 +149,27 @@ def test_bad_deploy_shows_both_errors_next_to_their_fields(
     assert page.evaluate("window.__e2e_same_document") is True  # the errors were swapped in by htmx
     assert not Deployment.objects.exists()
     assert not Workload.objects.exists()
+
+
+def test_the_workload_page_follows_its_log_live(
+    page: Page, live_server: Any, admin_user: Any, deploy: Any
+) -> None:
+    w = deploy(
+        "sh",
+        "-c",
+        "echo hello; echo oops >&2; sleep 2; while true; do echo tick-$(date +%s%N); sleep 0.5; done",
+    )
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/workloads/{w.pk}/")
+    log = page.locator("#log pre")
+    expect(log.locator(".log-stdout").first).to_have_text("hello\n")
+    expect(log.locator(".log-stderr")).to_have_text(["oops\n"])
+    expect(page.locator("[data-log-state]")).to_have_text("following")
+    expect(log.locator("text=tick-").first).to_be_visible()  # a line printed after the page opened
+    ticks = log.locator(".log-line", has_text="tick-").count()
+    expect(log.locator(".log-line", has_text="tick-")).not_to_have_count(ticks)  # and more keep coming
+    page.get_by_role("button", name="Pause").click()
+    expect(page.locator("[data-log-state]")).to_have_text("paused")
+    paused = log.locator(".log-line").count()
+    page.wait_for_timeout(1200)
+    assert log.locator(".log-line").count() == paused

@@ -1,0 +1,123 @@
+"""A container's log, as Docker keeps it: stdout and stderr told apart, each line with Docker's time,
+from a tail and/or a time on, followed or not. A follow that hears nothing for `idle` seconds yields
+None (the caller keeps its client's connection alive, or learns it is gone) and goes on from the last
+line's time: a cursor, not a bare attach, so nothing is read twice and nothing is missed.
+
+Docker's multiplexed stream (an 8-byte header per frame: the stream, three zero bytes, a big-endian
+length) is read here, not by the SDK, which would turn its read timeout off. Containers without a tty
+only (the core makes every ERU container without one)."""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import docker
+import requests.exceptions
+import urllib3.exceptions
+
+from engine.docker import DockerError, _classify
+
+_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$")
+_STREAMS = {1: "stdout", 2: "stderr"}
+_TIMEOUTS = (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError)
+
+
+@dataclass(frozen=True)
+class LogLine:
+    stream: str  # stdout, stderr
+    time: str  # Docker's RFC 3339 time with nanoseconds
+    text: str
+
+    @property
+    def cursor(self) -> tuple[int, int]:
+        return cursor(self.time)
+
+
+def cursor(stamp: str) -> tuple[int, int]:
+    """(unix seconds, nanoseconds) of a Docker time: ordered, unlike its text (trailing zeros go)."""
+    match = _TIME.match(stamp)
+    if match is None:
+        return (0, 0)
+    seconds = int(datetime.fromisoformat(match.group(1)).replace(tzinfo=UTC).timestamp())
+    return (seconds, int((match.group(2) or "0").ljust(9, "0")))
+
+
+def read(
+    client: docker.DockerClient,
+    container_id: str,
+    *,
+    tail: int | None = None,
+    since: float | None = None,
+    follow: bool = False,
+    idle: float = 15.0,
+) -> Iterator[LogLine | None]:
+    """The lines of the container's log: the last `tail` (None: all) from `since` (unix time) on, and
+    with `follow` the new ones as they come, a None after every `idle` seconds without one."""
+    last: tuple[int, int] | None = None
+    while True:
+        params: dict[str, Any] = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": int(follow)}
+        if last is None:
+            params["tail"] = "all" if tail is None else str(tail)
+            if since is not None:
+                params["since"] = f"{since:.9f}"
+        else:  # again after a quiet while: from the last line's second, its own lines skipped
+            params["tail"], params["since"] = "all", f"{last[0]}.{last[1]:09d}"
+        response = _open(client, container_id, params, idle if follow else 60.0)
+        try:
+            for line in _lines(response):
+                if last is not None and line.cursor <= last:
+                    continue
+                last = line.cursor
+                yield line
+            return  # the log ended: not followed, or the container stopped
+        except _TIMEOUTS:
+            yield None
+        finally:
+            response.close()
+
+
+def _open(client: docker.DockerClient, container_id: str, params: dict[str, Any], idle: float) -> Any:
+    api = client.api
+    url = f"{api.base_url}/v{api.api_version}/containers/{container_id}/logs"
+    try:
+        response = api.get(url, params=params, stream=True, timeout=(10, idle))
+        try:
+            response.raise_for_status()
+        except requests.exceptions.HTTPError as exc:  # as the SDK words it: NotFound, APIError
+            docker.errors.create_api_error_from_http_exception(exc)
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+        raise _classify(exc, "logs") from exc
+    return response
+
+
+def _lines(response: Any) -> Iterator[LogLine]:
+    """Docker's frames, split into lines per stream (a frame may hold part of a line, or several)."""
+    partial = {1: b"", 2: b""}
+    raw = response.raw
+    while True:
+        header = raw.read(8)
+        if len(header) < 8:
+            break
+        kind, length = struct.unpack(">BxxxL", header)
+        data = raw.read(length) if length else b""
+        partial[kind] = partial.get(kind, b"") + data
+        *whole, partial[kind] = partial[kind].split(b"\n")
+        for chunk in whole:
+            yield _line(kind, chunk)
+    for kind, rest in partial.items():
+        if rest:
+            yield _line(kind, rest)
+
+
+def _line(kind: int, chunk: bytes) -> LogLine:
+    text = chunk.decode(errors="replace").rstrip("\r")
+    stamp, _, rest = text.partition(" ")
+    return LogLine(_STREAMS.get(kind, "stdout"), stamp, rest)
+
+
+__all__ = ["DockerError", "LogLine", "cursor", "read"]
