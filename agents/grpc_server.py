@@ -177,7 +177,12 @@ class CoreService(pb_grpc.CoreRPCServicer):
         node = _reporting_node(request.nodename, principal, context)
         version = request.agent_version or _user_agent(context)
         resync = services.node_heartbeat(
-            actor=_actor(principal), node=node, ttl=request.ttl, peer=_peer(context), version=version
+            actor=_actor(principal),
+            node=node,
+            ttl=request.ttl,
+            peer=_peer(context),
+            version=version,
+            dropped=request.log_lines_dropped,
         )
         return pb.NodeStatusReply(resync=resync)
 

@@ -82,6 +82,8 @@ class Node(models.Model):
     agent_conflict_at = models.DateTimeField(null=True, blank=True)  # when the second one last did
     # The core lost the node: its heartbeats answer "report every container again" until it has.
     agent_resync = models.BooleanField(default=False)
+    # Log lines its agent could not forward (a target's queue full), since the agent started.
+    agent_log_dropped = models.BigIntegerField(default=0)
     # The agent's credential (gRPC username node.<name>): only its SHA-256 digest; empty: none.
     secret_digest = models.CharField(max_length=64, blank=True)
     secret_created_at = models.DateTimeField(null=True, blank=True)

@@ -52,6 +52,7 @@ class NodeSerializer(serializers.ModelSerializer[Node]):
             "agent_version",
             "agent_heard_at",
             "agent_conflict",
+            "agent_log_dropped",
             "created_at",
         ]
 

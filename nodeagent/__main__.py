@@ -17,8 +17,10 @@ from typing import IO
 
 import grpc
 
+from engine.docker import DockerError
 from nodeagent.agent import Agent
 from nodeagent.config import Config, ConfigError, load
+from nodeagent.forward import TargetError
 
 log = logging.getLogger("nodeagent")
 _FATAL = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
@@ -53,7 +55,11 @@ def main() -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
-    agent = Agent(config)
+    try:
+        agent = Agent(config)
+    except (TargetError, DockerError) as exc:
+        log.error("%s", exc)
+        return 2
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         signal.signal(sig, lambda *_: done.set())

@@ -16,6 +16,7 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import docker as docker_sdk
@@ -24,6 +25,7 @@ import grpc
 from engine import docker, health
 from nodeagent import status as st
 from nodeagent.config import Config
+from nodeagent.forward import Forwarder, check_targets
 from protocol import core_pb2 as pb
 from protocol.client import CoreClient
 
@@ -66,6 +68,11 @@ class Agent:
         self._threads: dict[str, threading.Thread] = {}
         self._watching: Any = None
         self.sent_batches = 0
+        self.forwarder: Forwarder | None = None
+        if config.log_forwards:
+            check_targets(config.log_forwards)
+            client = docker.connect_local(config.docker_endpoint, timeout=30, pool=64)
+            self.forwarder = Forwarder(config.log_forwards, Path(config.run_dir), config.hostname, client)
 
     # --- docker -----------------------------------------------------------------------------------
     def _docker(self, role: str) -> docker_sdk.DockerClient:
@@ -103,6 +110,11 @@ class Agent:
                 return
             self._known[cid] = info
             self._queue(self._report(info), force=force)
+        self._forward(info)
+
+    def _forward(self, info: docker.ContainerInfo) -> None:
+        if self.forwarder is not None and info.status == "running":
+            self.forwarder.follow(info)
 
     def _report(self, info: docker.ContainerInfo) -> pb.WorkloadStatus:
         return st.report(info, self.config.hostname, self._health.get(info.id, ""))
@@ -167,9 +179,12 @@ class Agent:
                     self._known[cid] = info
             self._complete, self._listed_at = True, listed_at
             self._lock.notify_all()
+        if self.forwarder is not None:
+            self.forwarder.keep(set(looks))
         for info in infos.values():
             if info is not None and info.status == "running":
                 self._schedule_checks(info)
+                self._forward(info)
 
     def _event(self, client: docker_sdk.DockerClient, event: dict[str, Any]) -> None:
         action = str(event.get("Action") or event.get("status") or "").split(":")[0]
@@ -358,7 +373,8 @@ class Agent:
             return
         try:
             ttl = 3 * self.config.heartbeat_interval
-            if self.core.set_node_status(self.config.hostname, ttl, version=VERSION):
+            dropped = self.forwarder.dropped if self.forwarder else 0
+            if self.core.set_node_status(self.config.hostname, ttl, version=VERSION, dropped=dropped):
                 log.info("the core had lost this node: reporting every container again")
                 with self._lock:
                     self._complete, self._listed_at = True, 0.0
@@ -380,6 +396,8 @@ class Agent:
             self._lock.notify_all()
         if self._watching is not None:
             self._watching.close()
+        if self.forwarder is not None:
+            self.forwarder.stop()  # its targets send what they hold; the cursors are saved
         beat = self._threads.get("heartbeat")
         if beat is not None:
             beat.join(timeout=2 * self.config.connection_timeout + 1)

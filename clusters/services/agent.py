@@ -93,7 +93,7 @@ def node_agent_clear(*, actor: Actor, node: Node) -> Node:
     return node
 
 
-def node_heartbeat(*, actor: Actor, node: Node, ttl: int, peer: str, version: str) -> bool:
+def node_heartbeat(*, actor: Actor, node: Node, ttl: int, peer: str, version: str, dropped: int = 0) -> bool:
     """Eru's SetNodeStatus from the node's agent: ttl > 0 puts the node's heartbeat key on a lease of
     ttl seconds, ttl < 0 deletes it (a clean exit). Returns True from the core's losing the node until
     the agent's next complete report: the agent then reports every container again (its workloads
@@ -118,13 +118,13 @@ def node_heartbeat(*, actor: Actor, node: Node, ttl: int, peer: str, version: st
         agent_resync=False,
         agent_peer=peer,
         agent_version=version,
-    ).update(agent_heard_at=now)
+    ).update(agent_heard_at=now, agent_log_dropped=dropped)
     if steady:
         return False
-    return _agent_news(actor, node, ttl, peer, version)
+    return _agent_news(actor, node, ttl, peer, version, dropped)
 
 
-def _agent_news(actor: Actor, node: Node, ttl: int, peer: str, version: str) -> bool:
+def _agent_news(actor: Actor, node: Node, ttl: int, peer: str, version: str, dropped: int) -> bool:
     """A heartbeat that is not just one more: a first report, a new version or peer, two peers for one
     node, or a node the core had lost."""
     with transaction.atomic():
@@ -152,6 +152,7 @@ def _agent_news(actor: Actor, node: Node, ttl: int, peer: str, version: str) -> 
         ):
             node.agent_conflict, node.agent_conflict_at = "", None  # the other one has gone quiet
         node.agent_peer, node.agent_version, node.agent_heard_at = peer, version, now
+        node.agent_log_dropped = dropped
         if not version.startswith(OUR_AGENT):  # Eru's agent knows no resync: it re-reports by itself
             node.agent_resync = False
         node.save(
@@ -163,6 +164,7 @@ def _agent_news(actor: Actor, node: Node, ttl: int, peer: str, version: str) -> 
                 "agent_conflict",
                 "agent_conflict_at",
                 "agent_resync",
+                "agent_log_dropped",
             ]
         )
         if node.last_error:  # found again: one audit event; its workloads come with the agent's report
