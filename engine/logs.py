@@ -24,10 +24,11 @@ from engine.docker import DockerError, _classify
 
 _TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$")
 _STREAMS = {1: "stdout", 2: "stderr"}
+_HEADER = struct.Struct(">BxxxL")
 _TIMEOUTS = (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LogLine:
     stream: str  # stdout, stderr
     time: str  # Docker's RFC 3339 time with nanoseconds
@@ -58,21 +59,25 @@ def read(
 ) -> Iterator[LogLine | None]:
     """The lines of the container's log: the last `tail` (None: all) from `since` (unix time) on, and
     with `follow` the new ones as they come, a None after every `idle` seconds without one."""
-    last: tuple[int, int] | None = None
+    last = ""  # Docker's time of the last line given
     while True:
         params: dict[str, Any] = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": int(follow)}
-        if last is None:
+        if not last:
             params["tail"] = "all" if tail is None else str(tail)
             if since is not None:
                 params["since"] = f"{since:.9f}"
         else:  # again after a quiet while: from the last line's second, its own lines skipped
-            params["tail"], params["since"] = "all", f"{last[0]}.{last[1]:09d}"
+            seconds, nanos = cursor(last)
+            params["tail"], params["since"] = "all", f"{seconds}.{nanos:09d}"
+        behind = cursor(last) if last else None
         response = _open(client, container_id, params, idle if follow else 60.0)
         try:
             for line in _lines(response):
-                if last is not None and line.cursor <= last:
-                    continue
-                last = line.cursor
+                if behind is not None:
+                    if line.cursor <= behind:
+                        continue
+                    behind = None
+                last = line.time
                 yield line
             return  # the log ended: not followed, or the container stopped
         except _TIMEOUTS:
@@ -96,19 +101,27 @@ def _open(client: docker.DockerClient, container_id: str, params: dict[str, Any]
 
 
 def _lines(response: Any) -> Iterator[LogLine]:
-    """Docker's frames, split into lines per stream (a frame may hold part of a line, or several)."""
+    """Docker's frames, split into lines per stream (a frame may hold part of a line, or several).
+    Read in chunks of what has come (read1), not two reads per frame: a frame is often one line."""
     partial = {1: b"", 2: b""}
     raw = response.raw
+    buffer = b""
     while True:
-        header = raw.read(8)
-        if len(header) < 8:
+        chunk = raw.read1(1 << 16)
+        if not chunk:
             break
-        kind, length = struct.unpack(">BxxxL", header)
-        data = raw.read(length) if length else b""
-        partial[kind] = partial.get(kind, b"") + data
-        *whole, partial[kind] = partial[kind].split(b"\n")
-        for chunk in whole:
-            yield _line(kind, chunk)
+        buffer += chunk
+        at = 0
+        while len(buffer) - at >= 8:
+            kind, length = _HEADER.unpack_from(buffer, at)
+            if len(buffer) - at - 8 < length:
+                break
+            data = partial.get(kind, b"") + buffer[at + 8 : at + 8 + length]
+            at += 8 + length
+            *whole, partial[kind] = data.split(b"\n")
+            for piece in whole:
+                yield _line(kind, piece)
+        buffer = buffer[at:]
     for kind, rest in partial.items():
         if rest:
             yield _line(kind, rest)

@@ -10,17 +10,16 @@ with the heartbeat and shows on the node page)."""
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
-import queue
 import select
 import socket
 import threading
 import time
 import urllib.parse
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
@@ -30,6 +29,7 @@ from engine import docker, logs
 
 log = logging.getLogger("nodeagent.forward")
 QUEUE = 10_000  # lines waiting per target
+BATCH = 500  # lines per write
 JOURNAL = "/run/systemd/journal/socket"
 UDP_MAX = 60_000  # bytes: a longer line is cut (UDP, as Eru warns, is for short lines)
 
@@ -67,55 +67,78 @@ def check_targets(targets: Sequence[str]) -> None:
 
 
 class Target(threading.Thread):
-    """One target: a queue of (container id, Docker time, encoded line) and the thread that sends it."""
+    """One target: the lines waiting for it, (container id, Docker time, encoded line) in a bounded
+    deque, and the thread that sends them, all that waits in one write."""
 
     def __init__(self, url: str, cursors: Cursors) -> None:
         super().__init__(name=f"log {url}", daemon=True)
         self.url = url
         self.cursors = cursors
-        self.lines: queue.Queue[tuple[str, str, bytes]] = queue.Queue(QUEUE)
+        self.lines: collections.deque[tuple[str, str, bytes]] = collections.deque()
+        self._ready = threading.Condition()
+        self._idle = False  # the sender waits for lines: wake it
         self.dropped = 0
         self.sent = 0
+        self.up = True  # its last write went
         self.stopping = threading.Event()
         self._sock: socket.socket | None = None
         self._file: IO[bytes] | None = None
 
     def offer(self, cid: str, stamp: str, line: bytes) -> None:
-        try:
-            self.lines.put_nowait((cid, stamp, line))
-        except queue.Full:
-            self.dropped += 1
+        """Queue a line. While the target takes lines, a full queue makes the follower wait (the
+        container's own log holds the rest); while it is down, a line that finds no room is dropped
+        and counted."""
+        with self._ready:
+            if len(self.lines) >= QUEUE and self.up:
+                self._ready.wait_for(lambda: len(self.lines) < QUEUE or not self.up, timeout=5.0)
+            if len(self.lines) >= QUEUE:
+                self.dropped += 1
+                return
+            self.lines.append((cid, stamp, line))
+            if self._idle:
+                self._ready.notify_all()
+
+    def _take(self) -> list[tuple[str, str, bytes]]:
+        with self._ready:
+            if not self.lines:
+                self._idle = True
+                self._ready.wait(timeout=0.5)
+                self._idle = False
+            taken = [self.lines.popleft() for _ in range(min(len(self.lines), BATCH))]
+            self._ready.notify_all()  # a follower may wait for room
+            return taken
 
     def run(self) -> None:
-        held: tuple[str, str, bytes] | None = None
-        while not (self.stopping.is_set() and self.lines.empty() and held is None):
-            if held is None:
-                try:
-                    held = self.lines.get(timeout=0.5)
-                except queue.Empty:
-                    continue
+        held: list[tuple[str, str, bytes]] = []
+        while not (self.stopping.is_set() and not self.lines and not held):
+            held = held or self._take()
+            if not held:
+                continue
             try:
-                self._send(held[2])
+                self._send([line for _, _, line in held])
             except OSError as exc:
+                self.up = False
                 if self.stopping.is_set():
-                    break  # stopping with the target down: the cursor keeps what was not sent
+                    break  # stopping with the target down: the cursors keep what was not sent
                 log.warning("log target %s: %s; again in 1 s", self.url, exc)
                 self._close()
                 self.stopping.wait(1.0)
                 continue
-            self.sent += 1
-            self.cursors.advance(held[0], held[1])
-            held = None
+            self.up = True
+            self.sent += len(held)
+            for cid, stamp in {cid: stamp for cid, stamp, _ in held}.items():  # each one's last line
+                self.cursors.advance(cid, stamp)
+            held = []
         self._close()
 
-    def _send(self, line: bytes) -> None:
+    def _send(self, lines: list[bytes]) -> None:
         url = urllib.parse.urlsplit(self.url)
         if self.url == "__discard__":
             return
         if url.scheme == "file":
             if self._file is None:
                 self._file = Path(url.path).open("ab")  # noqa: SIM115 — kept open across lines
-            self._file.write(line)
+            self._file.write(b"".join(lines))
             self._file.flush()
             return
         if self._sock is not None and url.scheme == "tcp" and _closed(self._sock):
@@ -123,9 +146,10 @@ class Target(threading.Thread):
         if self._sock is None:
             self._sock = self._connect(url)
         if url.scheme == "tcp":
-            self._sock.sendall(line)
+            self._sock.sendall(b"".join(lines))
         else:
-            self._sock.send(line[:UDP_MAX])
+            for line in lines:  # a datagram each
+                self._sock.send(line[:UDP_MAX])
 
     def _connect(self, url: urllib.parse.SplitResult) -> socket.socket:
         if url.scheme == "journal":
@@ -197,30 +221,36 @@ class Cursors:
 
 def record(info: docker.ContainerInfo, line: logs.LogLine, hostname: str, journal: bool) -> bytes:
     """One line as Eru's agent forwards it."""
-    app, _, rest = info.name.rpartition("_")
-    app, _, entry = app.rpartition("_")
-    extra = {"podname": info.labels.get("eru.podname", ""), "nodename": hostname}
-    extra["coreid"] = info.labels.get("eru.coreid", "")
-    extra.update({f"networks_{net}": ip for net, ip in info.networks.items() if ip})
-    when = _datetime(line.time)
-    if journal:
-        fields = {
-            "MESSAGE": line.text, "SYSLOG_IDENTIFIER": app, "ID": info.id, "TYPE": line.stream,
-            "ENTRY_POINT": entry, "IDENT": rest, "DATE_TIME": when, "EXTRA": json.dumps(extra),
-        }  # fmt: skip
-        return "".join(f"{k}={v.replace(chr(10), ' ')}\n" for k, v in fields.items()).encode()
-    data = {
-        "id": info.id, "name": app, "type": line.stream, "entrypoint": entry, "ident": rest,
-        "data": line.text, "datetime": when, "extra": extra,
-    }  # fmt: skip
-    return json.dumps(data).encode() + b"\n"
+    return Record(info, hostname, journal)(line)
+
+
+class Record:
+    """The encoder of one container's lines: its metadata made once, per line only what changes."""
+
+    def __init__(self, info: docker.ContainerInfo, hostname: str, journal: bool) -> None:
+        app, _, ident = info.name.rpartition("_")
+        app, _, entry = app.rpartition("_")
+        extra = {"podname": info.labels.get("eru.podname", ""), "nodename": hostname}
+        extra["coreid"] = info.labels.get("eru.coreid", "")
+        extra.update({f"networks_{net}": ip for net, ip in info.networks.items() if ip})
+        self.journal = journal
+        self.head = {"SYSLOG_IDENTIFIER": app, "ID": info.id, "ENTRY_POINT": entry, "IDENT": ident}
+        self.head["EXTRA"] = json.dumps(extra)
+        meta = {"id": info.id, "name": app, "entrypoint": entry, "ident": ident, "extra": extra}
+        self.prefix = json.dumps(meta)[:-1].encode() + b', "type": "'  # the object, still open
+
+    def __call__(self, line: logs.LogLine) -> bytes:
+        when = _datetime(line.time)
+        if self.journal:
+            fields = {"MESSAGE": line.text, **self.head, "TYPE": line.stream, "DATE_TIME": when}
+            return "".join(f"{k}={v.replace(chr(10), ' ')}\n" for k, v in fields.items()).encode()
+        tail = f'{line.stream}", "datetime": "{when}", "data": {json.dumps(line.text)}}}\n'
+        return self.prefix + tail.encode()
 
 
 def _datetime(stamp: str) -> str:
-    """Eru's "2006-01-02 15:04:05.999999" (local time of the node, as Go's time.Now().Format)."""
-    seconds, nanos = logs.cursor(stamp)
-    when = datetime.fromtimestamp(seconds + nanos / 1e9, tz=UTC).astimezone()
-    return when.strftime("%Y-%m-%d %H:%M:%S.%f").rstrip("0").rstrip(".")
+    """Eru's "2006-01-02 15:04:05.999999", from Docker's time (UTC, cut to microseconds)."""
+    return stamp[:10] + " " + stamp[11:26].rstrip("Z")
 
 
 class Forwarder:
@@ -260,17 +290,21 @@ class Forwarder:
 
     def _follow(self, info: docker.ContainerInfo) -> None:
         target = self.targets[fnv32a(info.id) % len(self.targets)]
-        journal = target.url.startswith("journal:")
-        start = self.cursors.get(info.id)
-        seconds, nanos = logs.cursor(start)
-        since = float(f"{seconds}.{nanos:09d}") if seconds else None
+        encode = Record(info, self.hostname, target.url.startswith("journal:"))
+        start = logs.cursor(self.cursors.get(info.id))
+        since = float(f"{start[0]}.{start[1]:09d}") if start[0] else None
+        behind = bool(start[0])  # lines of the cursor's second already sent come again: skip them
         try:
             for line in logs.read(self.client, info.id, since=since, follow=True, idle=5.0):
                 if self.stopping.is_set():
                     return
-                if line is None or (start and line.cursor <= logs.cursor(start)):
+                if line is None:
                     continue
-                target.offer(info.id, line.time, record(info, line, self.hostname, journal))
+                if behind:
+                    if line.cursor <= start:
+                        continue
+                    behind = False
+                target.offer(info.id, line.time, encode(line))
         except docker.DockerError as exc:
             log.info("log of %s ends: %s", info.id[:12], exc)
 
