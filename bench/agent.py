@@ -11,12 +11,14 @@ stops them at the end. The core's door and selfmon run in this process; the agen
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sweep as sweep_bench  # noqa: E402
@@ -42,25 +44,16 @@ def main() -> None:
         sh(f"bin/services down --dir {DIR.relative_to(ROOT)}")
 
 
-def run(exits: int, calls: int, containers: int) -> None:
-    import os
-
+def one_node() -> tuple[Any, Any, str, str]:
+    """Django set up and migrated, pod eru and the services' first node registered: (pod, node, the
+    node's agent secret, its docker socket)."""
     import django
 
     django.setup()
-    import grpc
-    import psutil
-    from django.contrib.auth.models import User
     from django.core.management import call_command
-    from rest_framework.test import APIClient
 
-    from agents import grpc_server
-    from agents.selfmon import Selfmon
-    from clusters import selectors, services
-    from clusters.models import Node, Workload
-    from protocol import core_pb2 as pb
-    from protocol import core_pb2_grpc as pb_grpc
-    from protocol.client import CoreClient
+    from clusters import services
+    from clusters.models import Node
 
     call_command("migrate", verbosity=0)
     pod = services.pod_add(actor=services.SYSTEM, name="eru")
@@ -69,11 +62,30 @@ def run(exits: int, calls: int, containers: int) -> None:
     node = services.node_add(actor=services.SYSTEM, pod=pod, name=name, endpoint=endpoint, **tls)
     node = Node.objects.select_related("pod").get(pk=node.pk)
     secret = services.node_secret_rotate(actor=services.SYSTEM, node=node)
+    socket = dict(i.split("=", 1) for i in os.environ["ERU_NODE_SOCKETS"].split())[name]
+    return pod, node, secret, socket
+
+
+def run(exits: int, calls: int, containers: int) -> None:
+    pod, node, secret, socket = one_node()
+    name = node.name
+    import grpc
+    import psutil
+    from django.contrib.auth.models import User
+    from rest_framework.test import APIClient
+
+    from agents import grpc_server
+    from agents.selfmon import Selfmon
+    from clusters import selectors
+    from clusters.models import Node, Workload
+    from protocol import core_pb2 as pb
+    from protocol import core_pb2_grpc as pb_grpc
+    from protocol.client import CoreClient
+
     server, port = grpc_server.serve("127.0.0.1:0", workers=8)
     selfmon = Selfmon(ttl=5, poll=0.5)
     selfmon.start()
     docker = selectors.node_client(node)
-    socket = dict(i.split("=", 1) for i in os.environ["ERU_NODE_SOCKETS"].split())[name]
 
     def make(i: int, command: list[str], labels: dict[str, str] | None = None) -> Workload:
         w_name = f"bench_e_{i:06d}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 import statistics
 import subprocess
@@ -22,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sweep as sweep_bench  # noqa: E402
+from agent import one_node  # noqa: E402  (bench/agent.py)
 from sweep import IMAGE, ROOT, sh  # noqa: E402
 
 DIR = ROOT / "var" / "bench-logs"
@@ -68,27 +68,17 @@ def listener(expected: int, done: threading.Event) -> tuple[int, list[float]]:
 
 
 def run(lines: int, samples: int) -> None:
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    pod, node, secret, sock = one_node()
+    name = node.name
     from rest_framework.test import APIClient
 
     from agents import grpc_server
-    from clusters import selectors, services
-    from clusters.models import Node, Workload
+    from clusters import selectors
+    from clusters.models import Workload
     from engine import logs
 
-    call_command("migrate", verbosity=0)
-    pod = services.pod_add(actor=services.SYSTEM, name="eru")
-    tls = {p: (Path(os.environ["ERU_TLS_DIR"]) / f"{p}.pem").read_text() for p in ("ca", "cert", "key")}
-    name, _, endpoint = os.environ["ERU_NODES"].split()[0].partition("=")
-    node = services.node_add(actor=services.SYSTEM, pod=pod, name=name, endpoint=endpoint, **tls)
-    node = Node.objects.select_related("pod").get(pk=node.pk)
-    secret = services.node_secret_rotate(actor=services.SYSTEM, node=node)
     server, port = grpc_server.serve("127.0.0.1:0", workers=4)
     docker = selectors.node_client(node)
-    sock = dict(i.split("=", 1) for i in os.environ["ERU_NODE_SOCKETS"].split())[name]
     raw = __import__("docker").DockerClient(base_url=sock, version="1.41")
 
     # --- (1) forwarding throughput ------------------------------------------------------------
