@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import sweep as sweep_bench  # noqa: E402
-from sweep import IMAGE, ROOT, sh  # noqa: E402  (bench/sweep.py: the same set-up helpers)
+from sweep import IMAGE, ROOT, services  # noqa: E402  (bench/sweep.py)
 
 DIR = ROOT / "var" / "bench-agent"
 
@@ -33,15 +32,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--containers", type=int, default=100)
     args = parser.parse_args()
-    sweep_bench.DIR = DIR
-    (DIR / "bench.sqlite3").unlink(missing_ok=True)
-    sh(f"bin/services up --dir {DIR.relative_to(ROOT)} --nodes 1 --port-base 27900")
-    sh(f"bin/services reset --dir {DIR.relative_to(ROOT)}")
-    try:
-        sweep_bench.load_env()
+    with services(DIR, nodes=1, port_base=27900):
         run(args.exits, args.calls, args.containers)
-    finally:
-        sh(f"bin/services down --dir {DIR.relative_to(ROOT)}")
 
 
 def one_node() -> tuple[Any, Any, str, str]:

@@ -20,9 +20,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import sweep as sweep_bench  # noqa: E402
 from agent import one_node  # noqa: E402  (bench/agent.py)
-from sweep import IMAGE, ROOT, sh  # noqa: E402
+from sweep import IMAGE, ROOT, services  # noqa: E402  (bench/sweep.py)
 
 DIR = ROOT / "var" / "bench-logs"
 
@@ -32,15 +31,8 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=20000)
     parser.add_argument("--samples", type=int, default=20)
     args = parser.parse_args()
-    sweep_bench.DIR = DIR
-    (DIR / "bench.sqlite3").unlink(missing_ok=True)
-    sh(f"bin/services up --dir {DIR.relative_to(ROOT)} --nodes 1 --port-base 28900")
-    sh(f"bin/services reset --dir {DIR.relative_to(ROOT)}")
-    try:
-        sweep_bench.load_env()
+    with services(DIR, nodes=1, port_base=28900):
         run(args.lines, args.samples)
-    finally:
-        sh(f"bin/services down --dir {DIR.relative_to(ROOT)}")
 
 
 def listener(expected: int, done: threading.Event) -> tuple[int, list[float]]:

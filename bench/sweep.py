@@ -10,6 +10,7 @@ steady at most 1.2x) and the time per container (linear growth: about constant).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import shlex
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -32,16 +34,17 @@ def sh(cmd: str) -> None:
     subprocess.run(shlex.split(cmd), cwd=ROOT, check=True, capture_output=True, text=True)
 
 
-def load_env() -> None:
-    for line in (DIR / "env").read_text().splitlines():
+def load_env(directory: Path) -> None:
+    """This process set up as the services under `directory` want it (their env file, a DB there)."""
+    for line in (directory / "env").read_text().splitlines():
         if line.startswith("export "):
             key, _, value = line[7:].partition("=")
             os.environ[key] = value.strip().strip('"')
     for key in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         os.environ.pop(key, None)
     os.environ.update(
-        ERU_DB=str(DIR / "bench.sqlite3"),
-        ERU_VAR_DIR=str(DIR),
+        ERU_DB=str(directory / "bench.sqlite3"),
+        ERU_VAR_DIR=str(directory),
         ERU_LOG_LEVEL="WARNING",
         ERU_ETCD_PREFIX="/eru-bench",
     )
@@ -49,19 +52,28 @@ def load_env() -> None:
     sys.path.insert(0, str(ROOT))
 
 
+@contextlib.contextmanager
+def services(directory: Path, *, nodes: int, port_base: int) -> Iterator[None]:
+    """A bench's own services under `directory`, fresh (no container or DB of an earlier run), and
+    this process set up for them; stopped at the end."""
+    where = directory.relative_to(ROOT)
+    (directory / "bench.sqlite3").unlink(missing_ok=True)
+    sh(f"bin/services up --dir {where} --nodes {nodes} --port-base {port_base}")
+    sh(f"bin/services reset --dir {where}")
+    try:
+        load_env(directory)
+        yield
+    finally:
+        sh(f"bin/services down --dir {where}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--exits", type=int, default=6)
     args = parser.parse_args()
-    (DIR / "bench.sqlite3").unlink(missing_ok=True)
-    sh(f"bin/services up --dir {DIR.relative_to(ROOT)} --nodes 2 --port-base 26900")
-    sh(f"bin/services reset --dir {DIR.relative_to(ROOT)}")  # no container of an earlier run
-    try:
-        load_env()
+    with services(DIR, nodes=2, port_base=26900):
         run(args.rounds, args.exits)
-    finally:
-        sh(f"bin/services down --dir {DIR.relative_to(ROOT)}")
 
 
 def run(rounds: int, exits: int) -> None:

@@ -29,10 +29,10 @@ class Busy(Exception):
     """Every stream slot of this process is taken."""
 
 
-def resume_of(last_event_id: str | None) -> float | None:
-    """Where a browser's EventSource, reconnecting, left off: the time of the last line it had."""
-    seconds, nanos = logs.cursor(last_event_id or "")
-    return float(f"{seconds}.{nanos:09d}") if seconds else None
+def resume_of(last_event_id: str | None) -> str:
+    """Where a browser's EventSource, reconnecting, left off: the Docker time of the last line it had
+    ("" when it says nothing readable)."""
+    return last_event_id if last_event_id and logs.cursor(last_event_id)[0] else ""
 
 
 def since_of(value: str | None) -> float | None:
@@ -66,16 +66,16 @@ def tail_of(value: str | None, default: int = 100) -> int | None:
 
 
 def lines(
-    w: Workload, *, tail: int | None, since: float | None, follow: bool
+    w: Workload, *, tail: int | None, since: float | None, follow: bool, after: str = ""
 ) -> Iterator[logs.LogLine | None]:
-    """The workload's log lines (None: a quiet while, while following). Nothing when it has no
-    container yet; a DockerError when its node does not answer."""
+    """The workload's log lines (None: a quiet while, while following), after the line of Docker
+    time `after` if given. Nothing when it has no container yet; a DockerError when its node does
+    not answer."""
     if not w.container_id:
         return iter(())
     client = selectors.node_client(w.node, timeout=int(settings.ERU_STREAM_IDLE) + 10)
-    return logs.read(
-        client, w.container_id, tail=tail, since=since, follow=follow, idle=settings.ERU_STREAM_IDLE
-    )
+    idle = settings.ERU_STREAM_IDLE
+    return logs.read(client, w.container_id, tail=tail, since=since, follow=follow, idle=idle, after=after)
 
 
 def take() -> None:
@@ -92,6 +92,10 @@ def held(stream: Iterator[bytes]) -> Iterator[bytes]:
         _slots.release()
 
 
+def _json(line: logs.LogLine) -> str:
+    return json.dumps({"stream": line.stream, "time": line.time, "data": line.text})
+
+
 def ndjson(source: Iterator[logs.LogLine | None], *, follow: bool = False) -> Iterator[bytes]:
     """One JSON object per line ({"stream", "time", "data"}); an empty line to keep a follow alive,
     and one at once when following, so the answer starts (its headers go) before the first line."""
@@ -102,9 +106,7 @@ def ndjson(source: Iterator[logs.LogLine | None], *, follow: bool = False) -> It
             if line is None:
                 yield b"\n"
             else:
-                yield (
-                    json.dumps({"stream": line.stream, "time": line.time, "data": line.text}).encode() + b"\n"
-                )
+                yield _json(line).encode() + b"\n"
     except docker.DockerError as exc:
         yield json.dumps({"error": str(exc)}).encode() + b"\n"
 
@@ -118,8 +120,7 @@ def events(source: Iterator[logs.LogLine | None]) -> Iterator[bytes]:
             if line is None:
                 yield b": keep-alive\n\n"
                 continue
-            data = json.dumps({"stream": line.stream, "time": line.time, "data": line.text})
-            yield f"id: {line.time}\nevent: line\ndata: {data}\n\n".encode()
+            yield f"id: {line.time}\nevent: line\ndata: {_json(line)}\n\n".encode()
     except docker.DockerError as exc:
         yield f"event: error\ndata: {json.dumps(str(exc))}\n\n".encode()
     yield b"event: end\ndata: {}\n\n"

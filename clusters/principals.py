@@ -7,7 +7,6 @@ seconds, so a call costs no password hash — and a revoked one stops working wi
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import threading
@@ -71,7 +70,7 @@ def authenticate(metadata: Iterable[tuple[str, str | bytes]]) -> Principal | Non
 
 def _cached(key: str, secret: str) -> Principal | None:
     now = time.monotonic()
-    entry = (key, hashlib.sha256(secret.encode()).hexdigest())
+    entry = (key, authentication.digest(secret))
     hit = _cache.get(entry)
     if hit is not None and hit[0] > now:
         return hit[1]

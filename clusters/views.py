@@ -201,12 +201,12 @@ def workload_log_events(request: HtmxHttpRequest, pk: int) -> HttpResponse | Str
     reconnects goes on from the last line it had (Last-Event-ID)."""
     w = permissions.get_workload_for_user(request.user, pk)
     resume = logs.resume_of(request.headers.get("Last-Event-ID"))
-    tail = None if resume else logs.tail_of(request.GET.get("tail"))
+    tail = logs.tail_of(request.GET.get("tail"))
     try:
         logs.take()
     except logs.Busy as exc:
         return HttpResponse(str(exc), status=503, headers={"Retry-After": "5"}, content_type="text/plain")
-    source = logs.lines(w, tail=tail, since=resume, follow=True)
+    source = logs.lines(w, tail=tail, since=None, follow=True, after=resume)
     response = StreamingHttpResponse(logs.held(logs.events(source)), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"

@@ -14,7 +14,7 @@ import tempfile
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import docker
@@ -262,14 +262,24 @@ def _info(container: Any) -> ContainerInfo:
     )
 
 
+_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$")
+
+
+def time_cursor(stamp: str) -> tuple[int, int]:
+    """(unix seconds, nanoseconds) of Docker's RFC 3339 time ("2026-12-01T12:00:00.123456789Z"):
+    ordered, unlike its text (Docker drops trailing zeros). (0, 0) for anything unreadable."""
+    match = _TIME.match(stamp)
+    if match is None:
+        return (0, 0)
+    seconds = int(datetime.fromisoformat(match.group(1)).replace(tzinfo=UTC).timestamp())
+    return (seconds, int((match.group(2) or "0").ljust(9, "0")))
+
+
 def _unix_time(stamp: str) -> float:
-    """Docker's RFC 3339 time with nanoseconds ("2026-12-01T12:00:00.123456789Z") as unix time; 0 for
-    Docker's zero time or anything unreadable."""
-    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", stamp)
-    if match is None or stamp.startswith("0001-"):
-        return 0.0
-    when = datetime.fromisoformat(match.group(1) + (match.group(3).replace("Z", "+00:00")))
-    return when.timestamp() + float(f"0.{match.group(2) or 0}")
+    """Docker's time as unix time; 0 for Docker's zero time ("0001-01-01T00:00:00Z") or anything
+    unreadable."""
+    seconds, nanos = time_cursor(stamp)
+    return seconds + nanos / 1e9 if seconds > 0 else 0.0
 
 
 def inspect(client: docker.DockerClient, name_or_id: str) -> ContainerInfo | None:

@@ -9,20 +9,17 @@ only (the core makes every ERU container without one)."""
 
 from __future__ import annotations
 
-import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import docker
 import requests.exceptions
 import urllib3.exceptions
 
-from engine.docker import DockerError, _classify
+from engine.docker import DockerError, _classify, time_cursor
 
-_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$")
 _STREAMS = {1: "stdout", 2: "stderr"}
 _HEADER = struct.Struct(">BxxxL")
 _TIMEOUTS = (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError)
@@ -39,13 +36,7 @@ class LogLine:
         return cursor(self.time)
 
 
-def cursor(stamp: str) -> tuple[int, int]:
-    """(unix seconds, nanoseconds) of a Docker time: ordered, unlike its text (trailing zeros go)."""
-    match = _TIME.match(stamp)
-    if match is None:
-        return (0, 0)
-    seconds = int(datetime.fromisoformat(match.group(1)).replace(tzinfo=UTC).timestamp())
-    return (seconds, int((match.group(2) or "0").ljust(9, "0")))
+cursor = time_cursor  # a Docker time, as an ordered (seconds, nanoseconds)
 
 
 def read(
@@ -56,10 +47,12 @@ def read(
     since: float | None = None,
     follow: bool = False,
     idle: float = 15.0,
+    after: str = "",
 ) -> Iterator[LogLine | None]:
     """The lines of the container's log: the last `tail` (None: all) from `since` (unix time) on, and
-    with `follow` the new ones as they come, a None after every `idle` seconds without one."""
-    last = ""  # Docker's time of the last line given
+    with `follow` the new ones as they come, a None after every `idle` seconds without one. With
+    `after` (the Docker time of the last line the caller has: a cursor), only the lines after it."""
+    last = after if cursor(after)[0] else ""  # Docker's time of the last line given
     while True:
         params: dict[str, Any] = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": int(follow)}
         if not last:

@@ -67,7 +67,6 @@ class Agent:
         self._clients: dict[str, docker_sdk.DockerClient] = {}  # per thread role, kept
         self._threads: dict[str, threading.Thread] = {}
         self._watching: Any = None
-        self.sent_batches = 0
         self.forwarder: Forwarder | None = None
         if config.log_forwards:
             check_targets(config.log_forwards)
@@ -327,7 +326,6 @@ class Agent:
                 self.stopping.wait(0.2 * 2**attempt)
                 continue
             self._taken(batch, {s.id for s in answer.status}, complete)
-            self.sent_batches += 1
             return True
         return False
 

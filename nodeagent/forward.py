@@ -73,12 +73,12 @@ class Target(threading.Thread):
     def __init__(self, url: str, cursors: Cursors) -> None:
         super().__init__(name=f"log {url}", daemon=True)
         self.url = url
+        self._parsed = urllib.parse.urlsplit(url)
         self.cursors = cursors
         self.lines: collections.deque[tuple[str, str, bytes]] = collections.deque()
         self._ready = threading.Condition()
         self._idle = False  # the sender waits for lines: wake it
         self.dropped = 0
-        self.sent = 0
         self.up = True  # its last write went
         self.stopping = threading.Event()
         self._sock: socket.socket | None = None
@@ -125,14 +125,13 @@ class Target(threading.Thread):
                 self.stopping.wait(1.0)
                 continue
             self.up = True
-            self.sent += len(held)
             for cid, stamp in {cid: stamp for cid, stamp, _ in held}.items():  # each one's last line
                 self.cursors.advance(cid, stamp)
             held = []
         self._close()
 
     def _send(self, lines: list[bytes]) -> None:
-        url = urllib.parse.urlsplit(self.url)
+        url = self._parsed
         if self.url == "__discard__":
             return
         if url.scheme == "file":
@@ -219,11 +218,6 @@ class Cursors:
         tmp.replace(self.path)
 
 
-def record(info: docker.ContainerInfo, line: logs.LogLine, hostname: str, journal: bool) -> bytes:
-    """One line as Eru's agent forwards it."""
-    return Record(info, hostname, journal)(line)
-
-
 class Record:
     """The encoder of one container's lines: its metadata made once, per line only what changes."""
 
@@ -291,20 +285,14 @@ class Forwarder:
     def _follow(self, info: docker.ContainerInfo) -> None:
         target = self.targets[fnv32a(info.id) % len(self.targets)]
         encode = Record(info, self.hostname, target.url.startswith("journal:"))
-        start = logs.cursor(self.cursors.get(info.id))
-        since = float(f"{start[0]}.{start[1]:09d}") if start[0] else None
-        behind = bool(start[0])  # lines of the cursor's second already sent come again: skip them
-        try:
-            for line in logs.read(self.client, info.id, since=since, follow=True, idle=5.0):
+        try:  # from the cursor: the lines after the last one its target took
+            for line in logs.read(
+                self.client, info.id, after=self.cursors.get(info.id), follow=True, idle=5.0
+            ):
                 if self.stopping.is_set():
                     return
-                if line is None:
-                    continue
-                if behind:
-                    if line.cursor <= start:
-                        continue
-                    behind = False
-                target.offer(info.id, line.time, encode(line))
+                if line is not None:
+                    target.offer(info.id, line.time, encode(line))
         except docker.DockerError as exc:
             log.info("log of %s ends: %s", info.id[:12], exc)
 

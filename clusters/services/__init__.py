@@ -13,7 +13,6 @@ from clusters.services.agent import (
     node_report,
     node_secret_revoke,
     node_secret_rotate,
-    secret_digest,
 )
 from clusters.services.deploy import (
     DeploySpec,
@@ -70,7 +69,6 @@ __all__ = [
     "placement_validate",
     "pod_add",
     "pod_remove",
-    "secret_digest",
     "token_create",
     "token_revoke",
     "workload_claim",

@@ -6,7 +6,6 @@ changes on transitions only."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import secrets
 import threading
 import time
@@ -18,7 +17,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from clusters import etcd, permissions, selectors
+from clusters import authentication, etcd, permissions, selectors
 from clusters.models import AuditEvent, Node, Workload
 from clusters.services._common import SYSTEM, Actor, audit, invalid
 from clusters.services.observe import Seen, node_observe
@@ -50,10 +49,6 @@ class Report:
     seq: int = 0  # this project's agent: its count of statuses sent for the container; 0: none
 
 
-def secret_digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 def node_secret_rotate(*, actor: Actor, node: Node) -> str:
     """A new agent credential for the node (the old one stops working); the plaintext is returned once,
     only its SHA-256 digest is kept."""
@@ -62,7 +57,7 @@ def node_secret_rotate(*, actor: Actor, node: Node) -> str:
     with transaction.atomic():
         node = Node.objects.select_for_update(of=("self",)).select_related("pod").get(pk=node.pk)
         had = bool(node.secret_digest)
-        node.secret_digest, node.secret_created_at = secret_digest(secret), timezone.now()
+        node.secret_digest, node.secret_created_at = authentication.digest(secret), timezone.now()
         node.save(update_fields=["secret_digest", "secret_created_at"])
         audit(actor, Action.NODE_SECRET_ROTATE, node, pod=node.pod, after={"replaced": had})
     return secret

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandParser
 
-from clusters import services
+from clusters import authentication, services
 from clusters.models import Node, Pod
 
 
@@ -60,7 +60,7 @@ class Command(BaseCommand):
 
     def _agent_secret(self, node: Node, path: Path) -> None:
         """The node's agent secret in a file only its owner reads; a new one unless the file holds it."""
-        if path.is_file() and services.secret_digest(path.read_text().strip()) == node.secret_digest:
+        if path.is_file() and authentication.digest(path.read_text().strip()) == node.secret_digest:
             return
         secret = services.node_secret_rotate(actor=services.SYSTEM, node=node)
         path.parent.mkdir(parents=True, exist_ok=True)
