@@ -205,15 +205,18 @@ def node_report(
     by_id = {o.container_id: o for o in rows.values() if o.container_id}
     found = [r for r in fresh if r.container_id in by_id]
     seen = [_seen(by_id[r.container_id], r) for r in found]
-    observed = node_observe(
-        node=node,
-        seen=seen,
-        looked_at=looked_at,
-        rows=rows,
-        partial=not complete,
-        touch=False,
-        transitions=False,
-    )
+    with transaction.atomic():  # a complete report's rows and the end of the resync go together
+        observed = node_observe(
+            node=node,
+            seen=seen,
+            looked_at=looked_at,
+            rows=rows,
+            partial=not complete,
+            touch=False,
+            transitions=False,
+        )
+        if complete and actor.principal:
+            Node.objects.filter(pk=node.pk, agent_resync=True).update(agent_resync=False)
     taken = [r for r in found if by_id[r.container_id].pk not in observed.left]
     with _recorded_lock:
         if complete:
@@ -224,8 +227,6 @@ def node_report(
         for r in taken:
             if r.seq:
                 _recorded[(node.pk, r.container_id)] = (clock + RECORDED_TTL, r)
-    if complete and actor.principal:
-        Node.objects.filter(pk=node.pk, agent_resync=True).update(agent_resync=False)
     return [r.container_id for r in taken] + list(known)
 
 
