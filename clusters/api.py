@@ -33,6 +33,7 @@ import schema
 from clusters import etcd, logs, permissions, services
 from clusters import serializers as s
 from clusters.authentication import TokenAuthentication
+from clusters.errors import invalid
 from clusters.models import ApiToken, AuditEvent, Deployment, Node, Pod, PodMember, Workload
 from clusters.pagination import MAX_BIGINT, bounded_int
 
@@ -117,6 +118,8 @@ class NodeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return qs
 
     def get_serializer_context(self) -> dict[str, Any]:
+        if getattr(self, "swagger_fake_view", False):  # the schema is being made: no etcd to ask
+            return super().get_serializer_context()
         return {**super().get_serializer_context(), "alive": etcd.alive_nodes()}
 
     @extend_schema(request=s.NodeCreateSerializer, responses={201: s.NodeSerializer})
@@ -174,6 +177,15 @@ def _agent_credential(node: Node, secret: str) -> dict[str, str]:
     return {"agent_username": node.grpc_username, "agent_secret": secret}
 
 
+MERGED_LOGS = (
+    "Several workloads' logs merged into one, each line naming its workload: those the filters "
+    "choose (app or deployment needed; entrypoint, node, pod narrow it; at most "
+    f"{logs.MAX_MERGED} with a container). Their last `tail` lines each (at most {logs.MERGED_TAIL}), "
+    "in Docker's time order; with follow, then the new lines as they come. A node that does not "
+    "answer ends its workloads' part with an error object."
+)
+
+
 class WorkloadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Workload]):
     serializer_class = s.WorkloadSerializer
     FILTERS = ("app", "entrypoint", "state", "status", "health", "deployment")
@@ -224,6 +236,39 @@ class WorkloadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         except logs.Busy as exc:
             return Response({"detail": str(exc)}, status=503, headers={"Retry-After": "5"})
         source = logs.lines(w, tail=tail, since=since, follow=follow)
+        response = StreamingHttpResponse(
+            logs.held(logs.ndjson(source, follow=follow)), content_type="application/x-ndjson"
+        )
+        response["X-Accel-Buffering"] = "no"
+        return response
+
+    @extend_schema(
+        parameters=[*s.MERGED_LOG_PARAMETERS, *s.LOG_PARAMETERS[1:]],
+        operation_id="workloads_logs_merged",
+        responses={(200, "application/x-ndjson"): s.MERGED_LOG_LINE, 400: None, 503: None},
+        description=MERGED_LOGS,
+    )
+    @action(detail=False, methods=["get"], url_path="logs")
+    def merged_logs(self, request: Request) -> StreamingHttpResponse | Response:
+        params = request.query_params
+        if not (params.get("app") or params.get("deployment")):
+            raise invalid("app", "app: name the app (or a deployment) whose logs to merge")
+        tail, since = logs.merged_tail_of(params.get("tail")), logs.since_of(params.get("since"))
+        follow = params.get("follow", "").lower() in ("1", "true", "yes")
+        chosen = list(
+            self.get_queryset().exclude(container_id="").order_by("seq", "pk")[: logs.MAX_MERGED + 1]
+        )
+        if len(chosen) > logs.MAX_MERGED:
+            raise invalid(
+                "app",
+                f"app: more than {logs.MAX_MERGED} workloads match; a merged log takes at most "
+                f"{logs.MAX_MERGED}: narrow it with entrypoint, node or deployment",
+            )
+        try:
+            logs.take()
+        except logs.Busy as exc:
+            return Response({"detail": str(exc)}, status=503, headers={"Retry-After": "5"})
+        source = logs.merged(chosen, tail=tail, since=since, follow=follow)
         response = StreamingHttpResponse(
             logs.held(logs.ndjson(source, follow=follow)), content_type="application/x-ndjson"
         )

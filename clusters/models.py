@@ -239,6 +239,8 @@ class Workload(models.Model):
     HOLDING = (State.PENDING, State.CREATING, State.RUNNING, State.STOPPED, State.REMOVING)
     # States whose container the sweep and the agent observe (the others belong to a worker).
     OBSERVED = (State.RUNNING, State.STOPPED)
+    # Observed statuses of a container that does not run as it should.
+    DOWN = (Status.EXITED, Status.OOM_KILLED, Status.RESTARTING)
     # States a worker moves on from by itself.
     BUSY = (State.PENDING, State.CREATING, State.REMOVING)
 

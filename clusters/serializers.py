@@ -69,6 +69,25 @@ LOG_LINE = inline_serializer(
         "data": serializers.CharField(help_text="the line, without its newline"),
     },
 )
+MERGED_LOG_LINE = inline_serializer(
+    "MergedLogLine",
+    {
+        "workload": serializers.IntegerField(help_text="the workload's id"),
+        "name": serializers.CharField(help_text="the workload's name (its container's)"),
+        "stream": serializers.ChoiceField(choices=["stdout", "stderr"], required=False),
+        "time": serializers.CharField(required=False, help_text="Docker's time of the line"),
+        "data": serializers.CharField(required=False, help_text="the line, without its newline"),
+        "error": serializers.CharField(required=False, help_text="why no more of its lines come"),
+    },
+)
+MERGED_LOG_PARAMETERS = [
+    OpenApiParameter("app", str, description="the app whose workloads' logs to merge (or deployment)"),
+    OpenApiParameter("entrypoint", str, description="only this entrypoint's workloads"),
+    OpenApiParameter("deployment", int, description="only this deployment's workloads"),
+    OpenApiParameter("node", str, description="only the workloads on this node"),
+    OpenApiParameter("pod", str, description="only the workloads in this pod"),
+    OpenApiParameter("tail", str, description="the last N lines of each workload (0 to 1000, default 100)"),
+]
 LOG_PARAMETERS = [
     OpenApiParameter("tail", str, description="the last N lines (0 to 10000, default 100), or all"),
     OpenApiParameter("since", str, description="from: unix seconds, an ISO 8601 time or a while ago (10m)"),

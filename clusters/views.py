@@ -202,15 +202,7 @@ def workload_log_events(request: HtmxHttpRequest, pk: int) -> HttpResponse | Str
     w = permissions.get_workload_for_user(request.user, pk)
     resume = logs.resume_of(request.headers.get("Last-Event-ID"))
     tail = logs.tail_of(request.GET.get("tail"))
-    try:
-        logs.take()
-    except logs.Busy as exc:
-        return HttpResponse(str(exc), status=503, headers={"Retry-After": "5"}, content_type="text/plain")
-    source = logs.lines(w, tail=tail, since=None, follow=True, after=resume)
-    response = StreamingHttpResponse(logs.held(logs.events(source)), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
+    return _stream(lambda: logs.lines(w, tail=tail, since=None, follow=True, after=resume))
 
 
 @login_required
@@ -298,13 +290,70 @@ def deployment_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         "plan_rows": sorted(deployment.plan.items()),
         "node_labels": sorted(deployment.node_labels.items()),
         "labels": sorted(deployment.spec.get("labels", {}).items()),
+        # While it runs, the log panel waits for containers: it opens again once the deployment is final.
+        "has_logs": not deployment.is_final or deployment.workloads.exclude(container_id="").exists(),
     }
     if _wants(request, "progress"):
         response = render(request, "clusters/deployment_detail.html#progress", context)
         if deployment.is_final:
-            return HttpResponseStopPolling(response.content)
+            return trigger_client_event(HttpResponseStopPolling(response.content), "eru-logs-reopen")
         return response
     return render(request, "clusters/deployment_detail.html", context)
+
+
+DOWN_SHOWN = 20  # workloads of a deployment whose last lines its page shows
+DOWN_TAIL = 50
+
+
+def _logged(workloads: QuerySet[Workload]) -> list[Workload]:
+    return list(
+        workloads.exclude(container_id="").select_related("node").order_by("seq", "pk")[: logs.MAX_MERGED]
+    )
+
+
+def _stream(source: Any) -> HttpResponse | StreamingHttpResponse:
+    """Server-sent events from a log source, holding one of this process's stream slots."""
+    try:
+        logs.take()
+    except logs.Busy as exc:
+        return HttpResponse(str(exc), status=503, headers={"Retry-After": "5"}, content_type="text/plain")
+    response = StreamingHttpResponse(logs.held(logs.events(source())), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+@login_required
+@require_GET
+def deployment_log_events(request: HtmxHttpRequest, pk: int) -> HttpResponse | StreamingHttpResponse:
+    """The deployment's workloads' logs merged (each line after its workload's name), followed: the
+    log panel of its page."""
+    deployment = permissions.get_deployment_for_user(request.user, pk)
+    tail = logs.merged_tail_of(request.GET.get("tail"))
+    chosen = _logged(deployment.workloads.all())
+    return _stream(lambda: logs.merged(chosen, tail=tail, since=None, follow=True))
+
+
+@login_required
+@require_GET
+def deployment_down(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """The deployment's workloads that did not come up (their creation failed, or their container
+    exited, was OOM-killed or restarts) with why and, where a container is left, its last lines."""
+    deployment = permissions.get_deployment_for_user(request.user, pk)
+    down = list(
+        deployment.workloads.filter(
+            Q(state=Workload.State.FAILED) | Q(state=Workload.State.RUNNING, status__in=Workload.DOWN)
+        )
+        .select_related("node")
+        .order_by("seq", "pk")[:DOWN_SHOWN]
+    )
+    tails: dict[int, list[logs.Tagged]] = {w.pk: [] for w in down}
+    with_container = [w for w in down if w.container_id]
+    for item in logs.merged(with_container, tail=DOWN_TAIL, since=None, follow=False):
+        if item is not None:
+            tails[item.workload.pk].append(item)
+    context = {"deployment": deployment, "down": [(w, tails[w.pk]) for w in down], "down_tail": DOWN_TAIL}
+    return render(request, "clusters/deployment_detail.html#down", context)
 
 
 # --- workloads ----------------------------------------------------------------------------------

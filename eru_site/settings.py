@@ -158,7 +158,13 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "clusters.api.exception_handler",
 }
-SPECTACULAR_SETTINGS = {"TITLE": "Eru portal API", "VERSION": "1.0.0", "SERVE_INCLUDE_SCHEMA": False}
+# OpenAPI 3.1: the deploy spec's JSON Schema (pydantic's) has nullable fields as `type: null`.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Eru portal API",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "OAS_VERSION": "3.1.0",
+}
 
 # --- Eru -----------------------------------------------------------------------------------------
 ERU_ETCD_ENDPOINTS = [e for e in os.environ.get("ERU_ETCD_ENDPOINTS", "127.0.0.1:23790").split(",") if e]

@@ -314,15 +314,30 @@ def workload_status(api: Client, p: Printer, a: Args) -> int:
 
 def workload_logs(api: Client, p: Printer, a: Args) -> int:
     """A workload's log, as Eru's `workload logs`: stdout lines to stdout, stderr lines to stderr
-    (with --json, the objects as the API sends them); -f follows until interrupted."""
+    (with --json, the objects as the API sends them); -f follows until interrupted. Without an ID,
+    the merged log of the workloads --app (or --deployment) and the filters choose, each line after
+    its workload's name."""
     params = {"tail": a.tail, "since": a.since, "follow": "true" if a.follow else None}
-    for line in api.stream(f"/api/workloads/{a.id}/logs/", **params):
-        if "error" in line:
-            raise ApiError([str(line["error"])])
+    chosen = {"app": a.app, "entrypoint": a.entry, "node": a.node, "pod": a.pod, "deployment": a.deployment}
+    if a.id is not None and any(v is not None for v in chosen.values()):
+        raise CliError("give a workload ID, or --app/--deployment to merge several logs; not both")
+    if a.id is None and a.app is None and a.deployment is None:
+        raise CliError("give a workload ID, or --app (or --deployment) to merge its workloads' logs")
+    if a.id is not None:
+        stream = api.stream(f"/api/workloads/{a.id}/logs/", **params)
+    else:
+        stream = api.stream("/api/workloads/logs/", **params, **chosen)
+    for line in stream:
         if p.json:
             p.line(json.dumps(line, sort_keys=True))
+            continue
+        prefix = f"{line['name']} | " if "name" in line else ""
+        if "error" in line:
+            if not prefix:
+                raise ApiError([str(line["error"])])
+            p.line(f"{prefix}{line['error']}", stderr=True)
         else:
-            p.line(str(line.get("data", "")), stderr=line.get("stream") == "stderr")
+            p.line(prefix + str(line.get("data", "")), stderr=line.get("stream") == "stderr")
     return 0
 
 

@@ -246,10 +246,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ids", nargs="+", type=int, metavar="ID")
     p = command(wl, "status", c.workload_status, "observed status of workloads: state, exit code, health")
     p.add_argument("ids", nargs="+", type=int, metavar="ID")
-    p = command(wl, "logs", c.workload_logs, "a workload's log (stdout and stderr); -f follows it")
-    p.add_argument("id", type=int, metavar="ID")
+    p = command(
+        wl,
+        "logs",
+        c.workload_logs,
+        "a workload's log (stdout and stderr); -f follows it. Without ID, --app merges the logs of an "
+        "app's workloads (--entry, --node, --pod, --deployment narrow it), each line after its "
+        "workload's name",
+    )
+    p.add_argument("id", type=int, nargs="?", metavar="ID")
+    p.add_argument("--app", help="merge the logs of this app's workloads")
+    p.add_argument("--entry", help="with --app: only this entrypoint's")
+    p.add_argument("--node", help="with --app: only those on this node")
+    p.add_argument("--pod", help="with --app: only those in this pod")
+    p.add_argument("--deployment", type=int, metavar="ID", help="merge the logs of this deployment's")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until interrupted")
-    p.add_argument("--tail", default="100", metavar="N", help="the last N lines (default 100), or all")
+    p.add_argument(
+        "--tail", default="100", metavar="N", help="the last N lines (default 100; merged: of each), or all"
+    )
     p.add_argument("--since", metavar="T", help="from: unix seconds, an ISO 8601 time or a while ago (10m)")
     for verb, text in (("start", "start stopped"), ("stop", "stop running"), ("restart", "restart")):
         p = command(wl, verb, c.workload_act, f"{text} workloads", verb=verb)

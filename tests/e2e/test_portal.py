@@ -173,3 +173,19 @@ def test_the_workload_page_follows_its_log_live(
     paused = log.locator(".log-line").count()
     page.wait_for_timeout(1200)
     assert log.locator(".log-line").count() == paused
+
+
+def test_the_deployment_page_merges_its_workloads_logs_live(
+    page: Page, live_server: Any, admin_user: Any, deploy: Any
+) -> None:
+    ws = deploy(
+        "sh", "-c", 'echo "up $HOSTNAME"; while true; do echo "tick $HOSTNAME"; sleep 0.4; done', count=2
+    )
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/deployments/{ws[0].deployment_id}/")
+    log = page.locator("#log pre")
+    for w in ws:  # each line after its workload's name, both containers', new lines as they come
+        expect(log.locator(".log-line", has_text=f"{w.name} | up ")).to_have_count(1)
+        expect(log.locator(".log-line", has_text=f"{w.name} | tick ").first).to_be_visible()
+    expect(page.locator("#log [data-log-state]")).to_have_text("following")
+    expect(page.locator("#down")).not_to_contain_text("Did not come up")
