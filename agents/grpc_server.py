@@ -214,6 +214,24 @@ class CoreService(pb_grpc.CoreRPCServicer):
         return pb.WorkloadsStatus(status=[s for s in request.status if s.id in taken])
 
 
+class PortalService(pb_grpc.PortalRPCServicer):
+    """This project's own calls, beside Eru's."""
+
+    @_call
+    def SetWorkloadsUsage(
+        self,
+        request: pb.SetWorkloadsUsageOptions,
+        context: grpc.ServicerContext,
+        principal: principals.Principal,
+    ) -> pb.Empty:
+        node = _reporting_node(request.nodename, principal, context)
+        usage = {u.id: services.Use(cpu=u.cpu, memory=u.memory) for u in request.usage}
+        now = time.time()  # the agent's clock, unless it is far off the core's
+        at = request.at if abs(request.at - now) < 60 else now
+        services.usage_record(actor=_actor(principal), node=node, usage=usage, at=at)
+        return pb.Empty()
+
+
 def _time(unix: float) -> datetime | None:
     """An agent's clock reading, if it is one (0: not given)."""
     return datetime.fromtimestamp(unix, tz=UTC) if unix > 0 else None
@@ -234,6 +252,7 @@ def serve(address: str | None = None, *, workers: int | None = None) -> tuple[gr
         options=[("grpc.so_reuseport", 0)],
     )
     pb_grpc.add_CoreRPCServicer_to_server(CoreService(), server)
+    pb_grpc.add_PortalRPCServicer_to_server(PortalService(), server)
     port = server.add_insecure_port(address or settings.ERU_GRPC_ADDRESS)
     if port == 0:
         raise OSError(f"cannot listen on {address or settings.ERU_GRPC_ADDRESS}")

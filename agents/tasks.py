@@ -14,7 +14,7 @@ from celery import Task, shared_task
 from django import db
 from django.conf import settings
 
-from agents import reconcile, sweep
+from agents import reconcile, sweep, usage
 from clusters import etcd, selectors, services, sync
 from clusters.models import Node, Workload
 from engine import docker
@@ -143,6 +143,19 @@ def sweep_nodes() -> None:
     down = {lk.node.name: lk.error for lk in looks if lk.seen is None}
     if down:
         log.warning("sweep: unreachable nodes %s", down)
+
+
+@shared_task(name="agents.poll_usage", ignore_result=True)
+def poll_usage() -> None:
+    """Every ERU_USAGE_INTERVAL seconds: the usage of the agentless nodes' workloads, into the history."""
+    for polled in usage.poll():
+        if polled.errors:
+            log.warning("usage poll of %s: %s", polled.node, polled.errors)
+
+
+@shared_task(name="agents.prune_usage", ignore_result=True)
+def prune_usage() -> None:
+    services.usage_prune()
 
 
 def reconcile_lock_name() -> str:

@@ -119,7 +119,7 @@ class NodeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
     def get_serializer_context(self) -> dict[str, Any]:
         if getattr(self, "swagger_fake_view", False):  # the schema is being made: no etcd to ask
-            return super().get_serializer_context()
+            return dict(super().get_serializer_context())
         return {**super().get_serializer_context(), "alive": etcd.alive_nodes()}
 
     @extend_schema(request=s.NodeCreateSerializer, responses={201: s.NodeSerializer})

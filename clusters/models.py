@@ -443,3 +443,43 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class Usage(models.Model):
+    """What was in use over one step of time (bucket `at`, `step` seconds long): CPU in cores and
+    memory in bytes, averaged over the `n` samples taken in it. Two steps are kept: 15 s for an
+    hour and 5 min for a day (clusters.services.usage); older rows are pruned, so the history of a
+    workload is at most 240 + 288 rows."""
+
+    step = models.PositiveSmallIntegerField()
+    at = models.DateTimeField()
+    cpu = models.FloatField(null=True)  # None: no rate yet (a first sample)
+    memory = models.BigIntegerField(default=0)
+    n = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.at:%H:%M:%S} +{self.step}s cpu {self.cpu} memory {self.memory}"
+
+
+class WorkloadUsage(Usage):
+    workload = models.ForeignKey(Workload, on_delete=models.CASCADE, related_name="usage")
+    # The last sample's counter and time (Docker's), so the next poll's one-shot sample gives a rate.
+    cpu_ns = models.BigIntegerField(default=0)
+    sampled = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["workload", "step", "at"], name="workload_usage_once")]
+        indexes = [models.Index(fields=["step", "at"])]
+
+
+class NodeUsage(Usage):
+    """A node's ERU containers together."""
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="usage")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["node", "step", "at"], name="node_usage_once")]
+        indexes = [models.Index(fields=["step", "at"])]

@@ -75,6 +75,8 @@ class ContainerInfo:
     oom_killed: bool = False
     restart_count: int = 0
     started: float = 0.0  # unix time of the last (re)start, from an inspect; 0: never started
+    cpus: float = 0.0  # its CPU limit in cores, from an inspect; 0: none
+    memory_limit: int = 0  # bytes: the larger of its limit and its reservation, from an inspect; 0: none
 
 
 _EXITED = re.compile(r"^(?:Exited|Restarting) \((-?\d+)\)")  # the last exit code
@@ -187,7 +189,7 @@ def connect(endpoint: str, tls: TLSMaterial, *, timeout: int = 30) -> docker.Doc
             try:
                 config = docker.tls.TLSConfig(client_cert=(cert, key), ca_cert=ca, verify=True)
                 client = docker.DockerClient(
-                    base_url=endpoint, tls=config, version=API_VERSION, timeout=timeout, max_pool_size=16
+                    base_url=endpoint, tls=config, version=API_VERSION, timeout=timeout, max_pool_size=32
                 )
             except _ERRORS as exc:
                 raise _classify(exc, "connect") from exc
@@ -248,6 +250,7 @@ def _info(container: Any) -> ContainerInfo:
     attrs = container.attrs
     settings = attrs.get("NetworkSettings") or {}
     state = attrs.get("State") or {}
+    host = attrs.get("HostConfig") or {}
     return ContainerInfo(
         id=container.id,
         name=container.name,
@@ -259,7 +262,16 @@ def _info(container: Any) -> ContainerInfo:
         oom_killed=bool(state.get("OOMKilled")),
         restart_count=int(attrs.get("RestartCount") or 0),
         started=_unix_time(state.get("StartedAt") or ""),
+        cpus=_cpus(host),
+        memory_limit=max(int(host.get("Memory") or 0), int(host.get("MemoryReservation") or 0)),
     )
+
+
+def _cpus(host: dict[str, Any]) -> float:
+    if host.get("NanoCpus"):
+        return int(host["NanoCpus"]) / 1e9
+    quota, period = int(host.get("CpuQuota") or 0), int(host.get("CpuPeriod") or 0)
+    return quota / period if quota > 0 and period > 0 else 0.0
 
 
 _TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$")

@@ -194,6 +194,10 @@ ERU_SWEEP_HEALTHCHECKS = envbool("ERU_SWEEP_HEALTHCHECKS", True)
 ERU_HEALTHCHECK_INTERVAL = envint("ERU_HEALTHCHECK_INTERVAL", 15)  # seconds between two checks of one
 ERU_HEALTHCHECK_TIMEOUT = float(os.environ.get("ERU_HEALTHCHECK_TIMEOUT", "2"))  # per check
 ERU_DOCKER_TIMEOUT = envint("ERU_DOCKER_TIMEOUT", 30)
+# The usage history: how often the core polls the one-shot stats of agentless nodes' workloads
+# (seconds; the history's finest step is 15 s), and how many stats calls per node are in flight.
+ERU_USAGE_INTERVAL = envint("ERU_USAGE_INTERVAL", 15)
+ERU_STATS_CONCURRENCY = envint("ERU_STATS_CONCURRENCY", 32)
 # Docker networks a deploy may ask for ("" = the node's default bridge). Never host/container:*.
 ERU_NETWORKS = [n for n in os.environ.get("ERU_NETWORKS", "bridge").split(",") if n]
 
@@ -210,7 +214,10 @@ CELERY_TASK_TIME_LIMIT = 180
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The sweep (container status, and the heartbeat of every node that answers) has a queue and a
 # worker of its own, so a big deploy cannot delay it past the heartbeat lease.
-CELERY_TASK_ROUTES = {"agents.sweep_nodes": {"queue": "heartbeat"}}
+CELERY_TASK_ROUTES = {
+    "agents.sweep_nodes": {"queue": "heartbeat"},
+    "agents.poll_usage": {"queue": "heartbeat"},
+}
 CELERY_BEAT_SCHEDULE = {
     # A sweep that could not run within its interval is dropped, not piled up.
     "sweep-nodes": {
@@ -218,6 +225,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(ERU_SWEEP_INTERVAL),
         "options": {"expires": float(ERU_SWEEP_INTERVAL)},
     },
+    "poll-usage": {
+        "task": "agents.poll_usage",
+        "schedule": float(ERU_USAGE_INTERVAL),
+        "options": {"expires": float(ERU_USAGE_INTERVAL)},
+    },
+    "prune-usage": {"task": "agents.prune_usage", "schedule": 60.0},
     "reconcile-etcd": {"task": "agents.reconcile_etcd", "schedule": 300.0},
     "reconcile-containers": {"task": "agents.reconcile_containers", "schedule": 120.0},
 }

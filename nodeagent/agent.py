@@ -26,6 +26,7 @@ from engine import docker, health
 from nodeagent import status as st
 from nodeagent.config import Config
 from nodeagent.forward import Forwarder, check_targets
+from nodeagent.metrics import Metrics
 from protocol import core_pb2 as pb
 from protocol.client import CoreClient
 
@@ -72,13 +73,28 @@ class Agent:
             check_targets(config.log_forwards)
             client = docker.connect_local(config.docker_endpoint, timeout=30, pool=64)
             self.forwarder = Forwarder(config.log_forwards, Path(config.run_dir), config.hostname, client)
+        self.metrics = Metrics(
+            hostname=config.hostname,
+            step=config.metrics_step,
+            client=lambda: self._docker("metrics"),
+            running=self._running,
+            core=self.core,
+            transfers=config.metrics_transfers,
+            dropped=lambda: self.forwarder.dropped if self.forwarder else 0,
+        )
+        self.api_port = 0  # where /metrics listens, once started (api.addr)
+
+    def _running(self) -> list[docker.ContainerInfo]:
+        with self._lock:
+            return [i for i in self._known.values() if i.status == "running"]
 
     # --- docker -----------------------------------------------------------------------------------
     def _docker(self, role: str) -> docker_sdk.DockerClient:
         client = self._clients.get(role)
         if client is None:
             timeout = int(self.config.connection_timeout) + 1
-            client = self._clients[role] = docker.connect_local(self.config.docker_endpoint, timeout=timeout)
+            endpoint = self.config.docker_endpoint
+            client = self._clients[role] = docker.connect_local(endpoint, timeout=timeout, pool=16)
         return client
 
     def _forget(self, role: str) -> None:
@@ -382,9 +398,15 @@ class Agent:
 
     # --- the whole --------------------------------------------------------------------------------
     def start(self) -> None:
-        for fn in (self.heartbeat, self.watch, self.timers, self.send):
+        if self.config.api_addr:
+            self.api_port = self.metrics.serve(self.config.api_addr, VERSION)
+            log.info("/metrics on %s (port %d)", self.config.api_addr, self.api_port)
+        for fn in (self.heartbeat, self.watch, self.timers, self.send, self._metrics):
             thread = self._threads[fn.__name__] = threading.Thread(target=fn, name=fn.__name__, daemon=True)
             thread.start()
+
+    def _metrics(self) -> None:
+        self.metrics.run(self.stopping)
 
     def stop(self) -> None:
         """A clean exit: the threads end (a heartbeat under way first), then the node's heartbeat key
@@ -408,6 +430,7 @@ class Agent:
             if name != "watch":  # it may sit in a read until dockerd says something: a daemon thread
                 thread.join(timeout=2)
         self._checks.shutdown(wait=False, cancel_futures=True)
+        self.metrics.close()
         for role in list(self._clients):
             self._forget(role)
         self.core.close()

@@ -33,6 +33,9 @@ class Config:
     run_dir: str = "/run/eru-agent"  # the lock (one agent per node per host), the log cursors
     log_forwards: list[str] = field(default_factory=list)  # tcp://, udp://, journal://, file:///
     connection_timeout: float = 5.0
+    metrics_step: float = 10.0  # s between two samples of every container
+    metrics_transfers: list[str] = field(default_factory=list)  # statsd host:port (UDP)
+    api_addr: str = ""  # host:port of /metrics and /version/; "": off
 
     @property
     def principal(self) -> str:
@@ -53,6 +56,9 @@ _KEYS: list[tuple[str, str, str, type]] = [
     ("run_dir", "ERU_AGENT_RUN_DIR", "--run-dir", str),
     ("log.forwards", "ERU_AGENT_LOG_FORWARDS", "--log-forwards", list),
     ("global_connection_timeout", "ERU_AGENT_CONNECTION_TIMEOUT", "--connection-timeout", float),
+    ("metrics.step", "ERU_AGENT_METRICS_STEP", "--metrics-step", float),
+    ("metrics.transfers", "ERU_AGENT_METRICS_TRANSFERS", "--metrics-transfers", list),
+    ("api.addr", "ERU_AGENT_API_ADDR", "--api-addr", str),
 ]
 _FIELDS = {
     "core": "core",
@@ -67,6 +73,9 @@ _FIELDS = {
     "run_dir": "run_dir",
     "log.forwards": "log_forwards",
     "global_connection_timeout": "connection_timeout",
+    "metrics.step": "metrics_step",
+    "metrics.transfers": "metrics_transfers",
+    "api.addr": "api_addr",
 }
 
 
@@ -130,6 +139,11 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         raise ConfigError("hostname: give the Eru node name this agent reports for (--hostname)")
     if not config.password:
         raise ConfigError("auth.password: give the node's agent secret (--password-file)")
+    if config.metrics_step < 0.1:
+        raise ConfigError("metrics.step must be at least 0.1 seconds")
+    for address in (*config.metrics_transfers, *([config.api_addr] if config.api_addr else [])):
+        if not address.rpartition(":")[2].isdigit():
+            raise ConfigError(f"{address!r}: give host:port (metrics.transfers, api.addr)")
     if config.healthcheck_timeout <= 0 or config.healthcheck_interval <= 0:
         raise ConfigError("healthcheck.interval and healthcheck.timeout must be more than 0 seconds")
     return config

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
@@ -29,15 +29,15 @@ class CoreClient:
         self._lock = threading.Lock()
         self._current = 0
         self._channels: dict[int, grpc.Channel] = {}  # by address index; closed by close()
-        self._stubs: dict[int, pb_grpc.CoreRPCStub] = {}
+        self._stubs: dict[int, tuple[pb_grpc.CoreRPCStub, pb_grpc.PortalRPCStub]] = {}
 
-    def _connected(self) -> tuple[int, pb_grpc.CoreRPCStub]:
+    def _connected(self, portal: bool) -> tuple[int, Any]:
         with self._lock:
             index = self._current
             if index not in self._stubs:
-                self._channels[index] = grpc.insecure_channel(self.addresses[index])
-                self._stubs[index] = pb_grpc.CoreRPCStub(self._channels[index])
-            return index, self._stubs[index]
+                channel = self._channels[index] = grpc.insecure_channel(self.addresses[index])
+                self._stubs[index] = (pb_grpc.CoreRPCStub(channel), pb_grpc.PortalRPCStub(channel))
+            return index, self._stubs[index][portal]
 
     def _next(self, failed: int) -> None:
         """The next address, unless another thread moved on from the failed one already. Channels
@@ -46,9 +46,9 @@ class CoreClient:
             if self._current == failed:
                 self._current = (failed + 1) % len(self.addresses)
 
-    def _call(self, name: str, request: object) -> T:  # type: ignore[type-var]
+    def _call(self, name: str, request: object, *, portal: bool = False) -> T:  # type: ignore[type-var]
         for attempt in range(len(self.addresses)):
-            index, stub = self._connected()
+            index, stub = self._connected(portal)
             try:
                 result: T = getattr(stub, name)(request, timeout=self.timeout, metadata=self._metadata)
                 return result
@@ -85,6 +85,11 @@ class CoreClient:
             status=statuses, complete=complete, nodename=nodename, listed_at=listed_at
         )
         return self._call("SetWorkloadsStatus", request)
+
+    def set_workloads_usage(self, nodename: str, usage: Sequence[pb.WorkloadUsage], at: float) -> None:
+        """This project's own call (pb.PortalRPC): the node's measured usage, for the core's history."""
+        request = pb.SetWorkloadsUsageOptions(nodename=nodename, usage=usage, at=at)
+        self._call("SetWorkloadsUsage", request, portal=True)
 
     def close(self) -> None:
         with self._lock:

@@ -164,3 +164,23 @@ class WorkloadsStatus(_message.Message):
     STATUS_FIELD_NUMBER: _ClassVar[int]
     status: _containers.RepeatedCompositeFieldContainer[WorkloadStatus]
     def __init__(self, status: _Optional[_Iterable[_Union[WorkloadStatus, _Mapping]]] = ...) -> None: ...
+
+class WorkloadUsage(_message.Message):
+    __slots__ = ("id", "cpu", "memory")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CPU_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    cpu: float
+    memory: int
+    def __init__(self, id: _Optional[str] = ..., cpu: _Optional[float] = ..., memory: _Optional[int] = ...) -> None: ...
+
+class SetWorkloadsUsageOptions(_message.Message):
+    __slots__ = ("nodename", "usage", "at")
+    NODENAME_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    nodename: str
+    usage: _containers.RepeatedCompositeFieldContainer[WorkloadUsage]
+    at: float
+    def __init__(self, nodename: _Optional[str] = ..., usage: _Optional[_Iterable[_Union[WorkloadUsage, _Mapping]]] = ..., at: _Optional[float] = ...) -> None: ...

@@ -224,3 +224,87 @@ class CoreRPC:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class PortalRPCStub:
+    """This project's own service, beside Eru's: what a node's agent measured, pushed every metrics step
+    for the core's usage history (the core keeps only digests of node secrets, so it cannot scrape an
+    agent as that node). An Eru core answers UNIMPLEMENTED; the agent then stops pushing. Its messages
+    are this project's, numbered from 1.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.SetWorkloadsUsage = channel.unary_unary(
+                '/pb.PortalRPC/SetWorkloadsUsage',
+                request_serializer=protocol_dot_core__pb2.SetWorkloadsUsageOptions.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.Empty.FromString,
+                _registered_method=True)
+
+
+class PortalRPCServicer:
+    """This project's own service, beside Eru's: what a node's agent measured, pushed every metrics step
+    for the core's usage history (the core keeps only digests of node secrets, so it cannot scrape an
+    agent as that node). An Eru core answers UNIMPLEMENTED; the agent then stops pushing. Its messages
+    are this project's, numbered from 1.
+    """
+
+    def SetWorkloadsUsage(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_PortalRPCServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'SetWorkloadsUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetWorkloadsUsage,
+                    request_deserializer=protocol_dot_core__pb2.SetWorkloadsUsageOptions.FromString,
+                    response_serializer=protocol_dot_core__pb2.Empty.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'pb.PortalRPC', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('pb.PortalRPC', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class PortalRPC:
+    """This project's own service, beside Eru's: what a node's agent measured, pushed every metrics step
+    for the core's usage history (the core keeps only digests of node secrets, so it cannot scrape an
+    agent as that node). An Eru core answers UNIMPLEMENTED; the agent then stops pushing. Its messages
+    are this project's, numbered from 1.
+    """
+
+    @staticmethod
+    def SetWorkloadsUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.PortalRPC/SetWorkloadsUsage',
+            protocol_dot_core__pb2.SetWorkloadsUsageOptions.SerializeToString,
+            protocol_dot_core__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -26,6 +26,7 @@ from clusters.services.nodes import node_add, node_remove, node_set
 from clusters.services.observe import Seen, node_contact, node_observe
 from clusters.services.pods import member_remove, member_set, pod_add, pod_remove
 from clusters.services.tokens import token_create, token_revoke
+from clusters.services.usage import Use, usage_prune, usage_record
 from clusters.services.workloads import (
     CONTROL_ACTIONS,
     workload_claim,
@@ -77,6 +78,9 @@ __all__ = [
     "workload_control",
     "workload_control_claim",
     "workload_failed",
+    "Use",
+    "usage_prune",
+    "usage_record",
     "workload_record_state",
     "workload_remove",
     "workload_remove_failed",
