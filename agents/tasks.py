@@ -10,12 +10,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from celery import Task, shared_task
+from celery import Task, shared_task, signals
 from django import db
 from django.conf import settings
+from django.utils import timezone
 
 from agents import reconcile, sweep, usage
-from clusters import etcd, selectors, services, sync
+from clusters import etcd, metrics, selectors, services, sync
 from clusters.models import Node, Workload
 from engine import docker
 
@@ -68,9 +69,11 @@ def create_workload(self: BoundTask, workload_id: int) -> None:
         lambda error: _fail(w, task_id, error),
     )
     if info is not None:
-        services.workload_started(
+        started = services.workload_started(
             workload_id=workload_id, container_id=info.id, networks=info.networks, ports=info.ports
         )
+        if started is not None:
+            metrics.DEPLOY_SECONDS.observe((timezone.now() - started.created_at).total_seconds())
 
 
 def _fail(w: Workload, task_id: str, error: str) -> None:
@@ -209,3 +212,18 @@ def _reconcile_quietly(node: Node) -> reconcile.Report:
         # A pool thread's DB connection is its own and would outlive the thread until the garbage
         # collector finds it: on PostgreSQL an idle server session per node and run.
         db.connections.close_all()
+
+
+def _count(outcome: str) -> Callable[..., None]:
+    def count(sender: Task[..., None] | None = None, **kwargs: object) -> None:
+        name = getattr(sender, "name", None) or getattr(kwargs.get("request"), "task", "") or "?"
+        metrics.TASKS.labels(task=name, outcome=outcome).inc()
+
+    return count
+
+
+# The outcomes of every task, for the core's /metrics (counted per process, added up at a scrape).
+_COUNTERS = {o: _count(o) for o in ("succeeded", "failed", "retried")}
+signals.task_success.connect(_COUNTERS["succeeded"], weak=False)
+signals.task_failure.connect(_COUNTERS["failed"], weak=False)
+signals.task_retry.connect(_COUNTERS["retried"], weak=False)

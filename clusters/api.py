@@ -3,15 +3,18 @@ serializer and then call clusters.services — the same write path as the portal
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
-from django.http import QueryDict, StreamingHttpResponse
+from django.http import HttpResponse, QueryDict, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
+from prometheus_client import CONTENT_TYPE_LATEST
 from rest_framework import exceptions, mixins, routers, status, viewsets
 from rest_framework.decorators import (
     action,
@@ -30,7 +33,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 import scheduling
 import schema
-from clusters import etcd, logs, permissions, services
+from clusters import etcd, logs, metrics, permissions, services
 from clusters import serializers as s
 from clusters.authentication import TokenAuthentication
 from clusters.errors import invalid
@@ -414,6 +417,25 @@ def token_view(request: Request) -> Response:
     actor = services.Actor(user=user, via=_via(request), request_id=getattr(request, "request_id", ""))
     token, plaintext = services.token_create(actor=actor, user=user, name=data["name"])
     return Response({"token": plaintext, "name": token.name}, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(exclude=True)
+@api_view(["GET"])
+@authentication_classes([TokenAuthentication])
+@permission_classes([AllowAny])
+def metrics_view(request: Request) -> HttpResponse:
+    """Prometheus' scrape (clusters.metrics): an administrator's API token, or a client address in
+    ERU_METRICS_ALLOW. The answer names the process that gave it (X-Eru-Process)."""
+    if not metrics.allowed_address(request.META.get("REMOTE_ADDR", ""), settings.ERU_METRICS_ALLOW):
+        if not request.user.is_authenticated:
+            raise exceptions.NotAuthenticated(
+                "/metrics needs an administrator's API token (Authorization: Bearer eru_…) or a client "
+                "address in ERU_METRICS_ALLOW"
+            )
+        if not permissions.can_admin(request.user):
+            raise exceptions.PermissionDenied("/metrics: only an administrator's token")
+    body = metrics.exposition()
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST, headers={"X-Eru-Process": str(os.getpid())})
 
 
 router = routers.DefaultRouter()

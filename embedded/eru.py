@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -227,6 +228,9 @@ def load_env() -> dict[str, str]:
     env["ERU_PORT"] = str(web_port())
     env["ERU_ADMIN_USER"] = admin_user()
     env["DJANGO_SETTINGS_MODULE"] = "eru_site.settings"
+    # prometheus-client's multiprocess mode: every web and worker process counts into files here, and
+    # /metrics adds them up, so any web process gives the same answer.
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(RUN / "prometheus")
     return env
 
 
@@ -300,6 +304,10 @@ def cmd_up() -> int:
     RUN.mkdir(parents=True, exist_ok=True)
     django_prepare(env)
     processes = apps(env)
+    counts = RUN / "prometheus"
+    if not any(app.pid() for app in processes):  # counters start again with a fresh set of processes
+        shutil.rmtree(counts, ignore_errors=True)
+    counts.mkdir(exist_ok=True)
     for app in processes:
         app.start()
     wait_for_web(next(p for p in processes if isinstance(p, App) and p.name == "web"))

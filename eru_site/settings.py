@@ -198,6 +198,9 @@ ERU_DOCKER_TIMEOUT = envint("ERU_DOCKER_TIMEOUT", 30)
 # (seconds; the history's finest step is 15 s), and how many stats calls per node are in flight.
 ERU_USAGE_INTERVAL = envint("ERU_USAGE_INTERVAL", 15)
 ERU_STATS_CONCURRENCY = envint("ERU_STATS_CONCURRENCY", 32)
+# Who may scrape /metrics without a token: client addresses or networks (comma-separated, e.g.
+# 127.0.0.1,10.0.0.0/8); otherwise an administrator's API token. Behind a proxy, the proxy's address.
+ERU_METRICS_ALLOW = [a.strip() for a in os.environ.get("ERU_METRICS_ALLOW", "").split(",") if a.strip()]
 # Docker networks a deploy may ask for ("" = the node's default bridge). Never host/container:*.
 ERU_NETWORKS = [n for n in os.environ.get("ERU_NETWORKS", "bridge").split(",") if n]
 
@@ -214,10 +217,7 @@ CELERY_TASK_TIME_LIMIT = 180
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The sweep (container status, and the heartbeat of every node that answers) has a queue and a
 # worker of its own, so a big deploy cannot delay it past the heartbeat lease.
-CELERY_TASK_ROUTES = {
-    "agents.sweep_nodes": {"queue": "heartbeat"},
-    "agents.poll_usage": {"queue": "heartbeat"},
-}
+CELERY_TASK_ROUTES = {"agents.sweep_nodes": {"queue": "heartbeat"}}
 CELERY_BEAT_SCHEDULE = {
     # A sweep that could not run within its interval is dropped, not piled up.
     "sweep-nodes": {

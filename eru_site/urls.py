@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from clusters.api import router, token_view
+from clusters.api import metrics_view, router, token_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -13,5 +13,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/auth/token/", token_view, name="api-token"),
     path("api/", include(router.urls)),
+    path("metrics", metrics_view, name="metrics"),
     path("", include("clusters.urls")),
 ]

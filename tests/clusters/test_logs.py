@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection
 from rest_framework.test import APIClient
 
 from clusters import services
 from clusters.models import PodMember
 from tests.conftest import wait_for
+from tests.web import gunicorn
 
 pytestmark = pytest.mark.services
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,43 +91,10 @@ def test_pod_viewers_see_logs_and_erucli_follows_them(
 
 @pytest.fixture
 def web(transactional_db: Any, tmp_path: Path) -> Iterator[str]:
-    """The real web server as bin/eru runs it (gunicorn, gthread), on this test database: one worker
-    here, so that the bound of its streams is the whole bound."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    db = connection.settings_dict
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO")}
-    env.update(ERU_STREAMS="55", ERU_STREAM_IDLE="5", ERU_ETCD_PREFIX=os.environ.get("ERU_ETCD_PREFIX", ""))
-    if db["ENGINE"].endswith("sqlite3"):
-        env["ERU_DB"] = str(db["NAME"])
-    else:
-        env["ERU_DATABASE"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    from django.conf import settings
-
-    env["ERU_ETCD_PREFIX"] = settings.ERU_ETCD_PREFIX
-    (tmp_path / "gunicorn.conf.py").write_text(f'control_socket = "{tmp_path}/g.ctl"\n')
-    argv = [
-        str(ROOT / ".venv/bin/gunicorn"), "eru_site.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1",
-        "--worker-class", "gthread", "--threads", "80", "-c", str(tmp_path / "gunicorn.conf.py"),
-    ]  # fmt: skip
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: _answers(port), timeout=20)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(15)
-
-
-def _answers(port: int) -> bool:
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        c.request("GET", "/api/")
-        c.getresponse().read()
-        return True
-    except OSError:
-        return False
+    """The real web server as bin/eru runs it, one worker here, so that the bound of its streams is
+    the whole bound."""
+    with gunicorn(tmp_path, workers=1, ERU_STREAMS="55", ERU_STREAM_IDLE="5") as address:
+        yield address
 
 
 def _get(address: str, path: str, token: str) -> tuple[int, float]:
