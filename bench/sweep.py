@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DIR = ROOT / "var" / "bench-sweep"
@@ -76,19 +77,16 @@ def main() -> None:
         run(args.rounds, args.exits)
 
 
-def run(rounds: int, exits: int) -> None:
+def setup_nodes() -> tuple[Any, list[Any], dict[str, Any]]:
+    """Django set up and migrated, pod eru and every node of the services registered: (pod, nodes,
+    their docker clients by name)."""
     import django
 
     django.setup()
-    from django.conf import settings
-    from django.contrib.auth.models import User
     from django.core.management import call_command
-    from django.utils import timezone
-    from rest_framework.test import APIClient
 
-    from agents import sweep
     from clusters import selectors, services
-    from clusters.models import Node, Workload
+    from clusters.models import Node
 
     call_command("migrate", verbosity=0)
     pod = services.pod_add(actor=services.SYSTEM, name="eru")
@@ -99,27 +97,44 @@ def run(rounds: int, exits: int) -> None:
         name, _, endpoint = item.partition("=")
         services.node_add(actor=services.SYSTEM, pod=pod, name=name, endpoint=endpoint, **tls)
     nodes = list(Node.objects.select_related("pod").order_by("name"))
-    clients = {n.name: selectors.node_client(n) for n in nodes}
+    return pod, nodes, {n.name: selectors.node_client(n) for n in nodes}
 
-    def grow(total: int) -> None:
-        """Containers (and their rows) up to `total`, half on each node: running `sleep`, no network."""
-        have = Workload.objects.count()
-        todo = [(i, nodes[i % 2]) for i in range(have, total)]
 
-        def make(item: tuple[int, Node]) -> Workload:
-            i, node = item
-            name = f"bench_e_{i:06d}"
-            labels = {"ERU": "1", "eru.nodename": node.name}
-            c = clients[node.name].containers.create(
-                IMAGE, ["sleep", "3600"], name=name, labels=labels, network_mode="none"
-            )
-            c.start()
-            row = Workload(name=name, pod=pod, node=node, app="bench", entrypoint="e", image=IMAGE)
-            row.container_id, row.state, row.status = c.id, Workload.State.RUNNING, Workload.Status.RUNNING
-            return row
+def grow(
+    pod: Any, nodes: list[Any], clients: dict[str, Any], total: int, command: list[str] | None = None
+) -> None:
+    """Containers (and their rows) up to `total`, spread over the nodes: running `command` (sleep),
+    no network."""
+    from clusters.models import Workload
 
-        with ThreadPoolExecutor(8) as pool:
-            Workload.objects.bulk_create(list(pool.map(make, todo)))
+    have = Workload.objects.count()
+    todo = [(i, nodes[i % len(nodes)]) for i in range(have, total)]
+
+    def make(item: tuple[int, Any]) -> Workload:
+        i, node = item
+        name = f"bench_e_{i:06d}"
+        labels = {"ERU": "1", "eru.nodename": node.name}
+        c = clients[node.name].containers.create(
+            IMAGE, command or ["sleep", "3600"], name=name, labels=labels, network_mode="none"
+        )
+        c.start()
+        row = Workload(name=name, pod=pod, node=node, app="bench", entrypoint="e", image=IMAGE)
+        row.container_id, row.state, row.status = c.id, Workload.State.RUNNING, Workload.Status.RUNNING
+        return row
+
+    with ThreadPoolExecutor(8) as pool:
+        Workload.objects.bulk_create(list(pool.map(make, todo)))
+
+
+def run(rounds: int, exits: int) -> None:
+    pod, nodes, clients = setup_nodes()
+    from django.conf import settings
+    from django.contrib.auth.models import User
+    from django.utils import timezone
+    from rest_framework.test import APIClient
+
+    from agents import sweep
+    from clusters.models import Workload
 
     lister = ThreadPoolExecutor(len(nodes))  # kept from call to call, as the sweep keeps its threads
 
@@ -146,7 +161,7 @@ def run(rounds: int, exits: int) -> None:
     print(f"{head} {'steady/container':>17}")
     previous: tuple[int, float] | None = None
     for total in SIZES:
-        grow(total)
+        grow(pod, nodes, clients, total)
         one_sweep()  # the first look records what is new
         raw, fresh, swept = [], [], []
         for _ in range(rounds):

@@ -1,5 +1,6 @@
 """Reads that write nothing: which nodes may take work, a node's resources and a workload's request as
-the scheduling engine sees them, a node's Docker client, and the container a workload row describes."""
+the scheduling engine sees them, a node's Docker client, the container a workload row describes, and
+the usage history the pages draw."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import scheduling
 import schema
 from clusters import etcd
 from clusters.errors import invalid
-from clusters.models import AuditEvent, Node, Pod, Workload
+from clusters.models import AuditEvent, Node, NodeUsage, Pod, Workload, WorkloadUsage
 from engine import docker
 
 
@@ -184,3 +185,30 @@ def container_spec(w: Workload) -> dict[str, Any]:
         "resources": resources,
         "network": w.network,
     }
+
+
+UsageRow = tuple[datetime, float | None, int]  # a step's start, CPU in cores (None: no rate), memory bytes
+
+
+def workload_usage(w: Workload, step: int, since: datetime) -> list[UsageRow]:
+    """The workload's history in `step` s steps from `since` on, oldest first."""
+    rows = WorkloadUsage.objects.filter(workload=w, step=step, at__gte=since).order_by("at")
+    return list(rows.values_list("at", "cpu", "memory"))
+
+
+def node_usage(node: Node, step: int, since: datetime) -> list[UsageRow]:
+    """The node's history (its workloads together) in `step` s steps from `since` on, oldest first."""
+    rows = NodeUsage.objects.filter(node=node, step=step, at__gte=since).order_by("at")
+    return list(rows.values_list("at", "cpu", "memory"))
+
+
+def nodes_cpu(
+    node_ids: Sequence[int], step: int, since: datetime
+) -> dict[int, list[tuple[datetime, float | None]]]:
+    """Per node id, its CPU history from `since` on, oldest first: every node of a pod's page in one
+    query, not one per row."""
+    found: dict[int, list[tuple[datetime, float | None]]] = {pk: [] for pk in node_ids}
+    rows = NodeUsage.objects.filter(node_id__in=node_ids, step=step, at__gte=since).order_by("node_id", "at")
+    for node_id, at, cpu in rows.values_list("node_id", "at", "cpu"):
+        found[node_id].append((at, cpu))
+    return found

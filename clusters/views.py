@@ -6,6 +6,7 @@ partial of the page's template; every other request gets the whole page."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -17,12 +18,14 @@ from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseLocation, HttpResponseStopPolling, trigger_client_event
 
-from clusters import etcd, logs, permissions, selectors, services
+from clusters import charts, etcd, logs, permissions, selectors, services, usage_card
 from clusters.forms import DeployForm, PodForm, add_service_errors
 from clusters.models import Node, Pod, Workload
+from clusters.services.usage import FINE
 from clusters.users import AnyUser, HtmxHttpRequest
 
 RECENT_DEPLOYMENTS = 10
@@ -109,11 +112,26 @@ def pod_list(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @dataclass(frozen=True)
+class Core:
+    """A cell of a node's core map: the pieces bound workloads hold on the core, of its pieces."""
+
+    id: str
+    used: int
+    total: int
+
+    @property
+    def pct(self) -> int:
+        return _percent(self.used, self.total)
+
+
+@dataclass(frozen=True)
 class NodeRow:
-    """A node with what the page shows about it: availability and its capacity bars."""
+    """A node with what the page shows about it: availability, its capacity bars and (on a pod's
+    page) its CPU over the last hour."""
 
     node: Node
     up: bool
+    spark: charts.Spark | None = None
 
     @property
     def pieces(self) -> int:
@@ -135,6 +153,21 @@ class NodeRow:
     def labels(self) -> list[str]:
         return [f"{k}={v}" for k, v in sorted(self.node.labels.items())]
 
+    @property
+    def cores(self) -> list[Core]:
+        """Every core of its cpu map, in core order, with the pieces held on it."""
+        used, cpu_map = self.node.used_cpu_map, self.node.cpu_map
+        order = sorted(cpu_map, key=lambda c: (not c.isdigit(), int(c) if c.isdigit() else 0, c))
+        return [Core(c, int(used.get(c, 0)), int(cpu_map[c])) for c in order]
+
+    @property
+    def spark_label(self) -> str:
+        peak = self.spark.peak if self.spark is not None else None
+        if peak is None:
+            return "CPU last hour: no usage recorded"
+        capacity = charts.cores_label(self.node.cpu_capacity)
+        return f"CPU last hour: {charts.cores_label(peak)} of {capacity} cores at most"
+
 
 def _nodes(pod: Pod) -> QuerySet[Node]:
     return (
@@ -144,21 +177,37 @@ def _nodes(pod: Pod) -> QuerySet[Node]:
     )
 
 
+def _node_rows(nodes: list[Node]) -> list[NodeRow]:
+    """The rows of a pod's node table, each with its sparkline (one query for all of them)."""
+    alive = etcd.alive_nodes()
+    end = timezone.now()
+    start = end - timedelta(hours=1)
+    cpu = selectors.nodes_cpu([n.pk for n in nodes], FINE, start)
+    return [
+        NodeRow(
+            n,
+            n.is_available(alive),
+            charts.sparkline(cpu[n.pk], start=start, end=end, step=FINE, top=n.cpu_capacity),
+        )
+        for n in nodes
+    ]
+
+
 @login_required
 @require_GET
 def pod_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
     pod = permissions.get_pod_for_user(request.user, name)
-    alive = etcd.alive_nodes()
-    rows = [NodeRow(node, node.is_available(alive)) for node in _nodes(pod)]
     workloads = pod.workloads.select_related("node").order_by("-created_at", "-id")
+    shown = list(workloads[:WORKLOADS_SHOWN])
     context = {
         "busy": pod.workloads.filter(Q(state__in=Workload.BUSY) | ~Q(action="")).exists(),
         "pod": pod,
-        "rows": rows,
+        "rows": _node_rows(list(_nodes(pod))),
         "counts": selectors.status_counts(pod.workloads.filter(state__in=Workload.OBSERVED)),
         "deployments": pod.deployments.select_related("created_by")[:RECENT_DEPLOYMENTS],
-        "workloads": list(workloads[:WORKLOADS_SHOWN]),
-        "workload_total": workloads.count(),
+        "workloads": shown,
+        # Fewer than a page shown: that is all of them, no need to count (the sparklines' query instead).
+        "workload_total": len(shown) if len(shown) < WORKLOADS_SHOWN else workloads.count(),
         "is_admin": permissions.can_admin(request.user),
         "can_deploy": permissions.can_deploy(request.user, pod),
     }
@@ -178,8 +227,20 @@ def _node_page(request: HtmxHttpRequest, name: str, new_secret: str = "") -> Htt
     """`new_secret`: an agent secret just made, shown this once."""
     nodes = permissions.visible_nodes(request.user).select_related("pod")
     node = get_object_or_404(nodes.defer("tls_ca", "tls_cert", "tls_key"), name=name)
+    usage = usage_card.usage_card(
+        request,
+        reverse("clusters:node-detail", args=[node.name]),
+        lambda step, since: selectors.node_usage(node, step, since),
+        cpu=node.cpu_capacity,
+        memory=node.memory,
+        line="capacity",
+        empty_note=usage_card.empty_note(node),
+    )
+    if _wants(request, "usage"):
+        return render(request, "clusters/node_detail.html#usage", {"node": node, "usage": usage})
     workloads = node.workloads.select_related("pod").order_by("-created_at", "-id")
     context = {
+        "usage": usage,
         "node": node,
         "pod": node.pod,
         "row": NodeRow(node, node.is_available(etcd.alive_nodes())),
@@ -237,8 +298,7 @@ def node_set_bypass(request: HtmxHttpRequest, name: str, *, bypass: bool) -> Htt
     if not _is_htmx(request):
         messages.success(request, f"Node {node.name} marked {'down' if bypass else 'up'}.")
         return redirect("clusters:pod-detail", node.pod.name)
-    node = _nodes(node.pod).get(pk=node.pk)
-    row = NodeRow(node, node.is_available(etcd.alive_nodes()))
+    [row] = _node_rows([_nodes(node.pod).get(pk=node.pk)])
     return render(
         request, "clusters/pod_detail.html#node-row", {"row": row, "pod": node.pod, "is_admin": True}
     )
@@ -371,10 +431,22 @@ def workload_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     try:
         workload = permissions.get_workload_for_user(request.user, pk)
     except Http404:
-        if _wants(request, "workload-state"):  # removed while the page was polling
+        if _wants(request, "workload-state") or _wants(request, "usage"):  # removed while the page polled
             return HttpResponseStopPolling('<p class="muted">This workload no longer exists.</p>')
         raise
+    usage = usage_card.usage_card(
+        request,
+        reverse("clusters:workload-detail", args=[workload.pk]),
+        lambda step, since: selectors.workload_usage(workload, step, since),
+        cpu=workload.cpu_limit,
+        memory=workload.memory_limit,
+        line="limit",
+        empty_note=usage_card.empty_note(workload.node),
+    )
+    if _wants(request, "usage"):
+        return render(request, "clusters/workload_detail.html#usage", {"workload": workload, "usage": usage})
     context = {
+        "usage": usage,
         "workload": workload,
         "pod": workload.pod,
         "can_deploy": permissions.can_deploy(request.user, workload.pod),

@@ -160,8 +160,11 @@ class Agent(Daemon):
     """The node agent of one local node (python -m nodeagent), on the node's own docker socket, with
     the secret eru_bootstrap wrote for it."""
 
-    def __init__(self, node: str, socket: str, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, node: str, socket: str, env: Mapping[str, str] | None = None, *, api_port: int = 0
+    ) -> None:
         core = f"127.0.0.1:{grpc_port()}"
+        api = ["--api-addr", f"127.0.0.1:{api_port}"] if api_port else []
         super().__init__(
             f"agent-{node}",
             argv=[
@@ -180,6 +183,7 @@ class Agent(Daemon):
                 str(RUN),
                 "--heartbeat-interval",
                 str(AGENT_HEARTBEAT),
+                *api,
             ],  # fmt: skip
             needle=f"{PY} -m nodeagent --core {core} --hostname {node} ",
             pidfile=RUN / f"agent-{node}.pid",
@@ -187,6 +191,11 @@ class Agent(Daemon):
             env=env,
             cwd=ROOT,
         )
+
+
+def agent_api_base() -> int:
+    """The agents' /metrics ports: node1's is this + 1, node2's + 2, …; 0: off."""
+    return int(os.environ.get("ERU_AGENT_API_PORT_BASE", "5100"))
 
 
 def agent_secret_file(node: str) -> Path:
@@ -207,7 +216,11 @@ def local_nodes(env: Mapping[str, str] | None = None) -> dict[str, str]:
 
 def apps(env: Mapping[str, str] | None = None) -> list[Daemon]:
     """Every process of ours, in the order they start: the Django ones, then the agents."""
-    agents = [Agent(node, socket, env) for node, socket in sorted(local_nodes(env).items())]
+    base = agent_api_base()
+    agents = [
+        Agent(node, socket, env, api_port=base + i if base else 0)
+        for i, (node, socket) in enumerate(sorted(local_nodes(env).items()), start=1)
+    ]
     return [*(App(name, env) for name in APPS), *agents]
 
 
@@ -231,6 +244,7 @@ def load_env() -> dict[str, str]:
     # prometheus-client's multiprocess mode: every web and worker process counts into files here, and
     # /metrics adds them up, so any web process gives the same answer.
     env["PROMETHEUS_MULTIPROC_DIR"] = str(RUN / "prometheus")
+    env.setdefault("ERU_METRICS_ALLOW", "127.0.0.1,::1")  # this machine's Prometheus, without a token
     return env
 
 
@@ -289,6 +303,8 @@ Things to try:
        curl -H "Authorization: Token $TOKEN" http://127.0.0.1:{port}/api/nodes/
   3. Read the OpenAPI schema: curl http://127.0.0.1:{port}/api/schema/
   4. Each node's agent reports over Eru's gRPC protocol (127.0.0.1:{grpc_port()}): bin/eru logs agent-node1
+  5. Metrics for Prometheus: curl http://127.0.0.1:{port}/metrics (the core's; from this machine
+     without a token) and curl http://127.0.0.1:{agent_api_base() + 1}/metrics (node1's agent)
 
 bin/eru status · bin/eru logs · bin/eru down
 """

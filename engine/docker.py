@@ -20,10 +20,12 @@ from typing import Any
 import docker
 import docker.errors
 import docker.tls
+import requests.adapters
 import requests.exceptions
 from docker.types import CancellableStream
 
 API_VERSION = "1.41"
+POOL = 64  # connections a node's TLS client keeps
 _clients: dict[str, docker.DockerClient] = {}
 _clients_lock = threading.Lock()
 _tls_dir = tempfile.mkdtemp(prefix="eru-tls-")
@@ -189,12 +191,16 @@ def connect(endpoint: str, tls: TLSMaterial, *, timeout: int = 30) -> docker.Doc
             try:
                 config = docker.tls.TLSConfig(client_cert=(cert, key), ca_cert=ca, verify=True)
                 client = docker.DockerClient(
-                    base_url=endpoint, tls=config, version=API_VERSION, timeout=timeout, max_pool_size=32
+                    base_url=endpoint, tls=config, version=API_VERSION, timeout=timeout
                 )
             except _ERRORS as exc:
                 raise _classify(exc, "connect") from exc
             # The machine may set REQUESTS_CA_BUNDLE; requests would then ignore our CA.
             client.api.trust_env = False
+            # The SDK leaves a TLS client requests' default pool (10 connections; its max_pool_size
+            # is not used for https): calls beyond 10 at once (stats in parallel, log follows) would
+            # each open, handshake and drop a connection of their own.
+            client.api.mount("https://", requests.adapters.HTTPAdapter(pool_maxsize=POOL))
             _clients[cache_key] = client
     return client
 
