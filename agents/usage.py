@@ -5,6 +5,7 @@ as the rate of its counter since the previous poll's sample (kept on the history
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,12 +16,13 @@ from django import db
 from django.conf import settings
 from django.utils import timezone
 
-from clusters import selectors, services
+from clusters import etcd, selectors, services
 from clusters.models import Node, Workload, WorkloadUsage
 from clusters.services.usage import FINE
 from engine import docker, stats
 
 log = logging.getLogger(__name__)
+STATS_TIMEOUT = 10  # s per stats call: a node slower than that is skipped until the next poll
 
 
 @dataclass
@@ -30,13 +32,24 @@ class Polled:
     errors: dict[str, str] = field(default_factory=dict)  # container id (or "node") -> why
 
 
+_one_at_a_time = threading.Lock()
+
+
 def poll(nodes: Sequence[Node] | None = None) -> list[Polled]:
-    """Poll every agentless node (or these), all at once."""
-    chosen = list(Node.objects.filter(agent=False) if nodes is None else nodes)
-    if not chosen:
+    """Poll every agentless node whose heartbeat is alive (or these), all at once; nothing while
+    another poll runs in this process (the next one will)."""
+    if not _one_at_a_time.acquire(blocking=False):
         return []
-    with ThreadPoolExecutor(max_workers=min(8, len(chosen)), thread_name_prefix="usage") as pool:
-        return list(pool.map(_poll_quietly, chosen))
+    try:
+        if nodes is None:
+            alive = etcd.alive_nodes()
+            nodes = [n for n in Node.objects.filter(agent=False) if n.name in alive]
+        if not nodes:
+            return []
+        with ThreadPoolExecutor(max_workers=min(8, len(nodes)), thread_name_prefix="usage") as pool:
+            return list(pool.map(_poll_quietly, nodes))
+    finally:
+        _one_at_a_time.release()
 
 
 def _poll_quietly(node: Node) -> Polled:
@@ -57,7 +70,7 @@ def poll_node(node: Node) -> Polled:
     )
     if not running:
         return Polled(node.name)
-    client = selectors.node_client(node)
+    client = selectors.node_client(node, timeout=STATS_TIMEOUT)
     samples, errors = stats.many(client, running.values(), workers=settings.ERU_STATS_CONCURRENCY)
     previous = _previous(list(running))
     uses = {}

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agents import usage
+from agents import tasks, usage
+from clusters import etcd
 from clusters.models import NodeUsage, WorkloadUsage
 from tests.agents.conftest import AgentProcess
 from tests.conftest import wait_for
@@ -97,6 +98,10 @@ def test_the_core_polls_nodes_without_an_agent_from_two_one_shot_samples(deploy:
     assert (first.recorded, first.errors) == (1, {})
     assert _latest_cpu(w.pk) is None  # one sample: no rate yet
     time.sleep(2)
-    usage.poll_node(w.node)
+    tasks.sweep_nodes()  # the heartbeats of the nodes that answer
+    assert {p.node: p.recorded for p in usage.poll()} == {"node1": 0, "node2": 1}
+    etcd.client().delete(etcd.key("/status:node/node1"))  # node1 down: not polled
+    time.sleep(1)
+    assert [p.node for p in usage.poll()] == ["node2"]
     assert 0.4 <= (_latest_cpu(w.pk) or 0) <= 0.6
     assert NodeUsage.objects.filter(node=w.node, step=15).get().cpu == pytest.approx(_latest_cpu(w.pk))
