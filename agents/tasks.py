@@ -15,7 +15,7 @@ from django import db
 from django.conf import settings
 from django.utils import timezone
 
-from agents import reconcile, sweep, usage
+from agents import hooks, reconcile, sweep, usage
 from clusters import etcd, metrics, selectors, services, sync
 from clusters.models import Node, Workload
 from engine import docker
@@ -68,12 +68,18 @@ def create_workload(self: BoundTask, workload_id: int) -> None:
         lambda: docker.create_and_start(selectors.node_client(w.node), **spec),
         lambda error: _fail(w, task_id, error),
     )
-    if info is not None:
-        started = services.workload_started(
-            workload_id=workload_id, container_id=info.id, networks=info.networks, ports=info.ports
-        )
-        if started is not None:
-            metrics.DEPLOY_SECONDS.observe((timezone.now() - started.created_at).total_seconds())
+    if info is None:
+        return
+    # The client made the container a moment ago: node_client hands out the same, cached.
+    failed = hooks.hooked(selectors.node_client(w.node), info.id, w.options, "after_start", w.name)
+    if failed:  # a forced after_start failed: so does the workload, and its container goes
+        _fail(w, task_id, failed)
+        return
+    started = services.workload_started(
+        workload_id=workload_id, container_id=info.id, networks=info.networks, ports=info.ports
+    )
+    if started is not None:
+        metrics.DEPLOY_SECONDS.observe((timezone.now() - started.created_at).total_seconds())
 
 
 def _fail(w: Workload, task_id: str, error: str) -> None:
@@ -111,14 +117,22 @@ def control_workload(self: BoundTask, workload_id: int, action: str) -> None:
 
     operation = _CONTROL[action]
     client = selectors.node_client
-    info = _attempt(
-        self, f"{action} of {w.name}", lambda: operation(client(w.node), w.container_id or w.name), fail
-    )
-    if info is not None:
-        running = info.status == "running"
-        services.workload_record_state(
-            workload_id=w.pk, running=running, task_id=task_id, exit_code=info.exit_code
-        )
+    target = w.container_id or w.name
+    if action in ("stop", "restart") and was_running:
+        refused = hooks.hooked(client(w.node), target, w.options, "before_stop", w.name)
+        if refused:  # a forced before_stop failed: no stop
+            fail(refused)
+            return
+    info = _attempt(self, f"{action} of {w.name}", lambda: operation(client(w.node), target), fail)
+    if info is None:
+        return
+    error = ""
+    if action in ("start", "restart") and info.status == "running":
+        error = hooks.hooked(client(w.node), target, w.options, "after_start", w.name) or ""
+    services.workload_record_state(
+        workload_id=w.pk, running=info.status == "running", task_id=task_id, exit_code=info.exit_code,
+        error=error,
+    )  # fmt: skip
 
 
 @shared_task(name="agents.remove_workload", bind=True, acks_late=True, max_retries=MAX_RETRIES)

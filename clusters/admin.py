@@ -14,7 +14,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from clusters import services
-from clusters.models import ApiToken, AuditEvent, Deployment, Node, Pod, PodMember, Workload
+from clusters.models import ApiToken, AuditEvent, Deployment, Node, Pod, PodMember, PodPolicy, Workload
 
 
 def _actor(request: HttpRequest) -> services.Actor:
@@ -180,3 +180,25 @@ class PodMemberAdmin(admin.ModelAdmin[PodMember]):
         actor = _actor(request)
         for member in queryset.select_related("pod", "user"):
             services.member_remove(actor=actor, pod=member.pod, user=member.user)
+
+
+@admin.register(PodPolicy)
+class PodPolicyAdmin(admin.ModelAdmin[PodPolicy]):
+    """A pod's spec policy: each save goes through services.pod_policy_set (checked and audited)."""
+
+    list_display = ["pod", "privileged", "host_network", "docker_socket", "host_paths", "sysctls", "cap_add"]
+    list_select_related = ["pod"]
+    fields = ["pod", "privileged", "host_network", "docker_socket", "host_paths", "sysctls", "cap_add"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["pod"] if obj is not None else []
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # to take grants back, clear them: a save, audited
+
+    def save_model(self, request: HttpRequest, obj: PodPolicy, form: Any, change: bool) -> None:
+        fields = {f: getattr(obj, f) for f in services.POLICY_FIELDS}
+        try:
+            services.pod_policy_set(actor=_actor(request), pod=obj.pod, fields=fields)
+        except ValidationError as exc:
+            self.message_user(request, " ".join(exc.messages), messages.ERROR)

@@ -107,6 +107,24 @@ class PodViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         services.member_remove(actor=_actor(request), pod=pod, user=ref.validated_data["user"])
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    @extend_schema(methods=["GET"], request=None, responses=s.PodPolicySerializer)
+    @extend_schema(methods=["PUT"], request=s.PodPolicySerializer, responses=s.PodPolicySerializer)
+    @action(detail=True, methods=["get", "put"])
+    def policy(self, request: Request, name: str) -> Response:
+        """The pod's spec policy: what its members who are not administrators may ask of a container
+        (administrators may ask anything). Anyone who sees the pod reads it; administrators change the
+        fields they send (PUT, audited)."""
+        pod = self.get_object()
+        if request.method == "PUT":
+            if not isinstance(request.data, Mapping):
+                raise exceptions.ValidationError(
+                    {"non_field_errors": ["expected an object of policy fields"]}
+                )
+            policy = services.pod_policy_set(actor=_actor(request), pod=pod, fields=request.data)
+        else:
+            policy = services.policy_of(pod)
+        return Response(s.PodPolicySerializer(policy).data)
+
 
 class NodeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Node]):
     serializer_class = s.NodeSerializer

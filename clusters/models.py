@@ -33,6 +33,25 @@ class Pod(models.Model):
         return {"name": self.name, "desc": self.desc}
 
 
+class PodPolicy(models.Model):
+    """What a pod's members who are not administrators may ask of a container (administrators may ask
+    anything): by default none of privileged, host or container: networks, a bind of the Docker
+    socket, host paths, sysctls beyond the safe list, or added capabilities. Set by administrators
+    (clusters.services.pod_policy_set: audited)."""
+
+    pod = models.OneToOneField(Pod, on_delete=models.CASCADE, primary_key=True, related_name="policy")
+    privileged = models.BooleanField(default=False, help_text="privileged containers")
+    host_network = models.BooleanField(default=False, help_text="the host's network, or container:…")
+    docker_socket = models.BooleanField(default=False, help_text="a bind of the Docker socket")
+    host_paths = models.JSONField(default=list, blank=True, help_text="host path prefixes binds may use")
+    sysctls = models.JSONField(default=list, blank=True, help_text="sysctls beyond the safe list")
+    cap_add = models.JSONField(default=list, blank=True, help_text="capabilities that may be added")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"policy of {self.pod_id}"
+
+
 class PodMember(models.Model):
     class Role(models.TextChoices):
         VIEWER = "viewer"
@@ -284,6 +303,8 @@ class Workload(models.Model):
     health_since = models.DateTimeField(null=True, blank=True)
     # Eru's health check (tcp_ports, http_port, url, code); null: none, health stays "none".
     healthcheck = models.JSONField(null=True, blank=True)
+    # Eru's container options as the deploy asked for them (schema.DeployRequest.container_options).
+    options = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -367,6 +388,7 @@ class AuditEvent(models.Model):
 
         POD_ADD = "pod.add", "pod added"
         POD_REMOVE = "pod.remove", "pod removed"
+        POD_POLICY = "pod.policy", "pod spec policy set"
         MEMBER_SET = "member.set", "member role set"
         MEMBER_REMOVE = "member.remove", "member removed"
         NODE_ADD = "node.add", "node added"

@@ -20,6 +20,7 @@ from clusters import etcd
 from clusters.errors import invalid
 from clusters.models import AuditEvent, Node, NodeUsage, Pod, Workload, WorkloadUsage
 from engine import docker
+from schema.container import docker_options
 
 
 def node_client(node: Node, *, timeout: int | None = None) -> docker_sdk.DockerClient:
@@ -164,7 +165,9 @@ def container_spec(w: Workload) -> dict[str, Any]:
         **w.labels,
         "ERU": "1",
         # Eru's label meta, in Eru's (Go) field names: Eru's own agent reads its health check here.
-        "ERU_META": etcd.dumps({"Publish": [], "HealthCheck": _eru_healthcheck(w.healthcheck)}),
+        "ERU_META": etcd.dumps(
+            {"Publish": w.options.get("publish", []), "HealthCheck": _eru_healthcheck(w.healthcheck)}
+        ),
         "eru.nodename": w.node.name,
         "eru.podname": w.pod.name,
     }
@@ -184,6 +187,7 @@ def container_spec(w: Workload) -> dict[str, Any]:
         "labels": labels,
         "resources": resources,
         "network": w.network,
+        "options": docker_options(w.options),
     }
 
 

@@ -95,6 +95,17 @@ LOG_PARAMETERS = [
 ]
 
 
+class PodPolicySerializer(serializers.Serializer[Any]):
+    privileged = serializers.BooleanField(help_text="privileged containers")
+    host_network = serializers.BooleanField(help_text="the host's network, or container:…")
+    docker_socket = serializers.BooleanField(help_text="a bind of the Docker socket")
+    host_paths = serializers.ListField(
+        child=serializers.CharField(), help_text="host path prefixes binds may use"
+    )
+    sysctls = serializers.ListField(child=serializers.CharField(), help_text="sysctls beyond the safe list")
+    cap_add = serializers.ListField(child=serializers.CharField(), help_text="capabilities that may be added")
+
+
 class AgentSecretSerializer(serializers.Serializer[Any]):
     agent_username = serializers.CharField(help_text="the agent's gRPC username (node.<name>)")
     agent_secret = serializers.CharField(help_text="its password: shown this once, only a digest is kept")

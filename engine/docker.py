@@ -319,6 +319,7 @@ def create_and_start(
     labels: dict[str, str],
     resources: dict[str, Any],
     network: str = "",
+    options: dict[str, Any] | None = None,
 ) -> ContainerInfo:
     """Create (or find, by name) the container and start it. Never pulls. Idempotent by name:
     a second call for the same name finds the first container instead of making another.
@@ -335,6 +336,7 @@ def create_and_start(
                 network=network or None,
                 detach=True,
                 **resources,
+                **(options or {}),  # the docker SDK's create arguments (schema.container.docker_options)
             )
             created_here = True
         except docker.errors.APIError as exc:
@@ -355,6 +357,18 @@ def create_and_start(
 def _remove_quietly(client: docker.DockerClient, name: str) -> None:
     with contextlib.suppress(*_ERRORS):  # best effort after a failure already reported
         client.api.remove_container(name, force=True, v=True)
+
+
+def execute(client: docker.DockerClient, name_or_id: str, argv: list[str]) -> tuple[int, str]:
+    """Run argv in the running container (no tty, no shell): its exit code and its output (stdout and
+    stderr together, the last 4 KiB)."""
+    try:
+        result = client.containers.get(name_or_id).exec_run(argv, stdout=True, stderr=True)
+    except _ERRORS as exc:
+        raise _classify(exc, "exec") from exc
+    raw = result.output if isinstance(result.output, bytes) else b""
+    output = raw[-4096:].decode(errors="replace")
+    return int(result.exit_code if result.exit_code is not None else -1), output
 
 
 def start(client: docker.DockerClient, name_or_id: str) -> ContainerInfo:

@@ -202,14 +202,29 @@ def _resources(a: Args) -> dict[str, Any]:
     return body
 
 
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _spec_and_command(words: list[str]) -> tuple[str | None, list[str]]:
+    """Eru's erucli takes the spec file as its argument: a first word naming a .yaml/.yml/.json file
+    is the spec (sent as it is, the core reads it); the rest is the command."""
+    if words and words[0].endswith(SPEC_SUFFIXES):
+        try:
+            return Path(words[0]).read_text(), words[1:]
+        except OSError as exc:
+            raise CliError(f"spec {words[0]}: {exc.strerror or exc}") from None
+    return None, words
+
+
 def _deploy_body(a: Args) -> dict[str, Any]:
+    spec, command = _spec_and_command(a.command)
     body = {
         "pod": a.pod,
-        "app": a.name or a.entry,
+        "app": a.name or ("" if spec else a.entry),  # with a spec: its appname
         "entrypoint": a.entry,
         "image": a.image,
         "count": a.count,
-        "command": a.command,
+        "command": command,
         "env": a.env or [],
         "labels": dict(a.label or []),
         "network": a.network or "",
@@ -218,6 +233,8 @@ def _deploy_body(a: Args) -> dict[str, Any]:
         "node_names": a.node or [],
         "node_labels": dict(a.nodelabel or []),
     }
+    if spec is not None:
+        body["spec"] = spec
     return {**body, **_resources(a)}
 
 

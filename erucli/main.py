@@ -193,8 +193,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     # workload
     wl = group("workload", "workloads: containers", aliases=["container"])
-    p = command(wl, "deploy", c.workload_deploy, "deploy workloads and wait until they run")
-    p.add_argument("command", nargs="*", metavar="-- CMD ARGS", help="the command to run in the container")
+    p = command(
+        wl,
+        "deploy",
+        c.workload_deploy,
+        "deploy workloads and wait until they run; from Eru's spec file (SPEC.yaml: the --entry "
+        "entrypoint of it) or from a command",
+    )
+    p.add_argument(
+        "command",
+        nargs="*",
+        metavar="[SPEC.yaml] [-- CMD ARGS]",
+        help="Eru's spec file (a .yaml, .yml or .json file: appname, entrypoints, volumes, labels, dns, "
+        "extra_hosts), and/or the command to run in the container",
+    )
     p.add_argument("--pod", required=True, help="pod to deploy into")
     p.add_argument("--entry", required=True, help=_help("entrypoint"))
     p.add_argument("--image", required=True, help=_help("image"))

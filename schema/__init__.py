@@ -1,6 +1,7 @@
 """The deploy request (and, later, Eru's spec file) described once, Django-free: fields, types, limits,
 defaults. Ground floor: read by clusters (API, form, services), erucli, and later the gRPC mapping."""
 
+from schema import spec
 from schema.deploy import (
     APP_RE,
     ENTRY_DEFAULTS,
@@ -45,5 +46,6 @@ __all__ = [
     "default_of",
     "format_size",
     "help_of",
+    "spec",
     "parse_size",
 ]

@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from schema import container
+from schema.container import Hook, LogConfig
 from schema.errors import SchemaError, errors_of
 from schema.reference import is_image_reference
 from schema.units import parse_size
@@ -41,6 +43,8 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$")  # pods, nodes, entryp
 APP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 STRATEGIES = ("AUTO", "FILL", "EACH", "GLOBAL", "DRAINED")
 RESOURCE_FIELDS = ("cpu_request", "cpu_limit", "memory_request", "memory_limit", "cpu_bind")
+CONTAINER_FIELDS = ("privileged", "dir", "log", "publish", "restart", "sysctls", "dns", "extra_hosts",
+                    "volumes", "cap_add", "hook")  # fmt: skip
 
 Entry = Literal["portal", "grpc"]
 # The defaults each way in: the field defaults below are the portal's (REST, the form and this
@@ -240,7 +244,10 @@ class Placement(Resources):
 
 
 class DeployRequest(Placement):
-    """One deploy: `count` workloads of app/entrypoint from an image, placed by a strategy."""
+    """One deploy: `count` workloads of app/entrypoint from an image, placed by a strategy, with
+    Eru's container options (schema.container). A field it does not know is an error, not dropped."""
+
+    model_config = ConfigDict(extra="forbid")
 
     app: Text = Field(max_length=64, description="app name: letters, digits, '_', '.' and '-'")
     entrypoint: Text = Field(
@@ -261,6 +268,23 @@ class DeployRequest(Placement):
     healthcheck: HealthCheck | None = Field(
         None, description="Eru's health check (tcp_ports, http_port, url, code); none: health is 'none'"
     )
+    # Eru's container options (reference/eru.md §1.5); a non-admin needs the pod's policy for some.
+    privileged: bool = Field(False, description="privileged container (root, every capability)")
+    dir: Text = Field("", max_length=1024, description="working directory in the container (absolute)")
+    log: LogConfig | None = Field(None, description="Docker log driver {type, config}; none: the node's")
+    publish: list[Text] = Field(
+        default_factory=list,
+        description='ports published on the node: "80" (the node\'s 80, as Eru), "8080:80", "53/udp"',
+    )
+    restart: Text = Field("", description="restart policy: no, always, unless-stopped, on-failure[:N]")
+    sysctls: Labels = Field(default_factory=dict, description="sysctls, e.g. net.core.somaxconn: 1024")
+    dns: list[Text] = Field(default_factory=list, description="DNS servers (IP addresses)")
+    extra_hosts: list[Text] = Field(default_factory=list, description="name:IP entries for /etc/hosts")
+    volumes: list[Text] = Field(
+        default_factory=list, description="/host/path:/in/container[:ro|rw] binds or name:/path volumes"
+    )
+    cap_add: list[Text] = Field(default_factory=list, description="capabilities added, e.g. NET_ADMIN")
+    hook: Hook | None = Field(None, description="Eru's hooks: after_start, before_stop, force")
 
     @field_validator("app")
     @classmethod
@@ -337,3 +361,16 @@ class DeployRequest(Placement):
     @classmethod
     def _labels(cls, value: dict[str, str]) -> dict[str, str]:
         return _json_size(clean_labels(value), "labels")
+
+    @field_validator("dir", "publish", "restart", "sysctls", "dns", "extra_hosts", "volumes", "cap_add")
+    @classmethod
+    def _container(cls, value: Any, info: ValidationInfo) -> Any:
+        return _json_size(getattr(container, f"check_{info.field_name}")(value), str(info.field_name))
+
+    def container_options(self) -> dict[str, Any]:
+        """The options a workload keeps for its container (Workload.options): only those given."""
+        return {
+            f: v
+            for f, v in self.model_dump(include=set(CONTAINER_FIELDS)).items()
+            if v not in (None, "", [], {}, False)
+        }

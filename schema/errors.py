@@ -30,6 +30,8 @@ def _message(error: Any, path: str) -> str:
         return str(cause)
     if error["type"] == "missing":
         return f"{path}: this field is required"
+    if error["type"] == "extra_forbidden":
+        return f"{path}: unknown field"
     text = error["msg"]
     return f"{path}: {text[:1].lower()}{text[1:]}"
 

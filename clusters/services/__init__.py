@@ -25,6 +25,7 @@ from clusters.services.deploy import (
 from clusters.services.nodes import node_add, node_remove, node_set
 from clusters.services.observe import Seen, node_contact, node_observe
 from clusters.services.pods import member_remove, member_set, pod_add, pod_remove
+from clusters.services.policy import POLICY_FIELDS, pod_policy_set, policy_of
 from clusters.services.tokens import token_create, token_revoke
 from clusters.services.usage import Use, usage_prune, usage_record
 from clusters.services.workloads import (
@@ -69,6 +70,9 @@ __all__ = [
     "node_set",
     "placement_validate",
     "pod_add",
+    "pod_policy_set",
+    "POLICY_FIELDS",
+    "policy_of",
     "pod_remove",
     "token_create",
     "token_revoke",

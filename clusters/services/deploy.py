@@ -6,6 +6,7 @@ network allow-list, node names and liveness, and the cap on what the plan makes.
 from __future__ import annotations
 
 import dataclasses
+import re
 import secrets
 import string
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ from clusters import permissions, queue, selectors
 from clusters.models import AuditEvent, Deployment, Node, Pod, Workload
 from clusters.services._common import Actor, audit, invalid
 from clusters.services.nodes import set_usage
+from clusters.services.policy import require_spec_allowed
 
 
 @dataclass(frozen=True)
@@ -67,10 +69,15 @@ def _resources(pod: Pod, given: schema.Resources, errors: dict[str, list[str]]) 
 
 
 def _network_refused(network: Any) -> str | None:
-    """Why the network may not be asked for: only those of ERU_NETWORKS (never host or container:…,
-    which would reach the cluster's own services) or none, the node's default bridge."""
+    """Why the network may not be asked for: only those of ERU_NETWORKS, none (the node's default
+    bridge), or host and container:… (which reach past the container: the spec policy decides who)."""
     name = network.strip() if isinstance(network, str) else ""
-    if not name or name in settings.ERU_NETWORKS:
+    if (
+        not name
+        or name in settings.ERU_NETWORKS
+        or name == "host"
+        or re.fullmatch(r"container:[\w.-]{1,128}", name)
+    ):
         return None
     allowed = ", ".join(settings.ERU_NETWORKS) or "none"
     return f"network {name[:40]!r} is not allowed; use one of: {allowed} (or leave it empty)"
@@ -83,6 +90,12 @@ def _validate(
     if not isinstance(data, Mapping):
         raise invalid("non_field_errors", "expected an object of deploy fields")
     errors: dict[str, list[str]] = {}
+    origins: dict[str, str] = {}
+    if "spec" in data and model is schema.DeployRequest:
+        try:
+            data, origins = schema.spec.merged(data)
+        except schema.SchemaError as exc:
+            raise ValidationError(exc.errors) from None
     data = {**data, "pod": pod.name}
     request: schema.Placement | None = None
     try:
@@ -95,9 +108,14 @@ def _validate(
     resources = _resources(pod, given, errors) if given is not None else scheduling.ResourceRequest()
     if "network" in model.model_fields and (refused := _network_refused(data.get("network"))):
         errors.setdefault("network", []).append(refused)
-    if errors:
-        raise ValidationError(errors)
+    if errors:  # a field the spec gave is named by its place in the spec
+        raise ValidationError({_origin(k, origins): v for k, v in errors.items()})
     return request, resources
+
+
+def _origin(path: str, origins: dict[str, str]) -> str:
+    field, dot, rest = path.partition(".")
+    return origins[field] + dot + rest if field in origins else path
 
 
 def deployment_validate(*, pod: Pod, data: Mapping[str, Any], entry: schema.Entry = "portal") -> DeploySpec:
@@ -176,6 +194,7 @@ def _ident(taken: set[str]) -> str:
 def deployment_create(*, actor: Actor, spec: DeploySpec) -> Deployment:
     """Plan and allocate under row locks, then create the containers asynchronously."""
     permissions.require_deploy(actor.user, spec.pod)
+    require_spec_allowed(actor.user, spec.pod, spec.request)
     candidates = _candidates(spec)
     r = spec.request
     with transaction.atomic():
@@ -250,6 +269,7 @@ def _allocate(
                     cpu_bind=spec.resources.cpu_bind,
                     cpu_map=cpu_map,
                     healthcheck=r.healthcheck.model_dump() if r.healthcheck else None,
+                    options=r.container_options(),
                     health=Workload.Health.UNKNOWN if r.healthcheck else Workload.Health.NONE,
                 )
             )

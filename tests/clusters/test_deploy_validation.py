@@ -56,8 +56,8 @@ def _refused(pod: Pod, **fields: Any) -> dict[str, list[str]]:
         ({"cpu_request": 0, "cpu_limit": 0, "cpu_bind": True}, "cpu_request", "bind"),
         ({"strategy": "RANDOM"}, "strategy", "AUTO"),
         ({"env": ["NOEQUALS"]}, "env", "KEY=value"),
-        ({"network": "host"}, "network", "not allowed"),
-        ({"network": "container:abc"}, "network", "not allowed"),
+        ({"network": "overlay-of-someone"}, "network", "not allowed"),  # host: the spec policy's
+        ({"network": "container:a b"}, "network", "not allowed"),
         ({"memory_limit": "9" * 400}, "memory_limit", "not a size"),
         ({"memory_limit": 2**70}, "memory_limit", "above the limit"),
         ({"nodes_limit": 2**70}, "nodes_limit", "above the limit"),

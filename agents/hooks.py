@@ -1,0 +1,50 @@
+"""Eru's hooks, run by the worker in the container: after_start after a create's or a control's start,
+before_stop before a stop (and the stop of a restart); never on a remove. Each command is split as a
+shell would split it and run without one, as Eru runs them; they run in order and stop at the first
+that fails. With `force`, a failing hook fails what it hooks; without, it is logged and that is all."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from typing import Any
+
+import docker as docker_sdk
+
+from engine import docker
+
+log = logging.getLogger(__name__)
+
+
+def run(client: docker_sdk.DockerClient, container: str, commands: list[str]) -> str | None:
+    """None when every command exits 0; else what failed and how (its exit code, its last output)."""
+    for command in commands:
+        try:
+            argv = shlex.split(command)
+        except ValueError as exc:
+            return f"{command[:80]!r}: {exc}"
+        code, output = docker.execute(client, container, argv)
+        if code != 0:
+            return f"{command[:80]!r} exited {code}: {output.strip()[-500:]}"
+    return None
+
+
+def hooked(
+    client: docker_sdk.DockerClient, container: str, options: dict[str, Any], which: str, name: str
+) -> str | None:
+    """Run the workload's `which` hook (after_start or before_stop): an error only when it failed (or
+    could not run: the container stopped, its node went) and its hook has force."""
+    hook = options.get("hook") or {}
+    commands = hook.get(which) or []
+    if not commands:
+        return None
+    try:
+        failed = run(client, container, commands)
+    except docker.DockerError as exc:
+        failed = f"could not run: {exc}"
+    if failed is None:
+        return None
+    if hook.get("force"):
+        return f"{which} hook failed (force): {failed}"
+    log.warning("%s: %s hook failed (not forced, ignored): %s", name, which, failed)
+    return None
