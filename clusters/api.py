@@ -357,7 +357,13 @@ class DeploymentViewSet(
 
     @extend_schema(request=schema.DeployRequest, responses={201: s.DeploymentSerializer})
     def create(self, request: Request) -> Response:
-        """Deploy: plan and allocate now, create the containers in the background; poll GET for progress."""
+        """Deploy: plan and allocate now, create the containers in the background; poll GET for progress.
+        The body may carry `spec`: Eru's spec file, as its YAML text or the same structure as JSON
+        (appname; entrypoints with cmd or commands, privileged, dir, log, publish, healthcheck, hook,
+        restart, sysctls; volumes, labels, dns, extra_hosts). Its `entrypoint` is deployed; the body's
+        other fields win over the spec's. A field that is not known is a 400 naming it, in the spec
+        by its place (spec.entrypoints.web.restart). A member who is not an administrator gets only
+        what the pod's spec policy grants (GET /api/pods/{name}/policy/)."""
         deployment = services.deployment_create(actor=_actor(request), spec=self._spec(request))
         return Response(s.DeploymentSerializer(deployment).data, status=status.HTTP_201_CREATED)
 

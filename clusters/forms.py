@@ -36,6 +36,8 @@ def add_service_errors(form: forms.Form, exc: ValidationError) -> None:
         return
     for path, messages in exc.message_dict.items():
         field = path.split(".")[0]  # `labels.zone`, `command.2`: shown beside labels, command
+        if field == "spec":  # spec.entrypoints.web.restart: beside the spec, with its place in it
+            messages = [m if m.startswith(path) else f"{path}: {m}" for m in messages]
         form.add_error(field if field in form.fields else None, messages)
 
 
@@ -70,7 +72,9 @@ class DeployForm(forms.Form):
     """The deploy request's fields (schema.DeployRequest) as HTML inputs: help and defaults come from
     the schema; this form only turns the posted strings into the schema's shapes."""
 
-    app = forms.CharField(max_length=64, help_text=_help("app"))
+    app = forms.CharField(
+        max_length=64, required=False, help_text=f"{_help('app')} (with a spec: its appname)"
+    )
     entrypoint = forms.CharField(max_length=64, help_text=_help("entrypoint"))
     image = forms.CharField(max_length=255, initial="eru/busybox:latest", help_text=_help("image"))
     command = forms.CharField(
@@ -100,6 +104,15 @@ class DeployForm(forms.Form):
     node_labels = _text("node_labels", 2, label="Node labels")
     env = _text("env", 3)
     labels = _text("labels", 2)
+    spec = forms.CharField(
+        required=False,
+        max_length=schema.spec.MAX_SPEC_TEXT,
+        label="Eru spec file",
+        help_text="optional: Eru's spec (YAML: appname, entrypoints with cmd, publish, healthcheck, hook, "
+        "restart, …; volumes, labels, dns, extra_hosts). Its entrypoint named above is deployed; the "
+        "fields above that you fill in win over the spec's.",
+        widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false", "class": "mono"}),
+    )
 
     def __init__(self, *args: Any, node_names: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -131,4 +144,6 @@ class DeployForm(forms.Form):
         data = dict(self.cleaned_data)
         for name in ("cpu_request", "cpu_limit", "nodes_limit"):
             data[name] = data[name] or 0
+        if not data.get("spec", "").strip():
+            data.pop("spec", None)
         return data

@@ -189,3 +189,30 @@ def test_the_deployment_page_merges_its_workloads_logs_live(
         expect(log.locator(".log-line", has_text=f"{w.name} | tick ").first).to_be_visible()
     expect(page.locator("#log [data-log-state]")).to_have_text("following")
     expect(page.locator("#down")).not_to_contain_text("Did not come up")
+
+
+def test_a_pasted_spec_deploys_and_its_errors_show_with_their_place(
+    page: Page, live_server: Any, admin_user: Any, nodes: Any, worker: Any, docker_clean: Any
+) -> None:
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/pods/eru/deploy/")
+    page.locator("#id_entrypoint").fill("main")
+    page.locator("#id_cpu_limit").fill("0.2")
+    page.locator("#id_memory_limit").fill("32M")
+    page.get_by_text("Paste a spec (optional)").click()
+    spec = "appname: pasted\nentrypoints:\n  main:\n    cmd: sleep 600\n    restart: sometimes\n"
+    spec += "labels: {team: infra}\n"
+    page.locator("#id_spec").fill(spec)
+    page.locator("#deploy-form").get_by_role("button", name="Deploy").click()
+    group = page.locator(".field", has=page.locator("#id_spec"))
+    expect(group.locator(".errorlist")).to_contain_text("spec.entrypoints.main.restart: restart: no, always")
+    assert not Deployment.objects.exists()
+    page.locator("#id_spec").fill(spec.replace("sometimes", "always"))
+    page.locator("#deploy-form").get_by_role("button", name="Deploy").click()
+    expect(page).to_have_url(DEPLOYMENT_URL, timeout=DONE_TIMEOUT_MS)
+    expect(page.locator("#progress p .badge")).to_have_text("done", timeout=DONE_TIMEOUT_MS)
+    w = Workload.objects.get(app="pasted")
+    assert (w.entrypoint, w.command, w.labels, w.options) == ("main", ["sleep", "600"], {"team": "infra"},
+                                                             {"restart": "always"})  # fmt: skip
+    container = docker_clean["node1"].containers.get(w.container_id)
+    assert container.attrs["HostConfig"]["RestartPolicy"]["Name"] == "always"
