@@ -87,7 +87,10 @@ def reconcile_node(node: Node, *, repair: bool, grace: float = ORPHAN_GRACE) -> 
     )
     report.rogues = [c.name for c in unlabelled if c.name not in claimed]
     creating = dict(
-        Workload.objects.filter(node=node, state=Workload.State.CREATING).values_list("name", "pk")
+        # A lambda's container is its worker's to end, or (worker lost) the re-sent task's: not adopted.
+        Workload.objects.filter(
+            node=node, state=Workload.State.CREATING, lambda_run__isnull=True
+        ).values_list("name", "pk")
     )
     made = [c for c in mine if c.name in creating and (c.status == "running" or c.created < settled)]
     report.adoptable = [c.name for c in made]

@@ -15,7 +15,7 @@ from django import db
 from django.conf import settings
 from django.utils import timezone
 
-from agents import hooks, reconcile, sweep, usage
+from agents import hooks, lambdas, reconcile, sweep, usage
 from clusters import etcd, metrics, selectors, services, sync
 from clusters.models import Node, Workload
 from engine import docker
@@ -60,6 +60,9 @@ def create_workload(self: BoundTask, workload_id: int) -> None:
     task_id = self.request.id or ""
     w = services.workload_claim(workload_id=workload_id, task_id=task_id, stale_after=STALE_CLAIM)
     if w is None:
+        return
+    if w.lambda_run_id is not None:  # run to its end, then gone (its worker holds it meanwhile)
+        lambdas.run(w, task_id)
         return
     spec = selectors.container_spec(w)
     info = _attempt(

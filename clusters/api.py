@@ -33,11 +33,11 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 import scheduling
 import schema
-from clusters import etcd, logs, metrics, permissions, services
+from clusters import etcd, lambda_stream, logs, metrics, permissions, services
 from clusters import serializers as s
 from clusters.authentication import TokenAuthentication
 from clusters.errors import invalid
-from clusters.models import ApiToken, AuditEvent, Deployment, Node, Pod, PodMember, Workload
+from clusters.models import ApiToken, AuditEvent, Deployment, LambdaRun, Node, Pod, PodMember, Workload
 from clusters.pagination import MAX_BIGINT, bounded_int
 
 
@@ -388,6 +388,67 @@ class DeploymentViewSet(
         return Response({"capacity": per_node, "total": total, "unlimited": total == scheduling.UNLIMITED})
 
 
+LAMBDA_DEFAULTS = {
+    "app": "lambda",
+    "entrypoint": "run",
+    "cpu_limit": 0.5,
+    "memory_limit": "64M",
+    "cpu_bind": False,
+}
+
+
+class LambdaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[LambdaRun]):
+    """Lambdas: a one-off command in throw-away containers (Eru's lambda). POST takes a deploy body
+    (pod, image, command, count, env, network, resources, nodes…; app and entrypoint default to
+    lambda/run, resources to 0.5 cpu and 64M) plus `timeout` (seconds, default 600); GET …/output/
+    streams what they print."""
+
+    serializer_class = s.LambdaRunSerializer
+
+    def get_queryset(self) -> QuerySet[LambdaRun]:
+        visible = permissions.visible_deployments(self.request.user)
+        return LambdaRun.objects.filter(deployment__in=visible).select_related(
+            "deployment__pod", "deployment__created_by"
+        )
+
+    @extend_schema(request=schema.DeployRequest, responses={201: s.LambdaRunSerializer})
+    def create(self, request: Request) -> Response:
+        body = dict(_deploy_body(request))
+        timeout = bounded_int(str(body.pop("timeout", 600)), "timeout", 1, services.lambdas.MAX_TIMEOUT)
+        body = {**LAMBDA_DEFAULTS, **{k: v for k, v in body.items() if v not in (None, "")}}
+        spec = services.deployment_validate(pod=_pod_of(request, body), data=body)
+        run = services.lambda_create(actor=_actor(request), spec=spec, timeout=timeout)
+        return Response(s.LambdaRunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={202: s.LambdaRunSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        run = services.lambda_cancel(actor=_actor(request), run=self.get_object())
+        return Response(s.LambdaRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        responses={(200, "application/x-ndjson"): s.LAMBDA_EVENT, 503: None},
+        description=(
+            "What the run's containers print, as it comes: one JSON object per event (starting, started, "
+            "line, exit per workload; end once, with the run's state and exit code), from the first, "
+            "until the end; an empty line keeps it alive. After the stream has expired (an hour after "
+            "the end), the run's kept output."
+        ),
+    )
+    @action(detail=True, methods=["get"])
+    def output(self, request: Request, pk: str) -> StreamingHttpResponse | Response:
+        run = self.get_object()
+        try:
+            logs.take()
+        except logs.Busy as exc:
+            return Response({"detail": str(exc)}, status=503, headers={"Retry-After": "5"})
+        response = StreamingHttpResponse(
+            logs.held(lambda_stream.ndjson(run)), content_type="application/x-ndjson"
+        )
+        response["X-Accel-Buffering"] = "no"
+        return response
+
+
 class AuditEventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[AuditEvent]):
     serializer_class = s.AuditEventSerializer
 
@@ -468,4 +529,5 @@ router.register("nodes", NodeViewSet, basename="node")
 router.register("workloads", WorkloadViewSet, basename="workload")
 router.register("deployments", DeploymentViewSet, basename="deployment")
 router.register("audit", AuditEventViewSet, basename="audit")
+router.register("lambdas", LambdaViewSet, basename="lambda")
 router.register("auth/tokens", ApiTokenViewSet, basename="apitoken")

@@ -223,6 +223,42 @@ class Deployment(models.Model):
         return self.state != self.State.RUNNING
 
 
+class LambdaRun(models.Model):
+    """A one-off command (Eru's lambda): a deployment whose workloads run their command to its end in
+    throw-away containers, removed whatever the end. Its output goes to a bounded Redis stream as it
+    comes (clusters.lambda_output) and its last OUTPUT_KEPT bytes stay here, with each exit code."""
+
+    OUTPUT_KEPT = 16 << 10
+
+    class State(models.TextChoices):
+        RUNNING = "running"
+        DONE = "done"  # every container ran to its end (exit codes say how)
+        FAILED = "failed"  # a container could not be made or started, or its worker was lost
+        TIMEOUT = "timeout"
+        CANCELLED = "cancelled"
+
+    deployment = models.OneToOneField("Deployment", on_delete=models.CASCADE, related_name="lambda_run")
+    timeout = models.PositiveIntegerField(help_text="seconds before it is killed")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.RUNNING)
+    exit_code = models.IntegerField(null=True, blank=True, help_text="the first non-zero exit code, else 0")
+    exit_codes = models.JSONField(default=dict, blank=True)  # workload name -> exit code (None: none)
+    ends = models.JSONField(default=dict, blank=True)  # workload name -> how it ended (State values)
+    output = models.TextField(blank=True)  # the last OUTPUT_KEPT bytes, each line after its workload's seq
+    cancel_requested = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"lambda #{self.pk} ({self.state})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.state != self.State.RUNNING
+
+
 class Workload(models.Model):
     """A workload on two axes: `state`, the lifecycle the portal drives (what it was asked for and got
     done), and `status`, what Docker last showed of its container (observed, by the sweep or the
@@ -305,6 +341,10 @@ class Workload(models.Model):
     healthcheck = models.JSONField(null=True, blank=True)
     # Eru's container options as the deploy asked for them (schema.DeployRequest.container_options).
     options = models.JSONField(default=dict, blank=True)
+    # A lambda's workload: its container runs its command to the end and is removed (agents/lambdas.py).
+    lambda_run = models.ForeignKey(
+        LambdaRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="workloads"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -389,6 +429,9 @@ class AuditEvent(models.Model):
         POD_ADD = "pod.add", "pod added"
         POD_REMOVE = "pod.remove", "pod removed"
         POD_POLICY = "pod.policy", "pod spec policy set"
+        LAMBDA_RUN = "lambda.run", "lambda run"
+        LAMBDA_CANCEL = "lambda.cancel", "lambda cancel asked"
+        LAMBDA_ENDED = "lambda.ended", "lambda ended"
         MEMBER_SET = "member.set", "member role set"
         MEMBER_REMOVE = "member.remove", "member removed"
         NODE_ADD = "node.add", "node added"

@@ -170,6 +170,7 @@ def container_spec(w: Workload) -> dict[str, Any]:
         ),
         "eru.nodename": w.node.name,
         "eru.podname": w.pod.name,
+        **({"eru.lambda": str(w.lambda_run_id)} if w.lambda_run_id else {}),
     }
     env = [
         *w.env,

@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from drf_spectacular.utils import OpenApiParameter, inline_serializer
 from rest_framework import serializers
 
-from clusters.models import ApiToken, AuditEvent, Deployment, Node, Pod, PodMember, Workload
+from clusters.models import ApiToken, AuditEvent, Deployment, LambdaRun, Node, Pod, PodMember, Workload
 
 
 class PodSerializer(serializers.ModelSerializer[Pod]):
@@ -259,4 +259,38 @@ class MemberSerializer(MemberRefSerializer):
 MEMBER_USER_PARAMETER = OpenApiParameter("user", str, description="username of the member to remove")
 FORCE_PARAMETER = OpenApiParameter(
     "force", bool, description="drop the row and its allocation now, even if the node answers"
+)
+
+
+class LambdaRunSerializer(serializers.ModelSerializer[LambdaRun]):
+    pod = serializers.CharField(source="deployment.pod.name", read_only=True)
+    app = serializers.CharField(source="deployment.app", read_only=True)
+    image = serializers.CharField(source="deployment.image", read_only=True)
+    command = serializers.ListField(source="deployment.spec.command", read_only=True)
+    count = serializers.IntegerField(source="deployment.total", read_only=True)
+    created_by = serializers.CharField(source="deployment.created_by.username", read_only=True, default=None)
+
+    class Meta:
+        model = LambdaRun
+        fields = [
+            "id", "deployment", "pod", "app", "image", "command", "count", "timeout", "state", "exit_code",
+            "exit_codes", "ends", "output", "cancel_requested", "created_by", "created_at", "finished_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+LAMBDA_EVENT = inline_serializer(
+    "LambdaEvent",
+    {
+        "event": serializers.ChoiceField(choices=["starting", "started", "line", "exit", "end"]),
+        "name": serializers.CharField(
+            required=False, help_text="the workload (line, starting, started, exit)"
+        ),
+        "seq": serializers.IntegerField(required=False, help_text="its number in the run, from 0"),
+        "stream": serializers.ChoiceField(choices=["stdout", "stderr"], required=False),
+        "data": serializers.CharField(required=False, help_text="a line of output"),
+        "exit_code": serializers.IntegerField(required=False, allow_null=True),
+        "ended": serializers.CharField(required=False, help_text="exit: done, timeout, cancelled, failed"),
+        "state": serializers.CharField(required=False, help_text="end: how the run ended"),
+    },
 )

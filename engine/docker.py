@@ -371,6 +371,17 @@ def execute(client: docker.DockerClient, name_or_id: str, argv: list[str]) -> tu
     return int(result.exit_code if result.exit_code is not None else -1), output
 
 
+def kill(client: docker.DockerClient, name_or_id: str) -> None:
+    """SIGKILL; a container that already stopped is no error."""
+    try:
+        client.api.kill(name_or_id)
+    except docker.errors.APIError as exc:
+        if exc.status_code not in (404, 409):
+            raise _classify(exc, "kill") from exc
+    except _ERRORS as exc:
+        raise _classify(exc, "kill") from exc
+
+
 def start(client: docker.DockerClient, name_or_id: str) -> ContainerInfo:
     return _act(client, name_or_id, "start", lambda c: c.start())
 

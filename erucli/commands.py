@@ -6,6 +6,7 @@ import argparse
 import getpass
 import json
 import os
+import shlex
 import socket
 import sys
 import time
@@ -435,3 +436,47 @@ def login(api: Client, p: Printer, a: Args) -> int:
     path = save_token(token["token"])
     p.message(f"logged in to {api.base_url} as {username}; token saved to {path}", {"token_file": str(path)})
     return 0
+
+
+def lambda_run(api: Client, p: Printer, a: Args) -> int:
+    """Eru's lambda: stdout lines to stdout, stderr lines to stderr (each after its number when
+    --count > 1), "starting" while a container starts; the exit code is the command's (the first
+    non-zero of several). Ctrl-C cancels the run and waits for its end."""
+    try:
+        command = shlex.split(a.command_line) if a.command_line else list(a.command)
+    except ValueError as exc:
+        raise CliError(f"--command: {exc}") from None
+    if not command:
+        raise CliError("give the command: --command 'CMD ARGS' or -- CMD ARGS")
+    body = {
+        "pod": a.pod, "image": a.image, "command": command, "count": a.count, "timeout": a.run_timeout,
+        "env": a.env or [], "network": a.network or "", "node_names": a.node or [], "app": a.name or "",
+        **_resources(a),
+    }  # fmt: skip
+    run = api.post("/api/lambdas/", body)
+    several = a.count > 1
+    try:
+        return _lambda_output(api, p, run["id"], several)
+    except KeyboardInterrupt:
+        p.progress(f"cancelling lambda {run['id']}…")
+        api.post(f"/api/lambdas/{run['id']}/cancel/", {})
+        _lambda_output(api, p, run["id"], several)
+        return 130
+
+
+def _lambda_output(api: Client, p: Printer, run_id: int, several: bool) -> int:
+    for event in api.stream(f"/api/lambdas/{run_id}/output/"):
+        kind = event.get("event")
+        prefix = f"#{event.get('seq', 0)} | " if several else ""
+        if p.json:
+            p.line(json.dumps(event, sort_keys=True))
+        elif kind == "line":
+            p.line(prefix + str(event.get("data", "")), stderr=event.get("stream") == "stderr")
+        elif kind == "starting":
+            p.progress(f"{prefix}starting…")
+        elif kind == "exit" and event.get("ended") != "done":
+            p.progress(f"{prefix}{event.get('ended')}")
+        if kind == "end":
+            code = event.get("exit_code")
+            return int(code) if code is not None else 1
+    return 1

@@ -300,6 +300,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="wait until each is gone")
     p.add_argument("--wait-timeout", type=float, default=120.0, metavar="SECONDS", help="default: 120")
 
+    # lambda
+    p = command(
+        top,
+        "lambda",
+        c.lambda_run,
+        "run a one-off command in throw-away containers, print what it prints as it comes, and exit "
+        "with its exit code (Eru's lambda); Ctrl-C cancels it",
+    )
+    p.add_argument("command", nargs="*", metavar="-- CMD ARGS", help="the command (or --command)")
+    p.add_argument("--command", dest="command_line", metavar="CMD", help="the command as one line (Eru's)")
+    p.add_argument("--pod", required=True, help="pod to run in")
+    p.add_argument("--image", required=True, help=_help("image"))
+    p.add_argument("--name", help="app name (default: lambda)")
+    p.add_argument("--count", type=int, default=1, help="how many at once; each line after its number")
+    p.add_argument(
+        "--run-timeout", type=int, default=600, metavar="SECONDS", help="killed after this (default 600)"
+    )
+    p.add_argument("--env", action="append", metavar="KEY=VALUE", help="environment variable, repeatable")
+    p.add_argument("--network", help="docker network (default: the node's bridge)")
+    p.add_argument("--node", action="append", metavar="NODE", help="only these nodes (repeatable)")
+    _resource_flags(p)
+
     # deployment, audit
     dep = group("deployment", "deployments: one deploy request and its progress")
     p = command(dep, "get", c.deployment_get, "show a deployment and its workloads (exit 1 if it failed)")

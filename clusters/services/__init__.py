@@ -22,6 +22,7 @@ from clusters.services.deploy import (
     deployment_validate,
     placement_validate,
 )
+from clusters.services.lambdas import lambda_cancel, lambda_create, lambda_workload_done
 from clusters.services.nodes import node_add, node_remove, node_set
 from clusters.services.observe import Seen, node_contact, node_observe
 from clusters.services.pods import member_remove, member_set, pod_add, pod_remove
@@ -69,6 +70,9 @@ __all__ = [
     "node_remove",
     "node_set",
     "placement_validate",
+    "lambda_cancel",
+    "lambda_create",
+    "lambda_workload_done",
     "pod_add",
     "pod_policy_set",
     "POLICY_FIELDS",

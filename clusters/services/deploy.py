@@ -22,7 +22,7 @@ from django.utils import timezone
 import scheduling
 import schema
 from clusters import permissions, queue, selectors
-from clusters.models import AuditEvent, Deployment, Node, Pod, Workload
+from clusters.models import AuditEvent, Deployment, LambdaRun, Node, Pod, Workload
 from clusters.services._common import Actor, audit, invalid
 from clusters.services.nodes import set_usage
 from clusters.services.policy import require_spec_allowed
@@ -191,8 +191,9 @@ def _ident(taken: set[str]) -> str:
             return ident
 
 
-def deployment_create(*, actor: Actor, spec: DeploySpec) -> Deployment:
-    """Plan and allocate under row locks, then create the containers asynchronously."""
+def deployment_create(*, actor: Actor, spec: DeploySpec, lambda_timeout: int | None = None) -> Deployment:
+    """Plan and allocate under row locks, then create the containers asynchronously. With
+    `lambda_timeout`, a lambda's (services.lambda_create): its workloads run to their end and go."""
     permissions.require_deploy(actor.user, spec.pod)
     require_spec_allowed(actor.user, spec.pod, spec.request)
     candidates = _candidates(spec)
@@ -220,19 +221,27 @@ def deployment_create(*, actor: Actor, spec: DeploySpec) -> Deployment:
             total=sum(deploy_plan.values()),
             created_by=actor.stored_user,
         )
-        workloads = _allocate(spec, deployment, nodes, deploy_plan)
+        run = (
+            LambdaRun.objects.create(deployment=deployment, timeout=lambda_timeout)
+            if lambda_timeout
+            else None
+        )
+        workloads = _allocate(spec, deployment, nodes, deploy_plan, run)
         if not workloads:  # FILL may plan zeros only when nothing is needed; nothing to do
             deployment.state = Deployment.State.DONE
             deployment.finished_at = timezone.now()
             deployment.save(update_fields=["state", "finished_at"])
         after = {**spec.as_json(), "plan": deploy_plan}
         audit(actor, AuditEvent.Action.DEPLOYMENT_CREATE, deployment, pod=spec.pod, after=after)
+        if run is not None:
+            run_after = {"command": r.command, "timeout": run.timeout, "deployment": deployment.pk}
+            audit(actor, AuditEvent.Action.LAMBDA_RUN, run, pod=spec.pod, after=run_after)
         queue.enqueue_each("agents.create_workload", [(w.pk,) for w in workloads])
     return deployment
 
 
 def _allocate(
-    spec: DeploySpec, deployment: Deployment, nodes: list[Node], plan: dict[str, int]
+    spec: DeploySpec, deployment: Deployment, nodes: list[Node], plan: dict[str, int], run: LambdaRun | None
 ) -> list[Workload]:
     by_name = {n.name: n for n in nodes}
     taken: set[str] = set()
@@ -270,6 +279,7 @@ def _allocate(
                     cpu_map=cpu_map,
                     healthcheck=r.healthcheck.model_dump() if r.healthcheck else None,
                     options=r.container_options(),
+                    lambda_run=run,
                     health=Workload.Health.UNKNOWN if r.healthcheck else Workload.Health.NONE,
                 )
             )
