@@ -1,6 +1,6 @@
 from django.urls import path
 
-from clusters import views
+from clusters import lambda_views, views
 
 app_name = "clusters"
 
@@ -20,4 +20,9 @@ urlpatterns = [
     path("workloads/<int:pk>/logs/", views.workload_log_events, name="workload-logs"),
     path("workloads/<int:pk>/remove/", views.workload_remove, name="workload-remove"),
     path("audit/", views.audit_list, name="audit-list"),
+    path("pods/<str:name>/lambda/", lambda_views.lambda_run, name="lambda-run"),
+    path("lambdas/", lambda_views.lambda_list, name="lambda-list"),
+    path("lambdas/<int:pk>/", lambda_views.lambda_detail, name="lambda-detail"),
+    path("lambdas/<int:pk>/output/", lambda_views.lambda_output_events, name="lambda-output"),
+    path("lambdas/<int:pk>/cancel/", lambda_views.lambda_cancel, name="lambda-cancel"),
 ]

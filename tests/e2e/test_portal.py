@@ -216,3 +216,25 @@ def test_a_pasted_spec_deploys_and_its_errors_show_with_their_place(
                                                              {"restart": "always"})  # fmt: skip
     container = docker_clean["node1"].containers.get(w.container_id)
     assert container.attrs["HostConfig"]["RestartPolicy"]["Name"] == "always"
+
+
+def test_a_lambda_run_from_the_pod_page_shows_its_output_live_and_its_exit_code(
+    page: Page, live_server: Any, admin_user: Any, nodes: Any, worker: Any, docker_clean: Any
+) -> None:
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/pods/eru/")
+    page.get_by_role("link", name="Run a lambda").click()
+    page.locator("#id_command").fill("sh -c 'echo first; sleep 1; echo second >&2; exit 5'")
+    page.get_by_role("button", name="Run").click()
+    expect(page).to_have_url(re.compile(r"/lambdas/\d+/$"))
+    log = page.locator("#log pre")
+    expect(log.locator(".log-stdout", has_text="#0 | first")).to_have_count(1)
+    expect(log.locator(".log-stderr", has_text="#0 | second")).to_have_count(1)
+    expect(page.locator("[data-log-state]")).to_have_text(
+        "it ended (reload for its exit code)", timeout=15_000
+    )
+    page.reload()
+    expect(page.locator("[data-run-state]")).to_have_text("done")
+    expect(page.locator("dd", has=page.locator("[data-run-state]"))).to_contain_text("exit code 5")
+    page.goto(f"{live_server.url}/lambdas/")
+    expect(page.locator("table.list tbody tr").first).to_contain_text("echo first")

@@ -41,7 +41,7 @@
       if (e.data) { say("the node does not answer: " + JSON.parse(e.data)); }
       else if (source.readyState === EventSource.CONNECTING) { say("reconnecting…"); }
     });
-    source.addEventListener("end", function () { say(merged ? "the logs ended (the containers stopped)" : "the log ended (the container stopped)"); source.close(); });
+    source.addEventListener("end", function () { say(panel.dataset.ended || (merged ? "the logs ended (the containers stopped)" : "the log ended (the container stopped)")); source.close(); });
   }
 
   pause.addEventListener("click", function () {

@@ -1,0 +1,112 @@
+"""The portal's lambda pages: the runs one may see, one run with its output live (server-sent events
+from the run's stream), cancel, and the form that runs one in a pod."""
+
+from __future__ import annotations
+
+import shlex
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import QuerySet
+from django.http import HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseLocation
+
+from clusters import lambda_stream, logs, permissions, services
+from clusters.forms import add_service_errors
+from clusters.models import LambdaRun
+from clusters.users import HtmxHttpRequest
+
+SHOWN = 100
+
+
+def _visible(request: HtmxHttpRequest) -> QuerySet[LambdaRun]:
+    return LambdaRun.objects.filter(
+        deployment__in=permissions.visible_deployments(request.user)
+    ).select_related("deployment__pod", "deployment__created_by")
+
+
+class LambdaForm(forms.Form):
+    image = forms.CharField(max_length=255, initial="eru/busybox:latest")
+    command = forms.CharField(help_text="a shell-like line, e.g. sh -c 'echo hi; exit 3'")
+    count = forms.IntegerField(initial=1, min_value=1, max_value=100)
+    timeout = forms.IntegerField(initial=600, min_value=1, help_text="seconds before it is killed")
+    cpu = forms.FloatField(initial=0.5, min_value=0, label="CPU", help_text="request and limit")
+    memory = forms.CharField(initial="64M", help_text="request and limit, e.g. 64M")
+
+    def request_data(self) -> dict[str, object]:
+        d = self.cleaned_data
+        try:
+            command = shlex.split(d["command"])
+        except ValueError as exc:
+            raise ValidationError({"command": [f"command: {exc}"]}) from None
+        cpu, memory = d["cpu"], d["memory"]
+        return {
+            "app": "lambda", "entrypoint": "run", "image": d["image"], "command": command,
+            "count": d["count"],
+            "cpu_request": cpu, "cpu_limit": cpu, "memory_request": memory, "memory_limit": memory,
+            "cpu_bind": False,
+        }  # fmt: skip
+
+
+@login_required
+@require_GET
+def lambda_list(request: HtmxHttpRequest) -> HttpResponse:
+    runs = _visible(request)[:SHOWN]
+    return render(request, "clusters/lambda_list.html", {"runs": runs})
+
+
+@login_required
+@require_GET
+def lambda_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(_visible(request), pk=pk)
+    can_cancel = permissions.can_deploy(request.user, run.deployment.pod) and not run.is_final
+    return render(request, "clusters/lambda_detail.html", {"run": run, "can_cancel": can_cancel})
+
+
+@login_required
+@require_GET
+def lambda_output_events(request: HtmxHttpRequest, pk: int) -> HttpResponse | StreamingHttpResponse:
+    run = get_object_or_404(_visible(request), pk=pk)
+    try:
+        logs.take()
+    except logs.Busy as exc:
+        return HttpResponse(str(exc), status=503, headers={"Retry-After": "5"}, content_type="text/plain")
+    response = StreamingHttpResponse(logs.held(lambda_stream.sse(run)), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+@login_required
+@require_POST
+def lambda_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(_visible(request), pk=pk)
+    services.lambda_cancel(actor=services.actor_from_request(request, via="ui"), run=run)
+    return redirect("clusters:lambda-detail", run.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def lambda_run(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    """Run a lambda in the pod: the form, then the run's page."""
+    pod = permissions.get_pod_for_user(request.user, name)
+    if not permissions.can_deploy(request.user, pod):
+        raise PermissionDenied(f"You may not run lambdas in pod {pod.name}.")
+    form = LambdaForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            spec = services.deployment_validate(pod=pod, data=form.request_data())
+            run = services.lambda_create(
+                actor=services.actor_from_request(request, via="ui"),
+                spec=spec,
+                timeout=form.cleaned_data["timeout"],
+            )
+            url = reverse("clusters:lambda-detail", args=[run.pk])
+            return HttpResponseLocation(url) if request.htmx else redirect(url)
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+    return render(request, "clusters/lambda_run.html", {"pod": pod, "form": form})
