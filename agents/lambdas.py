@@ -13,7 +13,6 @@ import time
 from collections import deque
 
 import docker as docker_sdk
-from django.conf import settings
 
 from clusters import lambda_output, selectors, services
 from clusters.models import LambdaRun, Workload
@@ -23,6 +22,7 @@ log = logging.getLogger(__name__)
 S = LambdaRun.State
 CHECK_EVERY = 1.0  # s between two looks at the run's cancel flag
 RENEW_EVERY = 30.0  # s between two renewals of the creation claim (a long run is not a dead worker)
+STALE = 3600  # only this task's own claim is renewed: the age given does not matter
 
 
 def run(w: Workload, task_id: str) -> None:
@@ -40,55 +40,58 @@ def run(w: Workload, task_id: str) -> None:
         return
     lambda_output.publish(w.lambda_run_id, "started", name=w.name, seq=w.seq)
     timeout = LambdaRun.objects.values_list("timeout", flat=True).get(pk=w.lambda_run_id)
+    ended: str = S.DONE
+    output, note, code = "", "", None
     try:
-        ended, output = _follow(w, task_id, info.id, client, time.monotonic() + timeout)
-        after = docker.inspect(client, info.id)
+        ended, output, after = _follow(w, task_id, info.id, client, time.monotonic() + timeout)
+        if after is None:  # removed under it (a re-sent task took it for a lost worker's, or by hand)
+            ended, note = S.FAILED, "its container went away before it ended"
+        elif ended == S.DONE:
+            code = after.exit_code
     except docker.DockerError as exc:  # the node went away mid-run
-        _done(w, None, S.FAILED, note=str(exc))
-        return
-    if after is None:  # removed under it (a re-sent task took it for a lost worker's, or by hand)
-        _done(w, None, S.FAILED, output, note="its container went away before it ended")
-        return
-    code = after.exit_code if ended == S.DONE else None
+        ended, note = S.FAILED, str(exc)
     try:
         docker.remove(client, info.id)
     except docker.DockerError as exc:  # reconcile removes it: no live row claims it any more
         log.warning("lambda %s: could not remove its container: %s", w.name, exc)
-    _done(w, code, ended, output)
+    _done(w, code, ended, output, note=note)
 
 
 def _follow(
     w: Workload, task_id: str, container: str, client: docker_sdk.DockerClient, deadline: float
-) -> tuple[str, str]:
-    """Its output into the stream until the container stops (or is killed: timeout, cancel)."""
+) -> tuple[str, str, docker.ContainerInfo | None]:
+    """Its output into the stream until the container stops (or is killed: timeout, cancel): how it
+    ended, its last output, and the container as it stopped (None: gone). A log that ends while the
+    container still runs (dockerd restarted) is followed again from its last line."""
     assert w.lambda_run_id is not None
     kept: deque[str] = deque()
-    size = 0
-    ended = S.DONE
+    size, ended, last = 0, S.DONE, ""
     checked = renewed = time.monotonic()
-    for line in logs.read(client, container, follow=True, idle=CHECK_EVERY):
-        if line is not None:
-            lambda_output.publish(w.lambda_run_id, "line", name=w.name, seq=w.seq, stream=line.stream,
-                                  data=line.text)  # fmt: skip
-            kept.append(f"{w.seq}| {line.text}\n")
-            size += len(kept[-1])
-            while size > LambdaRun.OUTPUT_KEPT and kept:
-                size -= len(kept.popleft())
-        now = time.monotonic()
-        if ended == S.DONE and now > deadline:
-            ended = S.TIMEOUT
-            docker.kill(client, container)
-        elif ended == S.DONE and now - checked >= CHECK_EVERY:
-            checked = now
-            if LambdaRun.objects.filter(pk=w.lambda_run_id, cancel_requested=True).exists():
-                ended = S.CANCELLED
+    while True:
+        for line in logs.read(client, container, follow=True, idle=CHECK_EVERY, after=last):
+            if line is not None:
+                last = line.time
+                lambda_output.publish(w.lambda_run_id, "line", name=w.name, seq=w.seq, stream=line.stream,
+                                      data=line.text)  # fmt: skip
+                kept.append(f"{w.seq}| {line.text}\n")
+                size += len(kept[-1])
+                while size > LambdaRun.OUTPUT_KEPT and kept:
+                    size -= len(kept.popleft())
+            now = time.monotonic()
+            if ended == S.DONE and now > deadline:
+                ended = S.TIMEOUT
                 docker.kill(client, container)
-        if now - renewed >= RENEW_EVERY:
-            renewed = now
-            services.workload_claim(
-                workload_id=w.pk, task_id=task_id, stale_after=settings.ERU_DOCKER_TIMEOUT
-            )
-    return ended, "".join(kept)
+            elif ended == S.DONE and now - checked >= CHECK_EVERY:
+                checked = now
+                if LambdaRun.objects.filter(pk=w.lambda_run_id, cancel_requested=True).exists():
+                    ended = S.CANCELLED
+                    docker.kill(client, container)
+            if now - renewed >= RENEW_EVERY:
+                renewed = now
+                services.workload_claim(workload_id=w.pk, task_id=task_id, stale_after=STALE)
+        after = docker.inspect(client, container)
+        if after is None or after.status not in ("running", "restarting", "paused"):
+            return ended, "".join(kept), after
 
 
 def _done(w: Workload, code: int | None, ended: str, output: str = "", *, note: str = "") -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import docker as docker_sdk
 from django.utils import timezone
@@ -27,6 +28,7 @@ from clusters.models import Node, Workload
 from engine import docker
 
 ORPHAN_GRACE = 60
+HOOKED_CLAIM = 600  # s: a creation with hooks under a claim younger than this may be in its hooks
 
 
 @dataclass
@@ -86,12 +88,16 @@ def reconcile_node(node: Node, *, repair: bool, grace: float = ORPHAN_GRACE) -> 
         Workload.objects.filter(name__in=[c.name for c in unlabelled]).values_list("name", flat=True)
     )
     report.rogues = [c.name for c in unlabelled if c.name not in claimed]
-    creating = dict(
-        # A lambda's container is its worker's to end, or (worker lost) the re-sent task's: not adopted.
-        Workload.objects.filter(
+    # Not adopted: a lambda's container (its worker's to end, or the re-sent task's), nor one whose
+    # after_start hook may still be running under a live claim (its worker decides how it ends).
+    hooked_after = timezone.now() - timedelta(seconds=HOOKED_CLAIM)
+    creating = {
+        name: pk
+        for name, pk, options, claimed_at in Workload.objects.filter(
             node=node, state=Workload.State.CREATING, lambda_run__isnull=True
-        ).values_list("name", "pk")
-    )
+        ).values_list("name", "pk", "options", "claimed_at")
+        if not (options or {}).get("hook") or claimed_at is None or claimed_at < hooked_after
+    }
     made = [c for c in mine if c.name in creating and (c.status == "running" or c.created < settled)]
     report.adoptable = [c.name for c in made]
     try:

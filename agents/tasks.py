@@ -58,11 +58,11 @@ def _attempt(task: BoundTask, what: str, call: Callable[[], T], fail: Callable[[
 @shared_task(name="agents.create_workload", bind=True, acks_late=True, max_retries=MAX_RETRIES)
 def create_workload(self: BoundTask, workload_id: int) -> None:
     task_id = self.request.id or ""
+    if Workload.objects.filter(pk=workload_id, lambda_run__isnull=False).exists():  # re-sent by reconcile
+        run_lambda.delay(workload_id)
+        return
     w = services.workload_claim(workload_id=workload_id, task_id=task_id, stale_after=STALE_CLAIM)
     if w is None:
-        return
-    if w.lambda_run_id is not None:  # run to its end, then gone (its worker holds it meanwhile)
-        lambdas.run(w, task_id)
         return
     spec = selectors.container_spec(w)
     info = _attempt(
@@ -83,6 +83,15 @@ def create_workload(self: BoundTask, workload_id: int) -> None:
     )
     if started is not None:
         metrics.DEPLOY_SECONDS.observe((timezone.now() - started.created_at).total_seconds())
+
+
+@shared_task(name="agents.run_lambda", bind=True, acks_late=True)
+def run_lambda(self: BoundTask, workload_id: int) -> None:
+    """A lambda's workload: run to its end, then gone (agents/lambdas.py). Its own queue (lambda)."""
+    task_id = self.request.id or ""
+    w = services.workload_claim(workload_id=workload_id, task_id=task_id, stale_after=STALE_CLAIM)
+    if w is not None:
+        lambdas.run(w, task_id)
 
 
 def _fail(w: Workload, task_id: str, error: str) -> None:

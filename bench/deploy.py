@@ -60,7 +60,7 @@ def start(env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
     bin_dir = ROOT / ".venv" / "bin"
     commands = [
         f"{bin_dir}/gunicorn eru_site.wsgi --bind 127.0.0.1:{PORT} --workers 2",
-        f"{bin_dir}/celery -A eru_site worker --pool=threads -Q celery,heartbeat -c 8 "
+        f"{bin_dir}/celery -A eru_site worker --pool=threads -Q celery,heartbeat,lambda -c 8 "
         "--without-gossip --without-mingle --without-heartbeat -l warning",
         f"{bin_dir}/celery -A eru_site beat -l warning --schedule {DIR / 'beat-schedule'}",
     ]

@@ -18,7 +18,7 @@ import redis
 from django.conf import settings
 
 MAX_ENTRIES = 10_000
-KEPT_AFTER_END = 3600  # s
+KEPT_AFTER_END = 3600  # s after its last entry (a lambda runs at most 3000 s: services.lambdas)
 
 _client: redis.Redis | None = None
 _lock = threading.Lock()
@@ -40,9 +40,10 @@ def publish(run_id: int, event: str, **fields: Any) -> None:
     """Append an entry: `line` (name, stream, data), `starting`, `started`, `exit` (name, exit_code),
     `end` (state, exit_code)."""
     entry = json.dumps({"event": event, **fields})
-    client().xadd(key(run_id), {"j": entry}, maxlen=MAX_ENTRIES, approximate=True)
-    if event == "end":
-        client().expire(key(run_id), KEPT_AFTER_END)
+    pipe = client().pipeline(transaction=False)
+    pipe.xadd(key(run_id), {"j": entry}, maxlen=MAX_ENTRIES, approximate=True)
+    pipe.expire(key(run_id), KEPT_AFTER_END)  # at each entry: no stream outlives its last by more
+    pipe.execute()
 
 
 def entries(

@@ -24,7 +24,14 @@ def events(run: LambdaRun) -> Iterator[dict[str, Any] | None]:
         yield {"event": "end", "state": run.state, "exit_code": run.exit_code}
         return
     for item in lambda_output.entries(run.pk, idle=settings.ERU_STREAM_IDLE):
-        yield None if item is None else item[1]
+        if item is not None:
+            yield item[1]
+            continue
+        run.refresh_from_db()
+        if run.is_final:  # ended, and its end never reached the stream (Redis failed then): say it
+            yield {"event": "end", "state": run.state, "exit_code": run.exit_code}
+            return
+        yield None
 
 
 def ndjson(run: LambdaRun) -> Iterator[bytes]:

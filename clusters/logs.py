@@ -51,12 +51,12 @@ def since_of(value: str | None) -> float | None:
     if not value:
         return None
     relative = _RELATIVE.match(value)
-    if relative:
-        ago = timedelta(seconds=int(relative.group(1)) * _UNITS[relative.group(2)])
-        return (timezone.now() - ago).timestamp()
     try:
+        if relative:
+            ago = timedelta(seconds=int(relative.group(1)) * _UNITS[relative.group(2)])
+            return (timezone.now() - ago).timestamp()
         return float(value) if re.fullmatch(r"\d{1,12}(\.\d{1,9})?", value) else _iso(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise invalid("since", "since: unix seconds, an ISO 8601 time or a while ago such as 10m") from None
 
 
@@ -71,7 +71,7 @@ def tail_of(value: str | None, default: int = 100) -> int | None:
         return default
     if value == "all":
         return None
-    if not (value.isdigit() and int(value) <= MAX_TAIL):
+    if not (value.isascii() and value.isdigit() and int(value) <= MAX_TAIL):
         raise invalid("tail", f"tail: a number of lines from 0 to {MAX_TAIL}, or all")
     return int(value)
 
@@ -80,7 +80,7 @@ def merged_tail_of(value: str | None, default: int = 100) -> int:
     """`tail` of a merged log: the last lines of each workload, from 0 to MERGED_TAIL."""
     if value in (None, ""):
         return default
-    if not (value.isdigit() and int(value) <= MERGED_TAIL):
+    if not (value.isascii() and value.isdigit() and int(value) <= MERGED_TAIL):
         raise invalid("tail", f"tail: a number of lines per workload from 0 to {MERGED_TAIL}")
     return int(value)
 

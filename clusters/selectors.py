@@ -188,8 +188,16 @@ def container_spec(w: Workload) -> dict[str, Any]:
         "labels": labels,
         "resources": resources,
         "network": w.network,
-        "options": docker_options(w.options),
+        "options": _options(w),
     }
+
+
+def _options(w: Workload) -> dict[str, Any]:
+    host = w.network == "host" or w.network.startswith("container:")
+    options = docker_options(w.options, host_network=host)
+    if w.lambda_run_id:  # as Eru: a lambda's output is read from Docker's own log, whatever was asked
+        options["log_config"] = {"Type": "json-file", "Config": {}}
+    return options
 
 
 UsageRow = tuple[datetime, float | None, int]  # a step's start, CPU in cores (None: no rate), memory bytes

@@ -41,7 +41,7 @@ RUN = CLUSTER_DIR / "run"
 PORT_BASE = 23700
 VENV_BIN = ROOT / ".venv" / "bin"
 PY = VENV_BIN / "python"
-APPS = ("web", "worker", "liveness", "beat", "grpc")
+APPS = ("web", "worker", "lambdas", "liveness", "beat", "grpc")
 AGENT_HEARTBEAT = 10  # s: the embedded agents' heartbeat interval (their lease: 30 s)
 
 
@@ -85,6 +85,20 @@ def app_argv(name: str, port: int) -> list[str]:
         ]  # fmt: skip
     if name == "worker":
         return [*celery, "worker", "--pool=threads", "-c", "8", *quiet, "-n", "worker@%h", *level]
+    if name == "lambdas":  # each lambda holds a thread for its whole run: not the deploys' threads
+        return [
+            *celery,
+            "worker",
+            "-Q",
+            "lambda",
+            "--pool=threads",
+            "-c",
+            "16",
+            *quiet,
+            "-n",
+            "lambdas@%h",
+            *level,
+        ]
     if name == "liveness":
         # The sweep (statuses and node heartbeats) has a queue and a worker of its own, so a big
         # deploy cannot delay it past the heartbeat lease and make every node look down.
@@ -102,6 +116,7 @@ def app_needle(name: str) -> str:
         "web": f"{VENV_BIN}/gunicorn eru_site.wsgi ",
         "worker": f"{VENV_BIN}/celery -A eru_site worker --pool=threads ",
         "liveness": f"{VENV_BIN}/celery -A eru_site worker -Q heartbeat ",
+        "lambdas": f"{VENV_BIN}/celery -A eru_site worker -Q lambda ",
         "grpc": f"{PY} {ROOT / 'manage.py'} eru_grpc ",
     }
     return needles.get(name, f"{VENV_BIN}/celery -A eru_site {name} ")
@@ -244,7 +259,6 @@ def load_env() -> dict[str, str]:
     # prometheus-client's multiprocess mode: every web and worker process counts into files here, and
     # /metrics adds them up, so any web process gives the same answer.
     env["PROMETHEUS_MULTIPROC_DIR"] = str(RUN / "prometheus")
-    env.setdefault("ERU_METRICS_ALLOW", "127.0.0.1,::1")  # this machine's Prometheus, without a token
     return env
 
 
@@ -303,8 +317,8 @@ Things to try:
        curl -H "Authorization: Token $TOKEN" http://127.0.0.1:{port}/api/nodes/
   3. Read the OpenAPI schema: curl http://127.0.0.1:{port}/api/schema/
   4. Each node's agent reports over Eru's gRPC protocol (127.0.0.1:{grpc_port()}): bin/eru logs agent-node1
-  5. Metrics for Prometheus: curl http://127.0.0.1:{port}/metrics (the core's; from this machine
-     without a token) and curl http://127.0.0.1:{agent_api_base() + 1}/metrics (node1's agent)
+  5. Metrics for Prometheus: curl -H "Authorization: Token $TOKEN" http://127.0.0.1:{port}/metrics
+     (the core's) and curl http://127.0.0.1:{agent_api_base() + 1}/metrics (node1's agent)
 
 bin/eru status · bin/eru logs · bin/eru down
 """

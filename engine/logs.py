@@ -21,6 +21,7 @@ import urllib3.exceptions
 from engine.docker import DockerError, _classify, time_cursor
 
 _STREAMS = {1: "stdout", 2: "stderr"}
+MAX_LINE = 64 << 10  # bytes of a line without its newline held before it goes out as it is
 _HEADER = struct.Struct(">BxxxL")
 _TIMEOUTS = (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError)
 
@@ -114,6 +115,9 @@ def _lines(response: Any) -> Iterator[LogLine]:
             *whole, partial[kind] = data.split(b"\n")
             for piece in whole:
                 yield _line(kind, piece)
+            if len(partial[kind]) > MAX_LINE:  # no newline in sight: bounded, handed out as a line
+                yield _line(kind, partial[kind])
+                partial[kind] = b""
         buffer = buffer[at:]
     for kind, rest in partial.items():
         if rest:

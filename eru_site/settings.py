@@ -217,7 +217,9 @@ CELERY_TASK_TIME_LIMIT = 180
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The sweep (container status, and the heartbeat of every node that answers) has a queue and a
 # worker of its own, so a big deploy cannot delay it past the heartbeat lease.
-CELERY_TASK_ROUTES = {"agents.sweep_nodes": {"queue": "heartbeat"}}
+# A lambda holds its worker thread for its whole run: lambdas have a queue (and bin/eru a worker) of
+# their own, so they never keep a deploy, a removal or reconcile waiting.
+CELERY_TASK_ROUTES = {"agents.sweep_nodes": {"queue": "heartbeat"}, "agents.run_lambda": {"queue": "lambda"}}
 CELERY_BEAT_SCHEDULE = {
     # A sweep that could not run within its interval is dropped, not piled up.
     "sweep-nodes": {

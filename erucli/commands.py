@@ -454,19 +454,25 @@ def lambda_run(api: Client, p: Printer, a: Args) -> int:
         **_resources(a),
     }  # fmt: skip
     run = api.post("/api/lambdas/", body)
-    several = a.count > 1
+    seen = [0]  # events printed: after a Ctrl-C the stream is read again from its start
     try:
-        return _lambda_output(api, p, run["id"], several)
+        return _lambda_output(api, p, run["id"], a.count > 1, seen)
     except KeyboardInterrupt:
         p.progress(f"cancelling lambda {run['id']}…")
         api.post(f"/api/lambdas/{run['id']}/cancel/", {})
-        _lambda_output(api, p, run["id"], several)
+        printed, seen[0] = seen[0], 0
+        _lambda_output(api, p, run["id"], a.count > 1, seen, skip=printed)
         return 130
 
 
-def _lambda_output(api: Client, p: Printer, run_id: int, several: bool) -> int:
+def _lambda_output(
+    api: Client, p: Printer, run_id: int, several: bool, seen: list[int], *, skip: int = 0
+) -> int:
     for event in api.stream(f"/api/lambdas/{run_id}/output/"):
+        seen[0] += 1
         kind = event.get("event")
+        if seen[0] <= skip and kind != "end":
+            continue
         prefix = f"#{event.get('seq', 0)} | " if several else ""
         if p.json:
             p.line(json.dumps(event, sort_keys=True))

@@ -6,10 +6,11 @@ checked here for its shape; who may ask for what (the pod's spec policy) is the 
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 RESTART_RE = re.compile(r"^(no|always|unless-stopped|on-failure(:\d{1,4})?)$")
 PORT_RE = re.compile(r"^(?:(\d{1,5}):)?(\d{1,5})(?:/(tcp|udp))?$")
@@ -20,6 +21,11 @@ VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 MAX_HOOK_COMMANDS = 20
 
 
+def _as_text(value: Any) -> Any:
+    """Numbers as their text (Eru's specs write max-file: 3)."""
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -28,7 +34,9 @@ class LogConfig(_Strict):
     """Docker's log driver of the container (Eru's `log`); none given: the node's default."""
 
     type: str = Field("json-file", max_length=32, description="the log driver, e.g. json-file, local, none")
-    config: dict[str, str] = Field(default_factory=dict, description="its options, e.g. max-size: 10m")
+    config: dict[str, Annotated[str, BeforeValidator(_as_text)]] = Field(
+        default_factory=dict, description="its options, e.g. max-size: 10m, max-file: 3"
+    )
 
     @field_validator("type")
     @classmethod
@@ -111,19 +119,31 @@ def check_extra_hosts(value: list[str]) -> list[str]:
 
 
 def check_volumes(value: list[str]) -> list[str]:
-    """Binds of a host path ("/var/log:/var/log[:ro]") or named volumes ("data:/data"). Eru's AUTO
-    volumes are its storage plugin's, which this core has not: refused, not dropped."""
+    """Binds of a host path ("/var/log:/var/log[:ro]") or named volumes ("data:/data"), their paths
+    normalised as the kernel reads them (/var/./run//x is /var/run/x): what the spec policy checks
+    is what Docker binds. Eru's AUTO volumes are its storage plugin's, which this core has not:
+    refused, not dropped."""
+    out = []
     for item in value:
         parts = item.split(":")
         if parts[0] == "AUTO":
             raise ValueError(f"volumes: {item[:60]!r}: AUTO volumes need Eru's storage plugin, not here")
         mode_ok = len(parts) == 2 or (len(parts) == 3 and parts[2] in ("ro", "rw"))
         source_ok = parts[0].startswith("/") or bool(VOLUME_NAME_RE.match(parts[0]))
-        if not (mode_ok and source_ok and parts[1].startswith("/")) or ".." in item.split("/"):
+        if not (mode_ok and source_ok and parts[1].startswith("/")) or ".." in item.replace(":", "/").split(
+            "/"
+        ):
             raise ValueError(
                 f"volumes: {item[:60]!r} should look like /host/path:/in/container[:ro|rw] or name:/path"
             )
-    return value
+        source = clean_path(parts[0]) if parts[0].startswith("/") else parts[0]
+        out.append(":".join([source, clean_path(parts[1]), *parts[2:]]))
+    return out
+
+
+def clean_path(path: str) -> str:
+    """An absolute path as the kernel resolves its spelling (no //, /./ or trailing /)."""
+    return "/" + posixpath.normpath(path).lstrip("/")
 
 
 def check_cap_add(value: list[str]) -> list[str]:
@@ -134,7 +154,7 @@ def check_cap_add(value: list[str]) -> list[str]:
     return [c.removeprefix("CAP_") for c in caps]
 
 
-def docker_options(options: dict[str, Any]) -> dict[str, Any]:
+def docker_options(options: dict[str, Any], *, host_network: bool = False) -> dict[str, Any]:
     """The docker SDK's create arguments for stored container options (Workload.options)."""
     out: dict[str, Any] = {}
     if options.get("privileged"):
@@ -154,6 +174,8 @@ def docker_options(options: dict[str, Any]) -> dict[str, Any]:
         ("extra_hosts", "extra_hosts"),
         ("cap_add", "cap_add"),
     ):
+        if key == "sysctls" and host_network:  # as Eru: the host's own namespace has none to set
+            continue
         if options.get(key):
             out[arg] = (
                 dict(item.split(":", 1) for item in options[key]) if key == "extra_hosts" else options[key]

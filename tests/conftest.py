@@ -181,8 +181,16 @@ def celery_worker_thread(django_db_setup: Any) -> Iterator[Any]:
 
     app.conf.broker_url = os.environ.get("ERU_REDIS_URL", settings.CELERY_BROKER_URL)
     with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge("celery")
-    with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=30) as w:
+        for queue in ("celery", "lambda"):
+            conn.default_channel.queue_purge(queue)
+    with start_worker(
+        app,
+        pool="threads",
+        concurrency=4,
+        perform_ping_check=False,
+        shutdown_timeout=30,
+        queues=["celery", "lambda"],
+    ) as w:
         yield w
 
 

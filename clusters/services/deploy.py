@@ -236,7 +236,9 @@ def deployment_create(*, actor: Actor, spec: DeploySpec, lambda_timeout: int | N
         if run is not None:
             run_after = {"command": r.command, "timeout": run.timeout, "deployment": deployment.pk}
             audit(actor, AuditEvent.Action.LAMBDA_RUN, run, pod=spec.pod, after=run_after)
-        queue.enqueue_each("agents.create_workload", [(w.pk,) for w in workloads])
+        # A lambda's containers hold their worker for their whole run: a queue and a worker of their own.
+        task = "agents.run_lambda" if run is not None else "agents.create_workload"
+        queue.enqueue_each(task, [(w.pk,) for w in workloads])
     return deployment
 
 

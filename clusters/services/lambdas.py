@@ -15,7 +15,9 @@ from clusters.services._common import SYSTEM, Actor, audit
 from clusters.services.deploy import DeploySpec, deployment_create
 from clusters.services.workloads import _drop, _locked, deployment_progress
 
-MAX_TIMEOUT = 24 * 3600
+# Below the Redis transport's visibility timeout (an hour): a message unacknowledged longer is
+# delivered again, and a second run of a lambda's task would take its container for a lost worker's.
+MAX_TIMEOUT = 3000
 S = LambdaRun.State
 _WORST = [S.DONE, S.FAILED, S.TIMEOUT, S.CANCELLED]  # how a run ended: the worst of its workloads'
 

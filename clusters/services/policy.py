@@ -16,7 +16,7 @@ from clusters.errors import invalid
 from clusters.models import AuditEvent, Pod, PodPolicy
 from clusters.services._common import Actor, audit
 from clusters.users import AnyUser
-from schema.container import SYSCTL_RE, check_cap_add
+from schema.container import SYSCTL_RE, VOLUME_NAME_RE, check_cap_add, clean_path
 
 # Namespaced sysctls that cannot reach past the container (Kubernetes' safe set, and Eru's example).
 SAFE_SYSCTLS = frozenset(
@@ -53,8 +53,10 @@ def refusals(policy: PodPolicy, r: schema.DeployRequest) -> dict[str, list[str]]
         refuse("network", f"network {r.network!r} needs the pod policy's 'host_network'")
     for volume in r.volumes:
         source = volume.split(":")[0]
-        if not source.startswith("/"):
-            continue  # a named volume: Docker's own, no host path
+        if not source.startswith("/"):  # a volume of that name may be anything on the node (a bind of /)
+            if source not in policy.host_paths:
+                refuse("volumes", f"named volume {source} is not in the pod policy's 'host_paths'")
+            continue
         if (source in SOCKETS or _under(SOCKETS[0], [source]) or _under(SOCKETS[1], [source])) and not (
             policy.docker_socket
         ):
@@ -99,9 +101,14 @@ def _checked(fields: dict[str, Any]) -> dict[str, Any]:
             isinstance(fields[key], list) and all(isinstance(v, str) for v in fields[key])
         ):
             raise invalid(key, f"{key}: a list of strings")
+    paths = []
     for path in fields.get("host_paths", []):
-        if not path.startswith("/") or ".." in path.split("/") or len(path) > 1024:
-            raise invalid("host_paths", f"host_paths: {path[:60]!r} is not an absolute path")
+        named = bool(VOLUME_NAME_RE.match(path))
+        if not (path.startswith("/") or named) or ".." in path.split("/") or len(path) > 1024:
+            raise invalid("host_paths", f"host_paths: {path[:60]!r} is not an absolute path or a volume name")
+        paths.append(path if named else clean_path(path))
+    if "host_paths" in fields:
+        fields["host_paths"] = paths
     for name in fields.get("sysctls", []):
         if not SYSCTL_RE.match(name):
             raise invalid("sysctls", f"sysctls: {name[:60]!r} is not a sysctl name")

@@ -67,7 +67,9 @@ def usage_record(*, actor: Actor, node: Node, usage: Mapping[str, Use], at: floa
         )  # fmt: skip
         before = {
             r.workload_id: r
-            for r in WorkloadUsage.objects.filter(workload_id__in=list(rated), step=COARSE, at=coarse)
+            for r in WorkloadUsage.objects.select_for_update().filter(
+                workload_id__in=list(rated), step=COARSE, at=coarse
+            )
         }
         WorkloadUsage.objects.bulk_create(
             [_averaged(WorkloadUsage(workload_id=pk, step=COARSE, at=coarse), before.get(pk), u.cpu, u.memory)
@@ -82,7 +84,7 @@ def usage_record(*, actor: Actor, node: Node, usage: Mapping[str, Use], at: floa
             NodeUsage.objects.update_or_create(
                 node=node, step=FINE, at=fine, defaults={"cpu": cpu, "memory": memory, "n": 1}
             )
-            old = NodeUsage.objects.filter(node=node, step=COARSE, at=coarse).first()
+            old = NodeUsage.objects.select_for_update().filter(node=node, step=COARSE, at=coarse).first()
             row = _averaged(NodeUsage(node=node, step=COARSE, at=coarse), old, cpu, memory)
             NodeUsage.objects.bulk_create(
                 [row], update_conflicts=True, unique_fields=["node", "step", "at"],
