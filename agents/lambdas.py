@@ -34,7 +34,10 @@ def run(w: Workload, task_id: str) -> None:
             _done(w, None, S.FAILED, note="its worker was lost mid-run; its container is removed")
             return
         lambda_output.publish(w.lambda_run_id, "starting", name=w.name, seq=w.seq)
-        info = docker.create_and_start(client, **selectors.container_spec(w))
+        stdin = LambdaRun.objects.values_list("stdin", flat=True).get(pk=w.lambda_run_id)
+        info = docker.create_and_start(
+            client, **selectors.container_spec(w), stdin=stdin.encode() if stdin else None
+        )
     except docker.DockerError as exc:  # nothing runs: if a container was left, reconcile removes it
         _done(w, None, S.FAILED, note=str(exc))
         return

@@ -400,8 +400,8 @@ LAMBDA_DEFAULTS = {
 class LambdaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[LambdaRun]):
     """Lambdas: a one-off command in throw-away containers (Eru's lambda). POST takes a deploy body
     (pod, image, command, count, env, network, resources, nodes…; app and entrypoint default to
-    lambda/run, resources to 0.5 cpu and 64M) plus `timeout` (seconds, default 600); GET …/output/
-    streams what they print."""
+    lambda/run, resources to 0.5 cpu and 64M) plus `timeout` (seconds, default 600, at most 3000) and
+    `stdin` (text the command reads, then its end; count 1); GET …/output/ streams what they print."""
 
     serializer_class = s.LambdaRunSerializer
 
@@ -415,9 +415,12 @@ class LambdaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     def create(self, request: Request) -> Response:
         body = dict(_deploy_body(request))
         timeout = bounded_int(str(body.pop("timeout", 600)), "timeout", 1, services.lambdas.MAX_TIMEOUT)
+        stdin = body.pop("stdin", None)
+        if stdin is not None and not isinstance(stdin, str):
+            raise invalid("stdin", "stdin: the input as text")
         body = {**LAMBDA_DEFAULTS, **{k: v for k, v in body.items() if v not in (None, "")}}
         spec = services.deployment_validate(pod=_pod_of(request, body), data=body)
-        run = services.lambda_create(actor=_actor(request), spec=spec, timeout=timeout)
+        run = services.lambda_create(actor=_actor(request), spec=spec, timeout=timeout, stdin=stdin)
         return Response(s.LambdaRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={202: s.LambdaRunSerializer})

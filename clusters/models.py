@@ -245,6 +245,7 @@ class LambdaRun(models.Model):
     ends = models.JSONField(default=dict, blank=True)  # workload name -> how it ended (State values)
     output = models.TextField(blank=True)  # the last OUTPUT_KEPT bytes, each line after its workload's seq
     cancel_requested = models.BooleanField(default=False)
+    stdin = models.TextField(blank=True, help_text="the command's standard input, then its end")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

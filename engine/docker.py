@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import os
 import re
+import socket
 import ssl
 import tempfile
 import threading
@@ -320,10 +321,15 @@ def create_and_start(
     resources: dict[str, Any],
     network: str = "",
     options: dict[str, Any] | None = None,
+    stdin: bytes | None = None,
 ) -> ContainerInfo:
     """Create (or find, by name) the container and start it. Never pulls. Idempotent by name:
     a second call for the same name finds the first container instead of making another.
-    If the start fails, the container this call created is removed again."""
+    If the start fails, the container this call created is removed again. With `stdin`, the
+    container's standard input is these bytes and then its end (attached before the start, so none
+    is lost)."""
+    if stdin is not None:  # not detached: the SDK sets StdinOnce only so (the input ends with its client)
+        options = {**(options or {}), "stdin_open": True, "detach": False}
     created_here = False
     try:
         try:
@@ -334,9 +340,7 @@ def create_and_start(
                 environment=env,
                 labels=labels,
                 network=network or None,
-                detach=True,
-                **resources,
-                **(options or {}),  # the docker SDK's create arguments (schema.container.docker_options)
+                **{"detach": True, **resources, **(options or {})},  # schema.container.docker_options
             )
             created_here = True
         except docker.errors.APIError as exc:
@@ -344,7 +348,10 @@ def create_and_start(
                 raise
             container = client.containers.get(name)
         if container.status != "running":
-            container.start()
+            if stdin is not None and created_here:
+                _start_with_input(client, container, stdin)
+            else:
+                container.start()
         container.reload()
         return _info(container)
     except _ERRORS as exc:
@@ -352,6 +359,20 @@ def create_and_start(
         if created_here:
             _remove_quietly(client, name)
         raise error from exc
+
+
+def _start_with_input(client: docker.DockerClient, container: Any, data: bytes) -> None:
+    """Attach to its stdin, start it, write the data and close: Docker ends the input when the one
+    attached client goes (stdin_once: set at create, with stdin_open)."""
+    sock = client.api.attach_socket(container.id, params={"stdin": 1, "stream": 1})
+    raw = getattr(sock, "_sock", sock)
+    try:
+        container.start()
+        raw.sendall(data)
+        raw.shutdown(socket.SHUT_WR)  # the input's end (closing the wrapper alone keeps it open)
+    finally:
+        sock.close()
+        raw.close()
 
 
 def _remove_quietly(client: docker.DockerClient, name: str) -> None:

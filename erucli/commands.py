@@ -453,6 +453,8 @@ def lambda_run(api: Client, p: Printer, a: Args) -> int:
         "env": a.env or [], "network": a.network or "", "node_names": a.node or [], "app": a.name or "",
         **_resources(a),
     }  # fmt: skip
+    if a.stdin:
+        body["stdin"] = sys.stdin.read()
     run = api.post("/api/lambdas/", body)
     seen = [0]  # events printed: after a Ctrl-C the stream is read again from its start
     try:

@@ -320,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", action="append", metavar="KEY=VALUE", help="environment variable, repeatable")
     p.add_argument("--network", help="docker network (default: the node's bridge)")
     p.add_argument("--node", action="append", metavar="NODE", help="only these nodes (repeatable)")
+    p.add_argument("--stdin", action="store_true", help="send this command's input to it (text; count 1)")
     _resource_flags(p)
 
     # deployment, audit

@@ -18,16 +18,28 @@ from clusters.services.workloads import _drop, _locked, deployment_progress
 # Below the Redis transport's visibility timeout (an hour): a message unacknowledged longer is
 # delivered again, and a second run of a lambda's task would take its container for a lost worker's.
 MAX_TIMEOUT = 3000
+MAX_STDIN = 1 << 20
 S = LambdaRun.State
 _WORST = [S.DONE, S.FAILED, S.TIMEOUT, S.CANCELLED]  # how a run ended: the worst of its workloads'
 
 
-def lambda_create(*, actor: Actor, spec: DeploySpec, timeout: int) -> LambdaRun:
-    """Run the deploy request's command once per planned workload; each is killed after `timeout`."""
+def lambda_create(*, actor: Actor, spec: DeploySpec, timeout: int, stdin: str | None = None) -> LambdaRun:
+    """Run the deploy request's command once per planned workload; each is killed after `timeout`.
+    With `stdin` (one workload only, as Eru's open_stdin), the command reads it, then its end."""
     if not 1 <= timeout <= MAX_TIMEOUT:
         raise invalid("timeout", f"timeout: from 1 to {MAX_TIMEOUT} seconds")
-    deployment = deployment_create(actor=actor, spec=spec, lambda_timeout=timeout)
-    return LambdaRun.objects.select_related("deployment").get(deployment=deployment)
+    if stdin is not None:
+        if spec.request.count != 1 or spec.request.strategy != "AUTO":
+            raise invalid("stdin", "count must be 1 if OpenStdin is true (and the strategy AUTO)")
+        if len(stdin.encode()) > MAX_STDIN:
+            raise invalid("stdin", f"stdin: above the limit of {MAX_STDIN >> 20} MiB")
+    with transaction.atomic():
+        deployment = deployment_create(actor=actor, spec=spec, lambda_timeout=timeout)
+        run = LambdaRun.objects.select_related("deployment").get(deployment=deployment)
+        if stdin is not None:
+            run.stdin = stdin
+            run.save(update_fields=["stdin"])
+    return run
 
 
 def lambda_cancel(*, actor: Actor, run: LambdaRun) -> LambdaRun:

@@ -144,3 +144,20 @@ def test_erucli_lambda_prints_live_and_exits_with_the_code_even_at_a_hundredth_o
     assert "starting…" in done.stderr
     assert "err" in done.stderr
     assert time.monotonic() - started < 60
+
+
+def test_stdin_reaches_the_command_and_then_its_end(
+    api: APIClient, admin_user: Any, live_server: Any
+) -> None:
+    _, token = services.token_create(actor=services.SYSTEM, user=admin_user, name="cli")
+    env = {**os.environ, "ERU": live_server.url, "ERU_TOKEN": token}
+    argv = [sys.executable, "-m", "erucli", "lambda", "--pod", "eru", "--image", IMAGE, "--node", "node1",
+            "--stdin", "--", "sh", "-c", "wc -l; cat >/dev/null; echo read-all"]  # fmt: skip
+    done = subprocess.run(
+        argv, env=env, cwd=ROOT, input="a\nb\nc\n", capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["3", "read-all"]
+    body = {"pod": "eru", "image": IMAGE, "command": ["cat"], "count": 2, "stdin": "x"}
+    refused = api.post("/api/lambdas/", body, format="json").json()
+    assert refused == {"stdin": ["count must be 1 if OpenStdin is true (and the strategy AUTO)"]}
