@@ -78,6 +78,29 @@ def start(env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
     return procs
 
 
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """The web server and the workers, then the services."""
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    sh(f"bin/services down --dir {DIR.relative_to(ROOT)}")
+
+
+def client_of(env: dict[str, str], pool: int = 10) -> docker.DockerClient:
+    """The services' first node, over mutual TLS, trusting only its own CA."""
+    tls_dir = Path(env["ERU_TLS_DIR"])
+    cert = (str(tls_dir / "cert.pem"), str(tls_dir / "key.pem"))
+    tls = docker.tls.TLSConfig(client_cert=cert, ca_cert=str(tls_dir / "ca.pem"), verify=True)
+    endpoint = env["ERU_NODES"].split()[0].split("=", 1)[1]
+    client = docker.DockerClient(base_url=endpoint, tls=tls, version="1.41", max_pool_size=pool)
+    client.api.trust_env = False
+    return client
+
+
 def token(session: requests.Session) -> None:
     r = session.post(
         f"http://127.0.0.1:{PORT}/api/auth/token/",
@@ -150,15 +173,7 @@ def main() -> None:
     env = load_env()
     procs = start(env)
     try:
-        tls_dir = Path(env["ERU_TLS_DIR"])
-        tls = docker.tls.TLSConfig(
-            client_cert=(str(tls_dir / "cert.pem"), str(tls_dir / "key.pem")),
-            ca_cert=str(tls_dir / "ca.pem"),
-            verify=True,
-        )
-        endpoint = env["ERU_NODES"].split()[0].split("=", 1)[1]
-        client = docker.DockerClient(base_url=endpoint, tls=tls, version="1.41")
-        client.api.trust_env = False
+        client = client_of(env)
         session = requests.Session()
         session.trust_env = False
         token(session)
@@ -184,14 +199,7 @@ def main() -> None:
         print(f"ratio api/sdk-8-threads  = {m_api / m_par:.2f}x")
         clean(client)
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        sh(f"bin/services down --dir {DIR.relative_to(ROOT)}")
+        stop(procs)
 
 
 if __name__ == "__main__":

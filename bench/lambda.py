@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +20,7 @@ import docker
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from deploy import DIR, IMAGE, PORT, ROOT, clean, load_env, sh, start, token  # noqa: E402  (bench/deploy.py)
+from deploy import DIR, IMAGE, PORT, ROOT, clean, client_of, load_env, sh, start, stop, token  # noqa: E402
 
 THREADS = 8  # the worker's (bin/eru: --pool=threads -c 8)
 
@@ -74,12 +72,7 @@ def main() -> None:
     env = load_env()
     procs = start(env)
     try:
-        tls_dir = Path(env["ERU_TLS_DIR"])
-        cert = (str(tls_dir / "cert.pem"), str(tls_dir / "key.pem"))
-        tls = docker.tls.TLSConfig(client_cert=cert, ca_cert=str(tls_dir / "ca.pem"), verify=True)
-        endpoint = env["ERU_NODES"].split()[0].split("=", 1)[1]
-        client = docker.DockerClient(base_url=endpoint, tls=tls, version="1.41", max_pool_size=THREADS)
-        client.api.trust_env = False
+        client = client_of(env, pool=THREADS)
         session = requests.Session()
         session.trust_env = False
         session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=THREADS))
@@ -97,14 +90,7 @@ def main() -> None:
         print(f"ratio = {m_api / m_sdk:.2f}x (target <= 1.3x)")
         clean(client)
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        sh(f"bin/services down --dir {DIR.relative_to(ROOT)}")
+        stop(procs)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ serializer and then call clusters.services — the same write path as the portal
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -198,6 +198,14 @@ def _agent_credential(node: Node, secret: str) -> dict[str, str]:
     return {"agent_username": node.grpc_username, "agent_secret": secret}
 
 
+def _ndjson(body: Callable[[], Iterator[bytes]]) -> StreamingHttpResponse | Response:
+    """An NDJSON stream on one of this process's stream slots, or a 503 when none is free."""
+    try:
+        return logs.streamed(body, "application/x-ndjson")
+    except logs.Busy as exc:
+        return Response({"detail": str(exc)}, status=503, headers={"Retry-After": "5"})
+
+
 MERGED_LOGS = (
     "Several workloads' logs merged into one, each line naming its workload: those the filters "
     "choose (app or deployment needed; entrypoint, node, pod narrow it; at most "
@@ -252,16 +260,8 @@ class WorkloadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         params = request.query_params
         tail, since = logs.tail_of(params.get("tail")), logs.since_of(params.get("since"))
         follow = params.get("follow", "").lower() in ("1", "true", "yes")
-        try:
-            logs.take()
-        except logs.Busy as exc:
-            return Response({"detail": str(exc)}, status=503, headers={"Retry-After": "5"})
         source = logs.lines(w, tail=tail, since=since, follow=follow)
-        response = StreamingHttpResponse(
-            logs.held(logs.ndjson(source, follow=follow)), content_type="application/x-ndjson"
-        )
-        response["X-Accel-Buffering"] = "no"
-        return response
+        return _ndjson(lambda: logs.ndjson(source, follow=follow))
 
     @extend_schema(
         parameters=[*s.MERGED_LOG_PARAMETERS, *s.LOG_PARAMETERS[1:]],
@@ -285,16 +285,8 @@ class WorkloadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
                 f"app: more than {logs.MAX_MERGED} workloads match; a merged log takes at most "
                 f"{logs.MAX_MERGED}: narrow it with entrypoint, node or deployment",
             )
-        try:
-            logs.take()
-        except logs.Busy as exc:
-            return Response({"detail": str(exc)}, status=503, headers={"Retry-After": "5"})
         source = logs.merged(chosen, tail=tail, since=since, follow=follow)
-        response = StreamingHttpResponse(
-            logs.held(logs.ndjson(source, follow=follow)), content_type="application/x-ndjson"
-        )
-        response["X-Accel-Buffering"] = "no"
-        return response
+        return _ndjson(lambda: logs.ndjson(source, follow=follow))
 
     @extend_schema(request=None, responses={202: s.WorkloadSerializer})
     @action(detail=True, methods=["post"])
@@ -441,15 +433,7 @@ class LambdaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     @action(detail=True, methods=["get"])
     def output(self, request: Request, pk: str) -> StreamingHttpResponse | Response:
         run = self.get_object()
-        try:
-            logs.take()
-        except logs.Busy as exc:
-            return Response({"detail": str(exc)}, status=503, headers={"Retry-After": "5"})
-        response = StreamingHttpResponse(
-            logs.held(lambda_stream.ndjson(run)), content_type="application/x-ndjson"
-        )
-        response["X-Accel-Buffering"] = "no"
-        return response
+        return _ndjson(lambda: lambda_stream.ndjson(run))
 
 
 class AuditEventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[AuditEvent]):

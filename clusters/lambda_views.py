@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseLocation
 
-from clusters import lambda_stream, logs, permissions, services
+from clusters import lambda_stream, permissions, services, views
 from clusters.forms import add_service_errors
 from clusters.models import LambdaRun
 from clusters.users import HtmxHttpRequest
@@ -71,14 +71,7 @@ def lambda_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def lambda_output_events(request: HtmxHttpRequest, pk: int) -> HttpResponse | StreamingHttpResponse:
     run = get_object_or_404(_visible(request), pk=pk)
-    try:
-        logs.take()
-    except logs.Busy as exc:
-        return HttpResponse(str(exc), status=503, headers={"Retry-After": "5"}, content_type="text/plain")
-    response = StreamingHttpResponse(logs.held(lambda_stream.sse(run)), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
+    return views.sse(lambda: lambda_stream.sse(run))
 
 
 @login_required

@@ -15,12 +15,13 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.http import StreamingHttpResponse
 from django.utils import timezone
 
 from clusters import selectors
@@ -104,6 +105,16 @@ def take() -> None:
     """A stream slot, or Busy at once."""
     if not _slots.acquire(blocking=False):
         raise Busy(f"too many open streams on this web process (at most {settings.ERU_STREAMS}); try again")
+
+
+def streamed(body: Callable[[], Iterator[bytes]], content_type: str) -> StreamingHttpResponse:
+    """A streaming response holding one of this process's stream slots until it ends (Busy at once
+    when none is free); made by `body` only once a slot is held."""
+    take()
+    response = StreamingHttpResponse(held(body()), content_type=content_type)
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # a proxy in front passes each line as it comes
+    return response
 
 
 def held(stream: Iterator[bytes]) -> Iterator[bytes]:

@@ -373,14 +373,15 @@ def _logged(workloads: QuerySet[Workload]) -> list[Workload]:
 
 def _stream(source: Any) -> HttpResponse | StreamingHttpResponse:
     """Server-sent events from a log source, holding one of this process's stream slots."""
+    return sse(lambda: logs.events(source()))
+
+
+def sse(body: Any) -> HttpResponse | StreamingHttpResponse:
+    """Server-sent events on one of this process's stream slots, or a plain 503 when none is free."""
     try:
-        logs.take()
+        return logs.streamed(body, "text/event-stream")
     except logs.Busy as exc:
         return HttpResponse(str(exc), status=503, headers={"Retry-After": "5"}, content_type="text/plain")
-    response = StreamingHttpResponse(logs.held(logs.events(source())), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
 
 
 @login_required
