@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+from collections.abc import Callable
 from typing import Any
 
 import docker as docker_sdk
@@ -16,9 +17,19 @@ from engine import docker
 log = logging.getLogger(__name__)
 
 
-def run(client: docker_sdk.DockerClient, container: str, commands: list[str]) -> str | None:
-    """None when every command exits 0; else what failed and how (its exit code, its last output)."""
+HOOK_TIMEOUT = 300  # s one hook command may run (the node client's own timeout is for quick calls)
+
+
+def run(
+    client: docker_sdk.DockerClient,
+    container: str,
+    commands: list[str],
+    between: Callable[[], object] = lambda: None,
+) -> str | None:
+    """None when every command exits 0; else what failed and how (its exit code, its last output).
+    `between` is called before each command (the caller renews its claim: hooks take their time)."""
     for command in commands:
+        between()
         try:
             argv = shlex.split(command)
         except ValueError as exc:
@@ -30,7 +41,12 @@ def run(client: docker_sdk.DockerClient, container: str, commands: list[str]) ->
 
 
 def hooked(
-    client: docker_sdk.DockerClient, container: str, options: dict[str, Any], which: str, name: str
+    client: docker_sdk.DockerClient,
+    container: str,
+    options: dict[str, Any],
+    which: str,
+    name: str,
+    between: Callable[[], object] = lambda: None,
 ) -> str | None:
     """Run the workload's `which` hook (after_start or before_stop): an error only when it failed (or
     could not run: the container stopped, its node went) and its hook has force."""
@@ -39,7 +55,7 @@ def hooked(
     if not commands:
         return None
     try:
-        failed = run(client, container, commands)
+        failed = run(client, container, commands, between)
     except docker.DockerError as exc:
         failed = f"could not run: {exc}"
     if failed is None:

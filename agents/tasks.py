@@ -10,6 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+import docker as docker_sdk
 from celery import Task, shared_task, signals
 from django import db
 from django.conf import settings
@@ -73,8 +74,14 @@ def create_workload(self: BoundTask, workload_id: int) -> None:
     )
     if info is None:
         return
-    # The client made the container a moment ago: node_client hands out the same, cached.
-    failed = hooks.hooked(selectors.node_client(w.node), info.id, w.options, "after_start", w.name)
+    failed = None
+    if w.options.get("hook"):  # hooks may run for minutes: a longer timeout, the claim renewed between
+
+        def renew() -> None:
+            services.workload_claim(workload_id=w.pk, task_id=task_id, stale_after=STALE_CLAIM)
+
+        client = selectors.node_client(w.node, timeout=hooks.HOOK_TIMEOUT)
+        failed = hooks.hooked(client, info.id, w.options, "after_start", w.name, renew)
     if failed:  # a forced after_start failed: so does the workload, and its container goes
         _fail(w, task_id, failed)
         return
@@ -92,6 +99,10 @@ def run_lambda(self: BoundTask, workload_id: int) -> None:
     w = services.workload_claim(workload_id=workload_id, task_id=task_id, stale_after=STALE_CLAIM)
     if w is not None:
         lambdas.run(w, task_id)
+
+
+def _hook_client(node: Node) -> docker_sdk.DockerClient:
+    return selectors.node_client(node, timeout=hooks.HOOK_TIMEOUT)
 
 
 def _fail(w: Workload, task_id: str, error: str) -> None:
@@ -131,7 +142,7 @@ def control_workload(self: BoundTask, workload_id: int, action: str) -> None:
     client = selectors.node_client
     target = w.container_id or w.name
     if action in ("stop", "restart") and was_running:
-        refused = hooks.hooked(client(w.node), target, w.options, "before_stop", w.name)
+        refused = hooks.hooked(_hook_client(w.node), target, w.options, "before_stop", w.name)
         if refused:  # a forced before_stop failed: no stop
             fail(refused)
             return
@@ -140,7 +151,7 @@ def control_workload(self: BoundTask, workload_id: int, action: str) -> None:
         return
     error = ""
     if action in ("start", "restart") and info.status == "running":
-        error = hooks.hooked(client(w.node), target, w.options, "after_start", w.name) or ""
+        error = hooks.hooked(_hook_client(w.node), target, w.options, "after_start", w.name) or ""
     services.workload_record_state(
         workload_id=w.pk, running=info.status == "running", task_id=task_id, exit_code=info.exit_code,
         error=error,
