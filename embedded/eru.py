@@ -259,6 +259,7 @@ def load_env() -> dict[str, str]:
     # prometheus-client's multiprocess mode: every web and worker process counts into files here, and
     # /metrics adds them up, so any web process gives the same answer.
     env["PROMETHEUS_MULTIPROC_DIR"] = str(RUN / "prometheus")
+    (RUN / "prometheus").mkdir(parents=True, exist_ok=True)  # every Django process counts into it
     return env
 
 
@@ -331,13 +332,12 @@ def cmd_up() -> int:
     require_root()
     cluster(nodes=os.environ.get("ERU_NODES_COUNT", "1"), port_base=PORT_BASE).up()
     env = load_env()
-    RUN.mkdir(parents=True, exist_ok=True)
-    django_prepare(env)
     processes = apps(env)
     counts = RUN / "prometheus"
     if not any(app.pid() for app in processes):  # counters start again with a fresh set of processes
         shutil.rmtree(counts, ignore_errors=True)
-    counts.mkdir(exist_ok=True)
+        counts.mkdir()
+    django_prepare(env)
     for app in processes:
         app.start()
     wait_for_web(next(p for p in processes if isinstance(p, App) and p.name == "web"))
