@@ -113,3 +113,21 @@ def test_eru_usage_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     finally:
         os.chdir(cwd)
     assert "bin/eru token [USER]" in capsys.readouterr().err
+
+
+def test_eru_s_environment_has_the_multiprocess_counts_directory_before_any_django_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bin/eru up runs manage.py migrate first, and it already counts into PROMETHEUS_MULTIPROC_DIR:
+    the directory must exist by then (it once did not, and up failed at migrate)."""
+    from embedded import eru
+
+    cluster = tmp_path / "cluster"
+    cluster.mkdir()
+    (cluster / "env").write_text("export ERU_NODES=node1=tcp://127.0.0.1:1\n")
+    monkeypatch.setattr(eru, "CLUSTER_DIR", cluster)
+    monkeypatch.setattr(eru, "RUN", cluster / "run")
+    env = eru.load_env()
+    assert env["PROMETHEUS_MULTIPROC_DIR"] == str(cluster / "run" / "prometheus")
+    assert Path(env["PROMETHEUS_MULTIPROC_DIR"]).is_dir()
+    assert "ERU_METRICS_ALLOW" not in env or env["ERU_METRICS_ALLOW"] == os.environ.get("ERU_METRICS_ALLOW")
