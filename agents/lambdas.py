@@ -28,13 +28,13 @@ STALE = 3600  # only this task's own claim is renewed: the age given does not ma
 def run(w: Workload, task_id: str) -> None:
     client = selectors.node_client(w.node)
     assert w.lambda_run_id is not None
+    stdin, timeout = LambdaRun.objects.values_list("stdin", "timeout").get(pk=w.lambda_run_id)
     try:
         if docker.inspect(client, w.name) is not None:
             docker.remove(client, w.name)
             _done(w, None, S.FAILED, note="its worker was lost mid-run; its container is removed")
             return
         lambda_output.publish(w.lambda_run_id, "starting", name=w.name, seq=w.seq)
-        stdin = LambdaRun.objects.values_list("stdin", flat=True).get(pk=w.lambda_run_id)
         info = docker.create_and_start(
             client, **selectors.container_spec(w), stdin=stdin.encode() if stdin else None
         )
@@ -42,7 +42,6 @@ def run(w: Workload, task_id: str) -> None:
         _done(w, None, S.FAILED, note=str(exc))
         return
     lambda_output.publish(w.lambda_run_id, "started", name=w.name, seq=w.seq)
-    timeout = LambdaRun.objects.values_list("timeout", flat=True).get(pk=w.lambda_run_id)
     ended: str = S.DONE
     output, note, code = "", "", None
     try:
@@ -76,7 +75,7 @@ def _follow(
                 last = line.time
                 lambda_output.publish(w.lambda_run_id, "line", name=w.name, seq=w.seq, stream=line.stream,
                                       data=line.text)  # fmt: skip
-                kept.append(f"{w.seq}| {line.text}\n")
+                kept.append(lambda_output.kept_line(w.seq, line.text))
                 size += len(kept[-1])
                 while size > LambdaRun.OUTPUT_KEPT and kept:
                     size -= len(kept.popleft())
@@ -102,7 +101,7 @@ def _done(w: Workload, code: int | None, ended: str, output: str = "", *, note: 
     assert w.lambda_run_id is not None
     if note:
         lambda_output.publish(w.lambda_run_id, "line", name=w.name, seq=w.seq, stream="stderr", data=note)
-        output += f"{w.seq}| {note}\n"
+        output += lambda_output.kept_line(w.seq, note)
     after = services.lambda_workload_done(workload_id=w.pk, exit_code=code, ended=ended, output=output)
     lambda_output.publish(w.lambda_run_id, "exit", name=w.name, seq=w.seq, exit_code=code, ended=ended)
     if after is not None and after.is_final:

@@ -80,8 +80,7 @@ def create_workload(self: BoundTask, workload_id: int) -> None:
         def renew() -> None:
             services.workload_claim(workload_id=w.pk, task_id=task_id, stale_after=STALE_CLAIM)
 
-        client = selectors.node_client(w.node, timeout=hooks.HOOK_TIMEOUT)
-        failed = hooks.hooked(client, info.id, w.options, "after_start", w.name, renew)
+        failed = hooks.hooked(_hook_client(w.node), info.id, w.options, "after_start", w.name, renew)
     if failed:  # a forced after_start failed: so does the workload, and its container goes
         _fail(w, task_id, failed)
         return

@@ -65,5 +65,17 @@ def entries(
                 return
 
 
+def kept_line(seq: int, text: str) -> str:
+    """A line as the run's row keeps it (LambdaRun.output): after its workload's number."""
+    return f"{seq}| {text}\n"
+
+
+def kept_lines(output: str) -> Iterator[tuple[int, str]]:
+    """The (workload number, line) of a run's kept output."""
+    for line in output.splitlines():
+        seq, _, data = line.partition("| ")
+        yield (int(seq) if seq.isdigit() else 0), data
+
+
 def exists(run_id: int) -> bool:
     return bool(client().exists(key(run_id)))

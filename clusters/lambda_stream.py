@@ -18,9 +18,8 @@ def events(run: LambdaRun) -> Iterator[dict[str, Any] | None]:
     """The run's events (None: a quiet while)."""
     run.refresh_from_db()
     if run.is_final and not lambda_output.exists(run.pk):
-        for line in run.output.splitlines():
-            seq, _, data = line.partition("| ")
-            yield {"event": "line", "seq": int(seq) if seq.isdigit() else 0, "stream": "stdout", "data": data}
+        for seq, data in lambda_output.kept_lines(run.output):
+            yield {"event": "line", "seq": seq, "stream": "stdout", "data": data}
         yield {"event": "end", "state": run.state, "exit_code": run.exit_code}
         return
     for item in lambda_output.entries(run.pk, idle=settings.ERU_STREAM_IDLE):

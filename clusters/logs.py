@@ -72,17 +72,19 @@ def tail_of(value: str | None, default: int = 100) -> int | None:
         return default
     if value == "all":
         return None
-    if not (value.isascii() and value.isdigit() and int(value) <= MAX_TAIL):
-        raise invalid("tail", f"tail: a number of lines from 0 to {MAX_TAIL}, or all")
-    return int(value)
+    return _count(value, MAX_TAIL, f"tail: a number of lines from 0 to {MAX_TAIL}, or all")
 
 
 def merged_tail_of(value: str | None, default: int = 100) -> int:
     """`tail` of a merged log: the last lines of each workload, from 0 to MERGED_TAIL."""
     if value in (None, ""):
         return default
-    if not (value.isascii() and value.isdigit() and int(value) <= MERGED_TAIL):
-        raise invalid("tail", f"tail: a number of lines per workload from 0 to {MERGED_TAIL}")
+    return _count(value, MERGED_TAIL, f"tail: a number of lines per workload from 0 to {MERGED_TAIL}")
+
+
+def _count(value: str, most: int, message: str) -> int:
+    if not (value.isascii() and value.isdigit() and int(value) <= most):
+        raise invalid("tail", message)
     return int(value)
 
 

@@ -23,7 +23,7 @@ from prometheus_client.core import GaugeMetricFamily, UnknownMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from clusters import etcd
+from clusters import etcd, selectors
 from clusters.models import AuditEvent, Node
 
 HOSTNAME = socket.gethostname()
@@ -64,7 +64,7 @@ class NodeCollector(Collector):
             capacity.add_metric([pod, name], memory)
             used.add_metric([pod, name], used_memory)
             cpu.add_metric([pod, name], used_cpu)
-            for core in sorted(cpu_map_, key=_core_order):
+            for core in sorted(cpu_map_, key=selectors.core_order):
                 cpu_map.add_metric([pod, name, core], (used_map or {}).get(core, 0))
             up.add_metric([HOSTNAME, pod, name], 1 if name in alive and not bypass else 0)
         yield from (capacity, used, cpu, cpu_map, up)
@@ -77,10 +77,6 @@ class NodeCollector(Collector):
             [HOSTNAME], AuditEvent.objects.filter(action=AuditEvent.Action.WORKLOAD_CREATED).count()
         )
         yield deployed
-
-
-def _core_order(core: str) -> tuple[int, str]:
-    return (int(core), "") if core.isdigit() else (1 << 30, core)
 
 
 def exposition() -> bytes:

@@ -192,6 +192,11 @@ def container_spec(w: Workload) -> dict[str, Any]:
     }
 
 
+def core_order(core: str) -> tuple[int, str]:
+    """A cpu map's keys in core order (0, 1, … 10, not 0, 1, 10, 2; any other key after them)."""
+    return (int(core), "") if core.isdigit() else (1 << 30, core)
+
+
 def _options(w: Workload) -> dict[str, Any]:
     host = w.network == "host" or w.network.startswith("container:")
     options = docker_options(w.options, host_network=host)

@@ -157,8 +157,9 @@ class NodeRow:
     def cores(self) -> list[Core]:
         """Every core of its cpu map, in core order, with the pieces held on it."""
         used, cpu_map = self.node.used_cpu_map, self.node.cpu_map
-        order = sorted(cpu_map, key=lambda c: (not c.isdigit(), int(c) if c.isdigit() else 0, c))
-        return [Core(c, int(used.get(c, 0)), int(cpu_map[c])) for c in order]
+        return [
+            Core(c, int(used.get(c, 0)), int(cpu_map[c])) for c in sorted(cpu_map, key=selectors.core_order)
+        ]
 
     @property
     def spark_label(self) -> str:
@@ -456,9 +457,7 @@ def workload_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         "networks": sorted(workload.networks.items()),
         "labels": sorted(workload.labels.items()),
         "health_flips": selectors.health_transitions(workload) if workload.healthcheck else [],
-        "cpu_map": sorted(
-            workload.cpu_map.items(), key=lambda item: int(item[0]) if item[0].isdigit() else 0
-        ),
+        "cpu_map": sorted(workload.cpu_map.items(), key=lambda item: selectors.core_order(item[0])),
     }
     response = render(request, _template(request, "clusters/workload_detail.html", "workload-state"), context)
     if _wants(request, "workload-state") and not context["transient"]:
