@@ -27,6 +27,7 @@ _log_lock = threading.Lock()
 # Popen objects of what we spawned: held so that they are not collected (and warned about) while the
 # child runs; the ones that ended are reaped at the next spawn.
 _children: list[subprocess.Popen[bytes]] = []
+_children_lock = threading.Lock()  # `up` spawns its services from several threads at once
 
 
 class ServiceError(Exception):
@@ -191,9 +192,8 @@ def spawn(
 ) -> int:
     """Starts argv detached (own session, stdin /dev/null, output appended to logfile, no inherited
     descriptors) and writes its pid. Nothing watches it afterwards: no restart behind anyone's back."""
-    for child in list(_children):
-        if child.poll() is not None:
-            _children.remove(child)
+    with _children_lock:
+        _children[:] = [child for child in _children if child.poll() is None]
     rotate_log(logfile)
     logfile.parent.mkdir(parents=True, exist_ok=True)
     with open(logfile, "ab") as out:
@@ -210,7 +210,8 @@ def spawn(
             )
         except OSError as exc:
             raise ServiceError(f"cannot run {argv[0]}: {exc}") from exc
-    _children.append(child)
+    with _children_lock:
+        _children.append(child)
     write_pid(pidfile, child.pid)
     return child.pid
 
