@@ -263,3 +263,9 @@ _COUNTERS = {o: _count(o) for o in ("succeeded", "failed", "retried")}
 signals.task_success.connect(_COUNTERS["succeeded"], weak=False)
 signals.task_failure.connect(_COUNTERS["failed"], weak=False)
 signals.task_retry.connect(_COUNTERS["retried"], weak=False)
+
+
+@shared_task(name="agents.remap_node", ignore_result=True)
+def remap_node(node_id: int) -> None:
+    """Eru's remap: the node's unbound workloads get the share pool as their cpuset (agents/remap.py).
+    Enqueued after anything that changes which cores bound workloads hold, or a node's capacity."""

@@ -35,6 +35,8 @@ import scheduling
 import schema
 from clusters import etcd, lambda_stream, logs, metrics, permissions, services
 from clusters import serializers as s
+from clusters.api_exec import WorkloadExecMixin
+from clusters.api_ops import DeploymentOpsMixin, WorkloadOpsMixin
 from clusters.authentication import TokenAuthentication
 from clusters.errors import invalid
 from clusters.models import ApiToken, AuditEvent, Deployment, LambdaRun, Node, Pod, PodMember, Workload
@@ -215,7 +217,13 @@ MERGED_LOGS = (
 )
 
 
-class WorkloadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Workload]):
+class WorkloadViewSet(
+    WorkloadOpsMixin,
+    WorkloadExecMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet[Workload],
+):
     serializer_class = s.WorkloadSerializer
     FILTERS = ("app", "entrypoint", "state", "status", "health", "deployment")
 
@@ -335,7 +343,7 @@ def _pod_of(request: Request, body: Mapping[str, Any]) -> Pod:
 
 
 class DeploymentViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Deployment]
+    DeploymentOpsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Deployment]
 ):
     serializer_class = s.DeploymentSerializer
 

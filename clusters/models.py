@@ -182,8 +182,14 @@ class Deployment(models.Model):
         DONE = "done"
         PARTIAL = "partial"
         FAILED = "failed"
+        CANCELLED = "cancelled"  # by an operator or by its timeout (`error` says which)
+
+    class Kind(models.TextChoices):
+        DEPLOY = "deploy"  # new workloads, placed by a strategy
+        REPLACE = "replace"  # new containers for existing workloads, on their nodes, batch by batch
 
     pod = models.ForeignKey(Pod, on_delete=models.CASCADE, related_name="deployments")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.DEPLOY)
     app = models.CharField(max_length=64)
     entrypoint = models.CharField(max_length=64)
     image = models.CharField(max_length=255)
@@ -197,7 +203,10 @@ class Deployment(models.Model):
     total = models.PositiveIntegerField(default=0)
     succeeded = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
-    state = models.CharField(max_length=8, choices=State.choices, default=State.RUNNING)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.RUNNING)
+    batch = models.PositiveIntegerField(default=0, help_text="replace: workloads at a time (0: all)")
+    timeout = models.PositiveIntegerField(null=True, blank=True, help_text="seconds before it is cancelled")
+    error = models.TextField(blank=True)  # why it was cancelled or stopped early
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -346,6 +355,12 @@ class Workload(models.Model):
     lambda_run = models.ForeignKey(
         LambdaRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="workloads"
     )
+    # A replacement (deployment of kind replace): the workload it replaces, on the same node with the
+    # same resources. Until it runs (pending, creating) the old one holds the allocation, not this one:
+    # a replaced workload counts once. The old row goes when it is done, which empties this field.
+    replaces = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replacements"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -360,9 +375,21 @@ class Workload(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @classmethod
+    def holding(cls) -> models.Q:
+        """The rows that hold an allocation on their node: a holding state, and not a replacement that
+        borrows its old workload's (see `borrows`). A node's usage is the sum of these rows."""
+        borrowing = models.Q(replaces__isnull=False, state__in=(cls.State.PENDING, cls.State.CREATING))
+        return models.Q(state__in=cls.HOLDING) & ~borrowing
+
     @property
     def holds_resources(self) -> bool:
-        return self.state in self.HOLDING
+        return self.state in self.HOLDING and not self.borrows
+
+    @property
+    def borrows(self) -> bool:
+        """A replacement not running yet: the workload it replaces still holds the allocation."""
+        return self.replaces_id is not None and self.state in (self.State.PENDING, self.State.CREATING)
 
     @property
     def is_busy(self) -> bool:
@@ -422,6 +449,27 @@ class Workload(models.Model):
         }
 
 
+class Dissociated(models.Model):
+    """A container the portal forgot on purpose (Eru's dissociate): it keeps running, unmanaged, and
+    its allocation went back to the node. Docker cannot drop its ERU=1 label, so it is remembered
+    here: reconcile does not remove it as an orphan and the drift report leaves it out. The row goes
+    when the container is no longer there."""
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="dissociated")
+    container_id = models.CharField(max_length=64)
+    name = models.CharField(max_length=200)
+    app = models.CharField(max_length=64)
+    entrypoint = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["node", "container_id"], name="unique_dissociated")]
+
+    def __str__(self) -> str:
+        return f"{self.name} on {self.node_id}"
+
+
 class AuditEvent(models.Model):
     class Action(models.TextChoices):
         """The audit vocabulary, `<entity>.<verb>`: what an actor asked for in the present tense
@@ -450,6 +498,15 @@ class AuditEvent(models.Model):
         TOKEN_CREATE = "token.create", "API token created"
         TOKEN_REVOKE = "token.revoke", "API token revoked"
         DEPLOYMENT_CREATE = "deployment.create", "deployment created"
+        DEPLOYMENT_CANCEL = "deployment.cancel", "deployment cancelled"
+        DEPLOYMENT_TIMEOUT = "deployment.timeout", "deployment timed out"
+        NODE_RESOURCE_FIX = "node.resource_fix", "node usage recounted from its workloads"
+        WORKLOAD_REPLACE = "workload.replace", "workload replacement asked"
+        WORKLOAD_REPLACED = "workload.replaced", "workload replaced by a new container"
+        WORKLOAD_REPLACE_FAILED = "workload.replace_failed", "replacement failed, the old one restored"
+        WORKLOAD_REALLOC = "workload.realloc", "workload resources changed"
+        WORKLOAD_DISSOCIATE = "workload.dissociate", "workload forgotten, its container kept"
+        WORKLOAD_EXEC = "workload.exec", "command run in a workload"
         WORKLOAD_START = "workload.start", "workload start asked"
         WORKLOAD_STOP = "workload.stop", "workload stop asked"
         WORKLOAD_RESTART = "workload.restart", "workload restart asked"
