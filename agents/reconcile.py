@@ -1,7 +1,8 @@
 """Reconcile: every row against its container, node by node. What it finds, it reports; with `repair`
 it fixes what it safely can and says what it left:
 
-- orphans: ERU containers made under the node's name that no live row claims → removed;
+- orphans: ERU containers made under the node's name that no live row claims → removed (not the
+  dissociated ones: forgotten on purpose, they run on unmanaged);
 - rogues: ERU containers without `eru.nodename` that no row of any node claims by name → removed;
 - adoptable: rows still `creating` whose container already runs, or was made more than `grace`
   seconds ago and not started (a worker died after making it) → started if need be and adopted at
@@ -24,7 +25,7 @@ from django.utils import timezone
 
 from agents import sweep
 from clusters import selectors, services
-from clusters.models import Node, Workload
+from clusters.models import Dissociated, Node, Workload
 from engine import docker
 
 ORPHAN_GRACE = 60
@@ -82,19 +83,25 @@ def reconcile_node(node: Node, *, repair: bool, grace: float = ORPHAN_GRACE) -> 
     holding = set(
         Workload.objects.filter(node=node, state__in=Workload.HOLDING).values_list("name", flat=True)
     )
-    report.orphans = [c.name for c in mine if c.name not in holding and c.created < settled]
+    kept = set(Dissociated.objects.filter(node=node).values_list("container_id", flat=True))
+    report.orphans = [
+        c.name for c in mine if c.name not in holding and c.id not in kept and c.created < settled
+    ]
+    if repair:  # a dissociated container that is gone is forgotten (listed before, so never a new one)
+        Dissociated.objects.filter(node=node).exclude(container_id__in=[c.id for c in containers]).delete()
     unlabelled = [c for c in containers if "eru.nodename" not in c.labels and c.created < settled]
     claimed = set(
         Workload.objects.filter(name__in=[c.name for c in unlabelled]).values_list("name", flat=True)
     )
     report.rogues = [c.name for c in unlabelled if c.name not in claimed]
-    # Not adopted: a lambda's container (its worker's to end, or the re-sent task's), nor one whose
+    # Not adopted: a lambda's container (its worker's to end, or the re-sent task's), a replacement's
+    # (its worker waits for it, and may yet remove it), nor one whose
     # after_start hook may still be running under a live claim (its worker decides how it ends).
     hooked_after = timezone.now() - timedelta(seconds=HOOKED_CLAIM)
     creating = {
         name: pk
         for name, pk, options, claimed_at in Workload.objects.filter(
-            node=node, state=Workload.State.CREATING, lambda_run__isnull=True
+            node=node, state=Workload.State.CREATING, lambda_run__isnull=True, replaces__isnull=True
         ).values_list("name", "pk", "options", "claimed_at")
         if not (options or {}).get("hook") or claimed_at is None or claimed_at < hooked_after
     }

@@ -16,7 +16,7 @@ from django import db
 from django.conf import settings
 from django.utils import timezone
 
-from agents import hooks, lambdas, reconcile, sweep, usage
+from agents import hooks, lambdas, reconcile, remap, replace, sweep, usage
 from clusters import etcd, metrics, selectors, services, sync
 from clusters.models import Node, Workload
 from engine import docker
@@ -59,8 +59,12 @@ def _attempt(task: BoundTask, what: str, call: Callable[[], T], fail: Callable[[
 @shared_task(name="agents.create_workload", bind=True, acks_late=True, max_retries=MAX_RETRIES)
 def create_workload(self: BoundTask, workload_id: int) -> None:
     task_id = self.request.id or ""
-    if Workload.objects.filter(pk=workload_id, lambda_run__isnull=False).exists():  # re-sent by reconcile
+    kind = Workload.objects.filter(pk=workload_id).values_list("lambda_run", "replaces").first()
+    if kind and kind[0] is not None:  # a lambda's, re-sent by reconcile
         run_lambda.delay(workload_id)
+        return
+    if kind and kind[1] is not None:  # a replacement, re-sent by reconcile
+        replace_workload.delay(workload_id)
         return
     w = services.workload_claim(workload_id=workload_id, task_id=task_id, stale_after=STALE_CLAIM)
     if w is None:
@@ -98,6 +102,21 @@ def run_lambda(self: BoundTask, workload_id: int) -> None:
     w = services.workload_claim(workload_id=workload_id, task_id=task_id, stale_after=STALE_CLAIM)
     if w is not None:
         lambdas.run(w, task_id)
+
+
+@shared_task(name="agents.replace_workload", bind=True, acks_late=True)
+def replace_workload(self: BoundTask, workload_id: int) -> None:
+    """One replacement of a replace deployment (agents/replace.py): the old container stopped, the
+    new one up, then the old one removed — or the old one back."""
+    task_id = self.request.id or ""
+    w = services.workload_claim(workload_id=workload_id, task_id=task_id, stale_after=STALE_CLAIM)
+    if w is None:
+        return
+
+    def renew() -> None:
+        services.workload_claim(workload_id=workload_id, task_id=task_id, stale_after=STALE_CLAIM)
+
+    replace.replace(w, renew)
 
 
 def _hook_client(node: Node) -> docker_sdk.DockerClient:
@@ -192,6 +211,13 @@ def poll_usage() -> None:
             log.warning("usage poll of %s: %s", polled.node, polled.errors)
 
 
+@shared_task(name="agents.expire_deployments", ignore_result=True)
+def expire_deployments() -> None:
+    """Every 5 s: cancel the deployments whose timeout passed (their pending creations stop)."""
+    for pk in services.deployment_expire():
+        log.warning("deployment %s timed out", pk)
+
+
 @shared_task(name="agents.prune_usage", ignore_result=True)
 def prune_usage() -> None:
     services.usage_prune()
@@ -269,3 +295,4 @@ signals.task_retry.connect(_COUNTERS["retried"], weak=False)
 def remap_node(node_id: int) -> None:
     """Eru's remap: the node's unbound workloads get the share pool as their cpuset (agents/remap.py).
     Enqueued after anything that changes which cores bound workloads hold, or a node's capacity."""
+    remap.remap_node(node_id)

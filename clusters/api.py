@@ -33,13 +33,16 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 import scheduling
 import schema
-from clusters import etcd, lambda_stream, logs, metrics, permissions, services
+from clusters import lambda_stream, logs, metrics, permissions, services
 from clusters import serializers as s
+from clusters.api_common import actor as _actor
+from clusters.api_common import via as _via
 from clusters.api_exec import WorkloadExecMixin
+from clusters.api_nodes import NodeViewSet
 from clusters.api_ops import DeploymentOpsMixin, WorkloadOpsMixin
 from clusters.authentication import TokenAuthentication
 from clusters.errors import invalid
-from clusters.models import ApiToken, AuditEvent, Deployment, LambdaRun, Node, Pod, PodMember, Workload
+from clusters.models import ApiToken, AuditEvent, Deployment, LambdaRun, Pod, PodMember, Workload
 from clusters.pagination import MAX_BIGINT, bounded_int
 
 
@@ -49,15 +52,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         exc = exceptions.ValidationError(detail)
     return drf_exception_handler(exc, context)
-
-
-def _via(request: Request) -> str:
-    """The erucli sends `X-Eru-Client: cli`, so the audit log tells CLI use from other API use."""
-    return "cli" if request.headers.get("X-Eru-Client", "").lower() == "cli" else "api"
-
-
-def _actor(request: Request) -> services.Actor:
-    return services.actor_from_request(request, via=_via(request))
 
 
 def _valid(serializer_class: type[Any], request: Request) -> dict[str, Any]:
@@ -126,78 +120,6 @@ class PodViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         else:
             policy = services.policy_of(pod)
         return Response(s.PodPolicySerializer(policy).data)
-
-
-class NodeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Node]):
-    serializer_class = s.NodeSerializer
-    lookup_field = "name"
-    lookup_value_regex = "[^/]+"  # names may contain dots (node1.example.com)
-
-    def get_queryset(self) -> QuerySet[Node]:
-        qs = permissions.visible_nodes(self.request.user).select_related("pod")
-        pod = self.request.query_params.get("pod")
-        if pod:  # an unknown or invisible pod is a 404, not an empty list
-            return qs.filter(pod=permissions.get_pod_for_user(self.request.user, pod))
-        return qs
-
-    def get_serializer_context(self) -> dict[str, Any]:
-        if getattr(self, "swagger_fake_view", False):  # the schema is being made: no etcd to ask
-            return dict(super().get_serializer_context())
-        return {**super().get_serializer_context(), "alive": etcd.alive_nodes()}
-
-    @extend_schema(request=s.NodeCreateSerializer, responses={201: s.NodeSerializer})
-    def create(self, request: Request) -> Response:
-        data = _valid(s.NodeCreateSerializer, request)
-        pod = permissions.get_pod_for_user(request.user, data.pop("pod"))
-        node = services.node_add(actor=_actor(request), pod=pod, **data)
-        secret = services.node_secret_rotate(actor=_actor(request), node=node)
-        node.refresh_from_db()
-        return Response({**self.get_serializer(node).data, **_agent_credential(node, secret)}, status=201)
-
-    @extend_schema(request=s.NodeUpdateSerializer, responses=s.NodeSerializer)
-    def partial_update(self, request: Request, name: str) -> Response:
-        data = _valid(s.NodeUpdateSerializer, request)
-        node = services.node_set(actor=_actor(request), node=self.get_object(), **data)
-        return Response(self.get_serializer(node).data)
-
-    def destroy(self, request: Request, name: str) -> Response:
-        services.node_remove(actor=_actor(request), node=self.get_object())
-        return Response(status=status.HTTP_204_NO_CONTENT)
-
-    @extend_schema(request=None, responses=s.NodeSerializer)
-    @action(detail=True, methods=["post"])
-    def up(self, request: Request, name: str) -> Response:
-        node = services.node_set(actor=_actor(request), node=self.get_object(), bypass=False)
-        return Response(self.get_serializer(node).data)
-
-    @extend_schema(request=None, responses={201: s.AgentSecretSerializer, 204: None})
-    @action(detail=True, methods=["post", "delete"])
-    def secret(self, request: Request, name: str) -> Response:
-        """POST: a new agent secret for the node (the old one stops working), shown this once.
-        DELETE: revoke it."""
-        node = self.get_object()
-        if request.method == "DELETE":
-            services.node_secret_revoke(actor=_actor(request), node=node)
-            return Response(status=status.HTTP_204_NO_CONTENT)
-        secret = services.node_secret_rotate(actor=_actor(request), node=node)
-        return Response(_agent_credential(node, secret), status=201)
-
-    @extend_schema(request=None, responses=s.NodeSerializer)
-    @action(detail=True, methods=["post"], url_path="agent-clear")
-    def agent_clear(self, request: Request, name: str) -> Response:
-        """Hand a node whose agent is gone for good back to the central sweep."""
-        node = services.node_agent_clear(actor=_actor(request), node=self.get_object())
-        return Response(self.get_serializer(node).data)
-
-    @extend_schema(request=None, responses=s.NodeSerializer)
-    @action(detail=True, methods=["post"])
-    def down(self, request: Request, name: str) -> Response:
-        node = services.node_set(actor=_actor(request), node=self.get_object(), bypass=True)
-        return Response(self.get_serializer(node).data)
-
-
-def _agent_credential(node: Node, secret: str) -> dict[str, str]:
-    return {"agent_username": node.grpc_username, "agent_secret": secret}
 
 
 def _ndjson(body: Callable[[], Iterator[bytes]]) -> StreamingHttpResponse | Response:

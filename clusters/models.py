@@ -356,8 +356,8 @@ class Workload(models.Model):
         LambdaRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="workloads"
     )
     # A replacement (deployment of kind replace): the workload it replaces, on the same node with the
-    # same resources. Until it runs (pending, creating) the old one holds the allocation, not this one:
-    # a replaced workload counts once. The old row goes when it is done, which empties this field.
+    # same resources. While the old row is there it holds the allocation, not this one (a replaced
+    # workload counts once); when the old row goes (replaced), this field empties and this one holds.
     replaces = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replacements"
     )
@@ -379,8 +379,7 @@ class Workload(models.Model):
     def holding(cls) -> models.Q:
         """The rows that hold an allocation on their node: a holding state, and not a replacement that
         borrows its old workload's (see `borrows`). A node's usage is the sum of these rows."""
-        borrowing = models.Q(replaces__isnull=False, state__in=(cls.State.PENDING, cls.State.CREATING))
-        return models.Q(state__in=cls.HOLDING) & ~borrowing
+        return models.Q(state__in=cls.HOLDING, replaces__isnull=True)
 
     @property
     def holds_resources(self) -> bool:
@@ -388,8 +387,8 @@ class Workload(models.Model):
 
     @property
     def borrows(self) -> bool:
-        """A replacement not running yet: the workload it replaces still holds the allocation."""
-        return self.replaces_id is not None and self.state in (self.State.PENDING, self.State.CREATING)
+        """A replacement whose old workload is still there: that one holds the allocation."""
+        return self.replaces_id is not None
 
     @property
     def is_busy(self) -> bool:

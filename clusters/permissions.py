@@ -89,6 +89,13 @@ def require_manage_members(user: AnyUser | None, pod: Pod) -> None:
         raise PermissionDenied(f"Only staff or an owner of pod {pod.name} may change its members.")
 
 
+def require_exec(user: AnyUser | None, pod: Pod) -> None:
+    """A command run in a workload's container acts as the workload, with its secrets: staff and the
+    pod's owners only (not its deployers). user None is the system."""
+    if user is not None and not can_manage_members(user, pod):
+        raise PermissionDenied(f"Only staff or an owner of pod {pod.name} may run commands in its workloads.")
+
+
 def require_revoke_token(user: AnyUser | None, token: ApiToken) -> None:
     if user is not None and not can_revoke_token(user, token):
         raise PermissionDenied("You may only revoke your own tokens.")

@@ -42,6 +42,24 @@ def node_resources(node: Node) -> scheduling.NodeResources:
     )
 
 
+def share_pool(node: Node) -> list[str]:
+    """Eru's remap pool of the node (the cores no bound workload holds a whole of, else all), kept to
+    the cores its engine has: an over-committed declaration names cores Docker cannot pin to."""
+    pool = scheduling.share_pool(node_resources(node))
+    ncpu = node.info.get("NCPU") if isinstance(node.info, dict) else None
+    if isinstance(ncpu, int) and ncpu > 0:
+        pool = [core for core in pool if core.isdigit() and int(core) < ncpu] or [str(i) for i in range(ncpu)]
+    return pool
+
+
+def engine_cores(node: Node) -> list[str]:
+    """Every core a container of the node may run on: the engine's, else the declared ones."""
+    ncpu = node.info.get("NCPU") if isinstance(node.info, dict) else None
+    if isinstance(ncpu, int) and ncpu > 0:
+        return [str(i) for i in range(ncpu)]
+    return sorted(node.cpu_map, key=core_order)
+
+
 def request_of(w: Workload) -> scheduling.ResourceRequest:
     return scheduling.ResourceRequest(
         w.cpu_request, w.cpu_limit, w.memory_request, w.memory_limit, w.cpu_bind
@@ -179,7 +197,10 @@ def container_spec(w: Workload) -> dict[str, Any]:
         f"ERU_NODE_NAME={w.node.name}",
         f"ERU_WORKLOAD_SEQ={w.seq}",
     ]
-    resources = scheduling.docker_settings(request_of(w), w.cpu_map, share_base=w.node.share_base)
+    pool = share_pool(w.node) if not w.cpu_map else []  # unbound: the cores bound ones leave (remap)
+    resources = scheduling.docker_settings(
+        request_of(w), w.cpu_map, share_base=w.node.share_base, share_pool=pool
+    )
     return {
         "name": w.name,
         "image": w.image,
@@ -230,3 +251,43 @@ def nodes_cpu(
     for node_id, at, cpu in rows.values_list("node_id", "at", "cpu"):
         found[node_id].append((at, cpu))
     return found
+
+
+def node_resource_check(node: Node) -> dict[str, Any]:
+    """Eru's GetNodeResource: the node's usage as recorded beside the usage counted from the rows
+    that hold an allocation on it (Workload.holding(): the sum of their cpu and memory requests, and
+    of the pieces their cpu maps hold per core), and the differences, as people read them."""
+    cpu, memory, pieces = 0.0, 0, dict[str, int]()
+    rows = Workload.objects.filter(Workload.holding(), node=node).order_by()
+    for cpu_request, memory_request, cpu_map in rows.values_list("cpu_request", "memory_request", "cpu_map"):
+        cpu += cpu_request
+        memory += memory_request
+        for core, held in (cpu_map or {}).items():
+            pieces[core] = pieces.get(core, 0) + held
+    cpu = round(cpu, 9)  # Eru's utils.Round, as every usage update rounds it
+    was, now = dict(node.used_cpu_map), pieces
+    diffs = []
+    if abs(node.used_cpu - cpu) > 1e-6:  # float noise of sums in another order is no drift
+        diffs.append(f"used cpu: recorded {node.used_cpu:.10g}, counted {cpu:.10g}")
+    for core in sorted(set(was) | set(now), key=core_order):
+        if was.get(core, 0) != now.get(core, 0):
+            diffs.append(
+                f"used pieces of core {core}: recorded {was.get(core, 0)}, counted {now.get(core, 0)}"
+            )
+    if node.used_memory != memory:
+        diffs.append(f"used memory: recorded {node.used_memory}, counted {memory}")
+    return {
+        "node": node.name,
+        "ok": not diffs,
+        "diffs": diffs,
+        "recorded": {
+            "cpu": node.used_cpu,
+            "cpu_map": {c: was[c] for c in sorted(was, key=core_order) if was[c]},
+            "memory": node.used_memory,
+        },
+        "counted": {
+            "cpu": cpu,
+            "cpu_map": {c: now[c] for c in sorted(now, key=core_order) if now[c]},
+            "memory": memory,
+        },
+    }

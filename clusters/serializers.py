@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
-from drf_spectacular.utils import OpenApiParameter, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from clusters.models import ApiToken, AuditEvent, Deployment, LambdaRun, Node, Pod, PodMember, Workload
@@ -126,11 +127,94 @@ class NodeCreateSerializer(serializers.Serializer[Any]):
     )
     memory = serializers.CharField(required=False, help_text="bytes or 512M/4G; default: MemTotal − 1 GiB")
     share = serializers.IntegerField(required=False, min_value=1, max_value=10000)
+    over_commit = serializers.BooleanField(
+        required=False, default=False, help_text="allow more cores than the engine reports (NCPU)"
+    )
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "integer", "minimum": 1},
+            {"type": "string", "examples": ["0:100,1:100"]},
+            {"type": "object", "additionalProperties": {"type": "integer"}},
+        ]
+    }
+)
+class NodeCpuField(serializers.Field[Any, Any, Any, Any]):
+    """A number of cores, or a cpu map (pieces per core id) as "0:100,1:200" or an object: passed
+    as given; clusters.services.node_set (scheduling.set_capacity) reads it."""
+
+    default_error_messages = {"invalid": "cpu: a number of cores, or a cpu map like 0:100,1:100"}
+
+    def to_internal_value(self, data: Any) -> int | str | dict[str, Any]:
+        if isinstance(data, bool) or not isinstance(data, int | str | Mapping):
+            self.fail("invalid")
+        return dict(data) if isinstance(data, Mapping) else data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string", "examples": ["10G", "-2G"]}]})
+class SizeField(serializers.Field[Any, Any, Any, Any]):
+    """Bytes, or a size like 512M; the service parses it (schema.parse_size)."""
+
+    default_error_messages = {"invalid": "{name}: bytes, or a size like 512M or 4G"}
+
+    def to_internal_value(self, data: Any) -> int | str:
+        if isinstance(data, bool) or not isinstance(data, int | str):
+            self.fail("invalid", name=self.field_name)
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
 
 
 class NodeUpdateSerializer(serializers.Serializer[Any]):
+    """PATCH a node (Eru's SetNode): labels replace the whole map; cpu and memory set the capacity,
+    or are added to it with delta. A field it does not know is a 400 naming it."""
+
     labels = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
     bypass = serializers.BooleanField(required=False)
+    cpu = NodeCpuField(required=False, help_text='cores, or a cpu map "0:100,1:100" (pieces per core)')
+    memory = SizeField(required=False, help_text="bytes or 512M/10G (with delta, may be negative)")
+    delta = serializers.BooleanField(
+        required=False, default=False, help_text="add cpu (per core) and memory to the capacity"
+    )
+    over_commit = serializers.BooleanField(
+        required=False, default=False, help_text="allow cores the engine does not report (NCPU)"
+    )
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            unknown = sorted(str(name) for name in data if name not in self.fields)
+            if unknown:
+                known = ", ".join(self.fields)
+                raise serializers.ValidationError(
+                    {name: [f"{name}: not a field of a node change (known: {known})"] for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+class NodeUsageSerializer(serializers.Serializer[Any]):
+    cpu = serializers.FloatField(help_text="sum of the cpu requests")
+    cpu_map = serializers.DictField(child=serializers.IntegerField(), help_text="pieces held per core")
+    memory = serializers.IntegerField(help_text="sum of the memory requests, bytes")
+
+
+class NodeResourceSerializer(serializers.Serializer[Any]):
+    """Eru's GetNodeResource: the usage recorded on the node beside the usage counted from its
+    workloads, and their differences."""
+
+    node = serializers.CharField()
+    ok = serializers.BooleanField(help_text="recorded and counted agree")
+    diffs = serializers.ListField(child=serializers.CharField())
+    recorded = NodeUsageSerializer()
+    counted = NodeUsageSerializer()
+    fixed = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="POST: the differences it repaired"
+    )
 
 
 class WorkloadSerializer(serializers.ModelSerializer[Workload]):
@@ -150,6 +234,7 @@ class WorkloadSerializer(serializers.ModelSerializer[Workload]):
             "pod",
             "node",
             "deployment",
+            "replaces",
             "app",
             "entrypoint",
             "image",
@@ -196,6 +281,7 @@ class DeploymentSerializer(serializers.ModelSerializer[Deployment]):
         fields = [
             "id",
             "pod",
+            "kind",
             "app",
             "entrypoint",
             "image",
@@ -211,6 +297,9 @@ class DeploymentSerializer(serializers.ModelSerializer[Deployment]):
             "failed",
             "percent",
             "state",
+            "error",
+            "batch",
+            "timeout",
             "created_by",
             "created_at",
             "finished_at",

@@ -1,6 +1,7 @@
 from django.urls import path
 
-from clusters import lambda_views, views
+from clusters import lambda_views, node_views, ops_views, views
+from clusters.exec_views import workload_exec
 
 app_name = "clusters"
 
@@ -12,13 +13,20 @@ urlpatterns = [
     path("nodes/<str:name>/down/", views.node_set_bypass, {"bypass": True}, name="node-down"),
     path("nodes/<str:name>/up/", views.node_set_bypass, {"bypass": False}, name="node-up"),
     path("nodes/<str:name>/agent/<str:action>/", views.node_agent, name="node-agent"),
+    path("nodes/<str:name>/capacity/", node_views.node_capacity, name="node-capacity"),
+    path("nodes/<str:name>/resource/", node_views.node_resource, name="node-resource"),
     path("deployments/<int:pk>/", views.deployment_detail, name="deployment-detail"),
     path("deployments/<int:pk>/logs/", views.deployment_log_events, name="deployment-logs"),
     path("deployments/<int:pk>/down/", views.deployment_down, name="deployment-down"),
+    path("deployments/<int:pk>/cancel/", ops_views.deployment_cancel, name="deployment-cancel"),
     path("workloads/<int:pk>/", views.workload_detail, name="workload-detail"),
     path("workloads/<int:pk>/control/", views.workload_control, name="workload-control"),
     path("workloads/<int:pk>/logs/", views.workload_log_events, name="workload-logs"),
     path("workloads/<int:pk>/remove/", views.workload_remove, name="workload-remove"),
+    path("workloads/<int:pk>/exec/", workload_exec, name="workload-exec"),
+    path("workloads/<int:pk>/realloc/", ops_views.workload_realloc, name="workload-realloc"),
+    path("workloads/<int:pk>/replace/", ops_views.workload_replace, name="workload-replace"),
+    path("workloads/<int:pk>/dissociate/", ops_views.workload_dissociate, name="workload-dissociate"),
     path("audit/", views.audit_list, name="audit-list"),
     path("pods/<str:name>/lambda/", lambda_views.lambda_run, name="lambda-run"),
     path("lambdas/", lambda_views.lambda_list, name="lambda-list"),

@@ -403,6 +403,14 @@ def kill(client: docker.DockerClient, name_or_id: str) -> None:
         raise _classify(exc, "kill") from exc
 
 
+def update(client: docker.DockerClient, name_or_id: str, settings: dict[str, object]) -> None:
+    """Change a container's cpu and memory settings live (``docker update``), running or not."""
+    try:
+        client.api.update_container(name_or_id, **settings)  # type: ignore[arg-type]
+    except _ERRORS as exc:
+        raise _classify(exc, "update") from exc
+
+
 def start(client: docker.DockerClient, name_or_id: str) -> ContainerInfo:
     return _act(client, name_or_id, "start", lambda c: c.start())
 

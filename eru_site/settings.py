@@ -183,6 +183,7 @@ ERU_SELFMON_TTL = envint("ERU_SELFMON_TTL", 16)
 # (a keep-alive) every ERU_STREAM_IDLE seconds, so a gone client frees its thread.
 ERU_STREAMS = envint("ERU_STREAMS", 64)
 ERU_STREAM_IDLE = float(os.environ.get("ERU_STREAM_IDLE", "15"))
+ERU_EXEC_TIMEOUT = envint("ERU_EXEC_TIMEOUT", 600)  # seconds an exec in a workload is read, at most
 # How often the sweep looks at every agentless node's containers (it also renews their heartbeat,
 # so it must not be longer than the heartbeat interval).
 ERU_SWEEP_INTERVAL = min(envint("ERU_SWEEP_INTERVAL", 5), ERU_HEARTBEAT_INTERVAL)
@@ -193,6 +194,8 @@ ERU_SWEEP_INTERVAL = min(envint("ERU_SWEEP_INTERVAL", 5), ERU_HEARTBEAT_INTERVAL
 ERU_SWEEP_HEALTHCHECKS = envbool("ERU_SWEEP_HEALTHCHECKS", True)
 ERU_HEALTHCHECK_INTERVAL = envint("ERU_HEALTHCHECK_INTERVAL", 15)  # seconds between two checks of one
 ERU_HEALTHCHECK_TIMEOUT = float(os.environ.get("ERU_HEALTHCHECK_TIMEOUT", "2"))  # per check
+# A replacement with a health check must pass it within this many seconds, or the old one comes back.
+ERU_REPLACE_HEALTH_TIMEOUT = envint("ERU_REPLACE_HEALTH_TIMEOUT", 60)
 ERU_DOCKER_TIMEOUT = envint("ERU_DOCKER_TIMEOUT", 30)
 # The usage history: how often the core polls the one-shot stats of agentless nodes' workloads
 # (seconds; the history's finest step is 15 s), and how many stats calls per node are in flight.
@@ -233,6 +236,7 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": float(ERU_USAGE_INTERVAL)},
     },
     "prune-usage": {"task": "agents.prune_usage", "schedule": 60.0},
+    "expire-deployments": {"task": "agents.expire_deployments", "schedule": 5.0, "options": {"expires": 5.0}},
     "reconcile-etcd": {"task": "agents.reconcile_etcd", "schedule": 300.0},
     "reconcile-containers": {"task": "agents.reconcile_containers", "schedule": 120.0},
 }

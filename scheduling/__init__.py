@@ -40,11 +40,13 @@ from scheduling.resources import (
     deploy_capacity,
     deploy_infos,
     docker_settings,
+    docker_update_settings,
     engine_capacity,
     node_deploy_capacity,
     normalize_request,
     realloc,
     release,
+    set_capacity,
     share_pool,
 )
 from scheduling.strategies import AUTO, DRAINED, DUMMY, EACH, FILL, GLOBAL, STRATEGIES, NodeInfo, plan
@@ -78,6 +80,7 @@ __all__ = [
     "deploy_capacity",
     "deploy_infos",
     "docker_settings",
+    "docker_update_settings",
     "engine_capacity",
     "node_deploy_capacity",
     "normalize_request",
@@ -85,5 +88,6 @@ __all__ = [
     "realloc",
     "release",
     "request_pieces",
+    "set_capacity",
     "share_pool",
 ]

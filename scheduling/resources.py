@@ -31,11 +31,13 @@ __all__ = [
     "deploy_capacity",
     "deploy_infos",
     "docker_settings",
+    "docker_update_settings",
     "engine_capacity",
     "node_deploy_capacity",
     "normalize_request",
     "realloc",
     "release",
+    "set_capacity",
     "share_pool",
 ]
 
@@ -436,6 +438,155 @@ def engine_capacity(
     return {str(i): share_base for i in range(cores)}, max(size, 0)
 
 
+MAX_CORES = 4096  # a node's cpu map holds at most this many cores
+MAX_PIECES = (1 << 31) - 1  # pieces of one core (Eru parses them as int32)
+MAX_MEMORY = 1 << 60  # 1 EiB, as schema.parse_size
+
+CpuChange = int | str | Mapping[str, int]
+
+
+def _cpu_change(cpu: CpuChange, *, share_base: int, delta: bool) -> dict[str, int]:
+    """Eru's node cpu request (cpumem ``NodeResourceRequest.Parse``): a number N (int or digits) is
+    cores ``"0"..N-1`` of ``share_base`` pieces each; ``"0:100,1:200"`` or a mapping is that map.
+    Pieces may be negative only in a delta."""
+    if isinstance(cpu, str) and cpu.strip().isdigit():
+        cpu = int(cpu.strip())
+    if isinstance(cpu, bool):
+        raise InvalidRequest(f"cpu: {cpu!r} is not a number of cores or a cpu map", field="cpu")
+    if isinstance(cpu, int):
+        if not 1 <= cpu <= MAX_CORES:
+            raise InvalidRequest(
+                f"cpu: {cpu} cores: give 1 to {MAX_CORES} cores, or a map like 0:100,1:100"
+                + (" (0:-100 takes pieces away)" if delta else ""),
+                field="cpu",
+            )
+        return {str(i): share_base for i in range(cpu)}
+    pairs: list[tuple[object, object]] = []
+    if isinstance(cpu, str):
+        for item in cpu.split(","):
+            core_id, sep, text = item.partition(":")
+            if not sep:
+                raise InvalidRequest(
+                    f"cpu: {item.strip()[:40]!r} is not core:pieces (a map is like 0:100,1:100)", field="cpu"
+                )
+            try:
+                pairs.append((core_id.strip(), int(text)))
+            except ValueError:
+                raise InvalidRequest(
+                    f"cpu: core {core_id.strip()[:20]}: {text.strip()[:20]!r} is not a number of pieces",
+                    field="cpu",
+                ) from None
+    elif isinstance(cpu, Mapping):
+        pairs = [(core, pieces) for core, pieces in cpu.items()]
+    else:
+        raise InvalidRequest(f"cpu: {cpu!r} is not a number of cores or a cpu map", field="cpu")
+    if len(pairs) > MAX_CORES:
+        raise InvalidRequest(f"cpu: {len(pairs)} cores, more than {MAX_CORES}", field="cpu")
+    change: dict[str, int] = {}
+    for core, pieces in pairs:
+        if not isinstance(core, str) or not core.isdigit() or len(core) > 9:
+            raise InvalidRequest(f"cpu: core {str(core)[:20]!r} is not a core number", field="cpu")
+        if isinstance(pieces, bool) or not isinstance(pieces, int):
+            raise InvalidRequest(f"cpu: core {core}: {pieces!r} is not a number of pieces", field="cpu")
+        if abs(pieces) > MAX_PIECES or (pieces < 0 and not delta):
+            raise InvalidRequest(
+                f"cpu: core {core}: {pieces} pieces; give 0 to {MAX_PIECES}"
+                + ("" if delta else " (negative pieces only with delta)"),
+                field="cpu",
+            )
+        key = str(int(core))
+        if key in change:
+            raise InvalidRequest(f"cpu: core {key} is given twice", field="cpu")
+        change[key] = pieces
+    return change
+
+
+def set_capacity(
+    node: NodeResources,
+    *,
+    cpu: CpuChange | None = None,
+    memory: int | None = None,
+    delta: bool = False,
+    ncpu: int | None = None,
+    over_commit: bool = False,
+) -> tuple[dict[str, int], int]:
+    """Eru's ``SetNodeResourceCapacity`` (``erucli node set --cpu --memory [--delta]``): the node's
+    new ``(cpu_map, memory)``.
+
+    Without ``delta`` the given fields replace the capacity (the others are kept); with ``delta``
+    they are added: a cpu map's pieces core by core (a number N is cores 0..N-1 of ``share_base``
+    pieces each, as in Eru, so ``cpu=1`` adds a core's worth of pieces to core 0), memory bytes
+    (either may be negative). Cores whose capacity and usage are both 0 are dropped; new cores
+    start unused. Refused, naming the field: a core below the pieces its workloads hold (a core
+    left out of an absolute map has 0), no core left ("invalid cpu map"), memory of 0 or less or
+    below what is used (stricter than Eru, which does not check memory), and, when ``ncpu`` (the
+    engine's NCPU) is known, cores the engine does not have unless ``over_commit``. A field not
+    given is not checked, so a drifted usage never blocks changing the other one.
+    """
+    cpu_map = dict(node.cpu_map)
+    size = node.memory
+    if cpu is not None:
+        change = _cpu_change(cpu, share_base=node.share_base, delta=delta)
+        if delta:
+            for core, pieces in change.items():
+                cpu_map[core] = cpu_map.get(core, 0) + pieces
+        else:
+            cpu_map = change
+        cpu_map = _checked_cpu_map(cpu_map, node.used_cpu_map, ncpu=ncpu, over_commit=over_commit)
+    if memory is not None:
+        memory = _whole_bytes("memory", memory)
+        size = node.memory + memory if delta else memory
+        _check_memory(size, node, memory if delta else None)
+    return cpu_map, size
+
+
+def _checked_cpu_map(
+    cpu_map: Mapping[str, int], used_cpu_map: Mapping[str, int], *, ncpu: int | None, over_commit: bool
+) -> dict[str, int]:
+    held = {core: pieces for core, pieces in used_cpu_map.items() if pieces}
+    kept = {core: pieces for core, pieces in cpu_map.items() if pieces or core in held}
+    for core in sorted(set(kept) | set(held), key=core_id_key):
+        pieces = kept.get(core, 0)
+        if pieces < 0:
+            raise InvalidRequest(f"cpu: core {core} would have {pieces} pieces", field="cpu")
+        if pieces > MAX_PIECES:
+            raise InvalidRequest(
+                f"cpu: core {core} would have {pieces} pieces, more than {MAX_PIECES}", "cpu"
+            )
+        if pieces < held.get(core, 0):
+            raise InvalidRequest(
+                f"cpu: core {core} would have {pieces} pieces, but its workloads hold {held[core]} of it",
+                field="cpu",
+            )
+    if not kept:
+        raise InvalidRequest("invalid cpu map: a node needs at least one core with pieces", field="cpu")
+    if len(kept) > MAX_CORES:
+        raise InvalidRequest(f"cpu: {len(kept)} cores, more than {MAX_CORES}", field="cpu")
+    if ncpu is not None and ncpu > 0 and not over_commit:
+        beyond = [core for core in kept if not core.isdigit() or int(core) >= ncpu]
+        if beyond:
+            shown = ", ".join(sorted(beyond, key=core_id_key)[:8]) + (", …" if len(beyond) > 8 else "")
+            raise InvalidRequest(
+                f"cpu: the engine reports {ncpu} cores (NCPU), but core {shown} would be beyond them "
+                f"({len(kept)} cores in all); set over_commit to declare them anyway",
+                field="cpu",
+            )
+    return {core: kept[core] for core in sorted(kept, key=core_id_key)}
+
+
+def _check_memory(size: int, node: NodeResources, change: int | None) -> None:
+    how = f" (now {node.memory}, change {change:+d})" if change is not None else ""
+    if size <= 0:
+        raise InvalidRequest(f"memory: {size} bytes{how}; a node needs more than 0 bytes", field="memory")
+    if size > MAX_MEMORY:
+        raise InvalidRequest(f"memory: {size} bytes{how} is above the limit of 1 EiB", field="memory")
+    if size < node.used_memory:
+        raise InvalidRequest(
+            f"memory: {size} bytes{how} would be below the {node.used_memory} bytes its workloads hold",
+            field="memory",
+        )
+
+
 def docker_settings(
     req: ResourceRequest,
     cpu_map: Mapping[str, int],
@@ -472,4 +623,30 @@ def docker_settings(
         settings["mem_limit"] = req.memory_limit
         settings["memswap_limit"] = req.memory_limit
         settings["mem_reservation"] = max(req.memory_limit // 2, MIN_MEMORY_LIMIT)
+    return settings
+
+
+def docker_update_settings(
+    req: ResourceRequest, cpu_map: Mapping[str, int], *, cores: Sequence[str], share_pool: Sequence[str] = ()
+) -> dict[str, object]:
+    """Keyword arguments for docker SDK ``update_container``: a running workload's new resources, as
+    Eru's realloc and remap apply them. Unlike a create, every field is set (Docker keeps what an
+    update leaves out): bound → ``cpuset_cpus`` its cores, no quota (-1), ``cpu_shares`` from the
+    fraction of ``cpu_limit`` (else 1024); unbound → ``cpuset_cpus`` the ``share_pool`` (else all
+    ``cores``), quota ``cpu_limit * period`` (else -1), shares 1024. Memory limit 0 (unlimited) is
+    Eru's ``MaxInt64``: Docker cannot take a limit away, only raise it beyond anything."""
+    settings: dict[str, object] = {"cpu_period": CPU_PERIOD, "cpu_quota": -1, "cpu_shares": 1024}
+    if cpu_map:
+        settings["cpuset_cpus"] = ",".join(sorted(cpu_map, key=core_id_key))
+        fraction = math.modf(req.cpu_limit)[0]
+        if fraction > 0:
+            settings["cpu_shares"] = _round_half_away(1024 * fraction)
+    else:
+        settings["cpuset_cpus"] = ",".join(share_pool or sorted(cores, key=core_id_key))
+        if req.cpu_limit > 0:
+            settings["cpu_quota"] = int(req.cpu_limit * CPU_PERIOD)
+    limit = req.memory_limit if req.memory_limit > 0 else UNLIMITED
+    settings["mem_limit"] = limit
+    settings["memswap_limit"] = limit  # cgroup v1 takes no memory limit above the swap limit
+    settings["mem_reservation"] = max(req.memory_limit // 2, MIN_MEMORY_LIMIT) if req.memory_limit else 0
     return settings

@@ -36,6 +36,7 @@ from schema.units import parse_size
 T = TypeVar("T")
 MiB = 1 << 20
 MAX_DEPLOY_COUNT = 1000  # instances one deploy may make (what the plan makes, EACH × nodes included)
+MAX_DEPLOY_TIMEOUT = 86_400  # s: a deployment's timeout, at most a day
 MAX_NODES_LIMIT = 10000
 MAX_SPEC_BYTES = 64 << 10  # command, env and labels, each: copied into every workload row and container
 MAX_CPU = 1024.0  # cpus in one request: far above any host, low enough for Docker's quota maths
@@ -285,6 +286,17 @@ class DeployRequest(Placement):
     )
     cap_add: list[Text] = Field(default_factory=list, description="capabilities added, e.g. NET_ADMIN")
     hook: Hook | None = Field(None, description="Eru's hooks: after_start, before_stop, force")
+    timeout: int | None = Field(
+        None,
+        description=f"seconds before the deployment is cancelled (1 to {MAX_DEPLOY_TIMEOUT}); none: never",
+    )
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= MAX_DEPLOY_TIMEOUT:
+            raise ValueError(f"timeout: {value} s is outside 1 to {MAX_DEPLOY_TIMEOUT} s")
+        return value
 
     @field_validator("app")
     @classmethod

@@ -14,6 +14,7 @@ from clusters.services.agent import (
     node_secret_revoke,
     node_secret_rotate,
 )
+from clusters.services.cancel import deployment_cancel, deployment_expire
 from clusters.services.deploy import (
     DeploySpec,
     deployment_capacity,
@@ -22,11 +23,15 @@ from clusters.services.deploy import (
     deployment_validate,
     placement_validate,
 )
+from clusters.services.dissociate import dissociation_candidates, workload_dissociate
+from clusters.services.exec import workload_exec
 from clusters.services.lambdas import lambda_cancel, lambda_create, lambda_workload_done
-from clusters.services.nodes import node_add, node_remove, node_set
+from clusters.services.nodes import node_add, node_remove, node_resource_fix, node_set
 from clusters.services.observe import Seen, node_contact, node_observe
 from clusters.services.pods import member_remove, member_set, pod_add, pod_remove
 from clusters.services.policy import POLICY_FIELDS, pod_policy_set, policy_of
+from clusters.services.realloc import Change, workload_realloc
+from clusters.services.replace import workload_replace, workload_replace_failed, workload_replaced
 from clusters.services.tokens import token_create, token_revoke
 from clusters.services.usage import Use, usage_prune, usage_record
 from clusters.services.workloads import (
@@ -52,6 +57,15 @@ __all__ = [
     "Seen",
     "DeploySpec",
     "actor_from_request",
+    "Change",
+    "deployment_cancel",
+    "deployment_expire",
+    "dissociation_candidates",
+    "workload_dissociate",
+    "workload_realloc",
+    "workload_replace",
+    "workload_replace_failed",
+    "workload_replaced",
     "deployment_capacity",
     "deployment_create",
     "deployment_plan",
@@ -68,6 +82,7 @@ __all__ = [
     "node_contact",
     "node_observe",
     "node_remove",
+    "node_resource_fix",
     "node_set",
     "placement_validate",
     "lambda_cancel",
@@ -85,6 +100,7 @@ __all__ = [
     "workload_collect_stale",
     "workload_control",
     "workload_control_claim",
+    "workload_exec",
     "workload_failed",
     "Use",
     "usage_prune",

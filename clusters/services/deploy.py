@@ -138,10 +138,10 @@ def _candidates(spec: PlacementSpec) -> list[Node]:
 def _scheduling_infos(spec: DeploySpec, nodes: list[Node]) -> tuple[list[scheduling.NodeInfo], int]:
     counts = dict(
         Workload.objects.filter(
+            Workload.holding(),
             app=spec.request.app,
             entrypoint=spec.request.entrypoint,
             node__in=nodes,
-            state__in=Workload.HOLDING,
         )
         .values_list("node__name")
         .annotate(n=Count("id"))
@@ -219,6 +219,7 @@ def deployment_create(*, actor: Actor, spec: DeploySpec, lambda_timeout: int | N
             node_labels=r.node_labels,
             plan=deploy_plan,
             total=sum(deploy_plan.values()),
+            timeout=r.timeout,
             created_by=actor.stored_user,
         )
         run = (

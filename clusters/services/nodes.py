@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import transaction
 
 import scheduling
-from clusters import crypto, etcd, permissions, sync
+from clusters import crypto, etcd, permissions, queue, selectors, sync
 from clusters.models import AuditEvent, Node, Pod, Workload
 from clusters.services._common import NAME_RE, Actor, audit, clean_labels, invalid
 from engine import docker
@@ -30,9 +30,11 @@ def node_add(
     cpu: int | None = None,
     memory: int | str | None = None,
     share: int | None = None,
+    over_commit: bool = False,
 ) -> Node:
     """Register a Docker host. Its engine is probed over mutual TLS first; capacity is detected
-    from `docker info` (NCPU cores × share pieces, MemTotal − reserve) unless given."""
+    from `docker info` (NCPU cores × share pieces, MemTotal − reserve) unless given. More cores
+    than the engine reports only with `over_commit`."""
     permissions.require_admin(actor.user)
     name = (name or "").strip()
     if not NAME_RE.match(name):
@@ -41,10 +43,7 @@ def node_add(
     share = share or settings.ERU_SHARE_BASE
     if cpu is not None and cpu < 1:
         raise invalid("cpu", "cpu: a node needs at least 1 core")
-    try:
-        mem = parse_size(memory, field="memory") if memory not in (None, "") else None
-    except ValueError as exc:
-        raise invalid("memory", str(exc)) from exc
+    mem = _size(memory)
     if mem is not None and mem <= 0:
         raise invalid("memory", "memory: must be more than 0 bytes")
     _require_new_name(name)
@@ -58,8 +57,12 @@ def node_add(
         raise invalid(
             "endpoint", f"this Docker engine (ID {info.id}) is already registered as node {twin.name}"
         )
-    if cpu is not None and cpu > info.ncpu:
-        raise invalid("cpu", f"cpu: {cpu} cores asked, but the engine reports only {info.ncpu} (NCPU)")
+    if cpu is not None and cpu > info.ncpu and not over_commit:
+        raise invalid(
+            "cpu",
+            f"cpu: {cpu} cores asked, but the engine reports only {info.ncpu} (NCPU); "
+            "set over_commit to declare them anyway",
+        )
     cpu_map, memory_bytes = scheduling.engine_capacity(
         info.ncpu,
         info.mem_total,
@@ -121,16 +124,34 @@ def _node_state(node: Node) -> dict[str, Any]:
     }
 
 
+def _size(memory: int | str | None) -> int | None:
+    """Bytes from an int or a size string (512M, -2G); None when not given."""
+    try:
+        return parse_size(memory, field="memory") if memory not in (None, "") else None
+    except ValueError as exc:
+        raise invalid("memory", str(exc)) from exc
+
+
 def node_set(
     *,
     actor: Actor,
     node: Node,
     labels: Mapping[str, Any] | None = None,
     bypass: bool | None = None,
+    cpu: int | str | Mapping[str, int] | None = None,
+    memory: int | str | None = None,
+    delta: bool = False,
+    over_commit: bool = False,
 ) -> Node:
-    """Replace labels (the whole map, like `erucli node set --label`) and/or set up/down."""
+    """Eru's SetNode: replace labels (the whole map, like `erucli node set --label`), set up/down,
+    and change the capacity (`node set --cpu --memory [--delta]`, scheduling.set_capacity): `cpu` a
+    number of cores or a cpu map ("0:100,1:200" or a mapping), `memory` bytes or a size; absolute,
+    or added with `delta`. Refused with nothing changed below what the workloads hold, and beyond
+    the engine's NCPU (its last probe) without `over_commit`. A new capacity is remapped."""
     permissions.require_admin(actor.user)
     new_labels = clean_labels(labels) if labels is not None else None
+    cpu = None if cpu == "" else cpu
+    mem = _size(memory)
     with transaction.atomic():
         node = Node.objects.select_for_update(of=("self",)).select_related("pod").get(pk=node.pk)
         before = _node_state(node)
@@ -138,13 +159,44 @@ def node_set(
             node.labels = new_labels
         if bypass is not None:
             node.bypass = bypass
-        node.save(update_fields=["labels", "bypass"])
+        if cpu is not None or mem is not None:
+            ncpu = node.info.get("NCPU") if isinstance(node.info, dict) else None
+            try:
+                node.cpu_map, node.memory = scheduling.set_capacity(
+                    selectors.node_resources(node),
+                    cpu=cpu,
+                    memory=mem,
+                    delta=delta,
+                    ncpu=ncpu if isinstance(ncpu, int) else None,
+                    over_commit=over_commit,
+                )
+            except scheduling.InvalidRequest as exc:
+                raise invalid(exc.field, str(exc)) from exc
+        node.save(update_fields=["labels", "bypass", "cpu_map", "memory"])
         action = AuditEvent.Action.NODE_SET
-        if labels is None and bypass is not None:
+        if labels is None and bypass is not None and cpu is None and mem is None:
             action = AuditEvent.Action.NODE_DOWN if bypass else AuditEvent.Action.NODE_UP
         audit(actor, action, node, pod=node.pod, before=before, after=_node_state(node))
         sync.push_node(node.pk)
+        if (node.cpu_map, node.memory) != (before["cpu_map"], before["memory"]):
+            queue.enqueue("agents.remap_node", node.pk)
     return node
+
+
+def node_resource_fix(*, actor: Actor, node: Node) -> dict[str, Any]:
+    """Eru's GetNodeResource with fix: store the usage counted from the node's workloads
+    (selectors.node_resource_check) where it differs from the recorded one, audited. Returns the
+    check after the fix, with `fixed`: the differences it repaired (none: nothing was written)."""
+    permissions.require_admin(actor.user)
+    with transaction.atomic():
+        node = Node.objects.select_for_update(of=("self",)).select_related("pod").get(pk=node.pk)
+        check = selectors.node_resource_check(node)
+        if check["ok"]:
+            return {**check, "fixed": []}
+        recorded, counted = check["recorded"], check["counted"]
+        set_usage(node, counted["cpu_map"], counted["cpu"], counted["memory"])  # remaps if the pool moves
+        audit(actor, AuditEvent.Action.NODE_RESOURCE_FIX, node, pod=node.pod, before=recorded, after=counted)
+        return {**selectors.node_resource_check(node), "fixed": check["diffs"]}
 
 
 def node_remove(*, actor: Actor, node: Node) -> None:
@@ -166,9 +218,13 @@ def node_remove(*, actor: Actor, node: Node) -> None:
 
 
 def set_usage(node: Node, used_cpu_map: Mapping[str, int], used_cpu: float, used_memory: int) -> None:
-    """Store a node's new usage (cores with no pieces held are left out) and mirror it."""
+    """Store a node's new usage (cores with no pieces held are left out) and mirror it. When that
+    changes the share pool, the node's unbound workloads are remapped onto the new one."""
+    pool = scheduling.share_pool(selectors.node_resources(node))
     node.used_cpu_map = {core: pieces for core, pieces in used_cpu_map.items() if pieces}
     node.used_cpu = used_cpu
     node.used_memory = used_memory
     node.save(update_fields=["used_cpu_map", "used_cpu", "used_memory"])
     sync.push_node(node.pk)
+    if scheduling.share_pool(selectors.node_resources(node)) != pool:
+        queue.enqueue("agents.remap_node", node.pk)

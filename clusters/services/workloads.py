@@ -37,17 +37,21 @@ def _locked(workload_id: int) -> Workload | None:
 
 
 def release(w: Workload) -> None:
-    """Give a workload's allocation back to its node (caller holds the transaction)."""
+    """Give a workload's allocation back to its node (caller holds the transaction). A replacement
+    whose old workload is still there holds none: that one does."""
+    if w.borrows:
+        return
     node = Node.objects.select_for_update().get(pk=w.node_id)
     used = scheduling.release(selectors.node_resources(node), selectors.request_of(w), w.cpu_map)
     set_usage(node, *used)
 
 
-def deployment_progress(deployment_id: int | None, *, ok: bool) -> None:
+def deployment_progress(deployment_id: int | None, *, ok: bool, n: int = 1) -> None:
+    """`n` more of the deployment's workloads done (or failed); it ends with its last one."""
     if deployment_id is None:
         return
     field = "succeeded" if ok else "failed"
-    Deployment.objects.filter(pk=deployment_id).update(**{field: F(field) + 1})
+    Deployment.objects.filter(pk=deployment_id).update(**{field: F(field) + n})
     d = Deployment.objects.select_for_update().get(pk=deployment_id)
     if d.state == Deployment.State.RUNNING and d.done_count >= d.total:
         if d.failed == 0:
@@ -117,7 +121,8 @@ def workload_started(
         w.save(
             update_fields=["state", "container_id", "networks", "ports", "error", *_SEEN_FIELDS, "updated_at"]
         )
-        deployment_progress(w.deployment_id, ok=True)
+        if w.replaces_id is None:  # a replacement counts once its old workload is gone (replace.py)
+            deployment_progress(w.deployment_id, ok=True)
         after = {"container_id": container_id, "node": w.node.name}
         action = Action.WORKLOAD_ADOPTED if adopted else Action.WORKLOAD_CREATED
         audit(SYSTEM, action, w, pod=w.pod, after=after)
@@ -280,7 +285,10 @@ def workload_collect_stale(*, pending_after: int, claim_after: int) -> tuple[lis
     untouched for `pending_after` seconds, creation claims older than `claim_after`, and removals
     still unfinished after `pending_after`. Pending ones are marked as re-sent."""
     now = timezone.now()
-    pending = Q(state=Workload.State.PENDING, updated_at__lt=now - timedelta(seconds=pending_after))
+    # A replacement waiting for its turn in its batch (no message sent yet) is not a lost message.
+    pending = Q(state=Workload.State.PENDING, updated_at__lt=now - timedelta(seconds=pending_after)) & ~Q(
+        replaces__isnull=False, task_id=""
+    )
     stale_claim = Q(state=Workload.State.CREATING) & (
         Q(claimed_at__lt=now - timedelta(seconds=claim_after)) | Q(claimed_at__isnull=True)
     )

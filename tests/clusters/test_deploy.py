@@ -93,7 +93,7 @@ def test_unbound_deploy_sets_cfs_quota(nodes: list[Any], worker: Any, docker_cle
     host = docker_clean["node2"].containers.get(w.container_id).attrs["HostConfig"]
     assert host["CpuPeriod"] == 100000
     assert host["CpuQuota"] == 50000
-    assert host["CpusetCpus"] == ""
+    assert host["CpusetCpus"] == "0,1"  # the share pool: every core, none bound yet (remap)
     assert w.cpu_map == {}
     assert _usage("node2") == ({}, 0.5, 32 << 20)
 

@@ -3,15 +3,12 @@ places that read it (the form's initial values and help, erucli's flags and body
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import pytest
 
 import schema
 from clusters.forms import DeployForm
-from erucli import commands
-from erucli.main import build_parser
 
 BASE = {"pod": "eru", "app": "web", "entrypoint": "main", "image": "eru/busybox:latest"}
 
@@ -92,25 +89,6 @@ def test_the_form_takes_its_defaults_and_help_from_the_schema() -> None:
     assert form.fields["count"].initial == 1
     assert form.fields["cpu_limit"].help_text == schema.help_of(schema.DeployRequest, "cpu_limit")
     assert [c for c, _ in form.fields["strategy"].choices] == list(schema.STRATEGIES)
-
-
-def _deploy_parser() -> argparse.ArgumentParser:
-    top = build_parser()
-    workload = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction)).choices["workload"]
-    sub = next(a for a in workload._actions if isinstance(a, argparse._SubParsersAction))
-    return sub.choices["deploy"]
-
-
-def test_erucli_sends_schema_fields_and_shows_the_schema_s_help(capsys: pytest.CaptureFixture[str]) -> None:
-    args = _deploy_parser().parse_args(["--pod", "eru", "--entry", "web", "--image", "x", "--cpu", "0.5"])
-    body = commands._deploy_body(args)
-    assert set(body) <= set(schema.DeployRequest.model_fields)
-    assert schema.DeployRequest.parse(body).cpu_limit == 0.5
-    assert (args.count, args.deploy_strategy, args.nodes_limit) == (1, "auto", 0)
-    _deploy_parser().print_help()
-    text = " ".join(capsys.readouterr().out.split())
-    assert "cpu limit 1 and memory limit 512M" in text
-    assert schema.help_of(schema.DeployRequest, "cpu_limit") in text
 
 
 def test_a_health_check_in_eru_s_shape() -> None:
