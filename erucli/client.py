@@ -136,14 +136,17 @@ class Client:
         except ValueError as exc:
             raise ApiError([f"{url} answered {response.status_code} with something other than JSON"]) from exc
 
-    def stream(self, path: str, **params: Any) -> Iterator[dict[str, Any]]:
-        """The JSON objects of an NDJSON stream (a log), as they come; blank keep-alive lines skipped.
-        No read timeout: a follow may be quiet for long (the server says something every few seconds)."""
+    def stream(
+        self, path: str, *, method: str = "GET", body: Any = None, **params: Any
+    ) -> Iterator[dict[str, Any]]:
+        """The JSON objects of an NDJSON stream (a log, an exec's output), as they come; blank
+        keep-alive lines skipped. No read timeout: a follow may be quiet for long (the server says
+        something every few seconds)."""
         url = self.url(path)
         try:
-            response = self.session.get(
-                url, params={k: v for k, v in params.items() if v not in (None, "")}, stream=True,
-                timeout=(self.timeout, None),
+            response = self.session.request(
+                method, url, params={k: v for k, v in params.items() if v not in (None, "")}, json=body,
+                stream=True, timeout=(self.timeout, None),
             )  # fmt: skip
         except requests.RequestException as exc:
             raise ApiError([f"cannot connect to the Eru API at {self.base_url} ({exc})"]) from exc

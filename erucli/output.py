@@ -1,4 +1,5 @@
-"""Plain output: aligned tables, key/value blocks, and `--output json`. No colours, no YAML."""
+"""Plain output: aligned tables, key/value blocks, and `--output json`. No colours, no YAML (the
+progress bars of erucli/progress.py are the only rich output, on a terminal only)."""
 
 from __future__ import annotations
 
@@ -98,6 +99,12 @@ class Printer:
         """One line as it comes (a log's), flushed at once."""
         print(text, file=self._err() if stderr else self._out(), flush=True)
 
+    def write(self, text: str, *, stderr: bool = False) -> None:
+        """Text as it is (an exec's output), flushed at once."""
+        stream = self._err() if stderr else self._out()
+        stream.write(text)
+        stream.flush()
+
     def dump(self, data: Any) -> None:
         print(json.dumps(data, indent=2, sort_keys=True, default=str), file=self._out())
 
@@ -188,3 +195,32 @@ AUDIT_COLUMNS: list[Column] = [
     ("ACTION", "action"),
     ("TARGET", lambda e: f"{e['target_type']} {e['target_name']}"),
 ]
+
+
+WORKLOAD_FIELDS: tuple[str, ...] = ("id", "name", "pod", "node", "app", "entrypoint", "image", "command")
+WORKLOAD_FIELDS += ("env", "labels", "network", "state", "status", "exit_code", "health", "restart_count")
+WORKLOAD_FIELDS += ("last_observed", "container_id", "networks", "ports", "cpu_bind", "cpu_map")
+WORKLOAD_FIELDS += ("deployment", "error")
+
+
+def workload_pairs(w: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """A workload as `workload get` shows it, key by key."""
+    pairs = [(k, w.get(k)) for k in WORKLOAD_FIELDS]
+    pairs += [
+        ("cpu", f"request {cpu(w['cpu_request'])}, limit {cpu(w['cpu_limit'])}"),
+        ("memory", f"request {size(w['memory_request'])}, limit {size(w['memory_limit'])}"),
+        ("created", when(w["created_at"])),
+        ("updated", when(w["updated_at"])),
+    ]
+    return pairs
+
+
+def records(p: Printer, items: Sequence[Mapping[str, Any]]) -> None:
+    """Workloads one after another (a blank line between), or in JSON one object or a list."""
+    if p.json:
+        p.dump(items[0] if len(items) == 1 else list(items))
+        return
+    for i, w in enumerate(items):
+        if i:
+            p.message("")
+        p.record(workload_pairs(w), w)

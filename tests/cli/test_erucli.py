@@ -1,22 +1,20 @@
 """erucli end to end: the CLI in-process against a live server, the real worker and real dockerd
-nodes. Each command's output, exit code and effect (DB rows, Docker containers, audit via=cli)."""
+nodes. Each command's output, exit code and effect (DB rows, Docker containers, audit via=cli).
+The `cli` fixture is in tests/cli/conftest.py."""
 
 from __future__ import annotations
 
 import io
-import json
 import stat
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from clusters import services
 from clusters.models import AuditEvent, Deployment, Node, Workload
-from erucli.main import main
+from tests.cli.conftest import Run
 from tests.conftest import IMAGE, NODES, TLS_DIR
 
 pytestmark = pytest.mark.services
@@ -24,42 +22,6 @@ pytestmark = pytest.mark.services
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ["workload", "deploy", "--pod", "eru", "--image", IMAGE]
 SMALL = ["--cpu", "0.1", "--memory", "16M"]
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-@pytest.fixture
-def cli(
-    transactional_db: Any,
-    live_server: Any,
-    admin_user: Any,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> Callable[..., Run]:
-    """Run erucli in-process as the admin (a fresh token); never touch the real ~/.config."""
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    for var in ("ERU", "ERU_TOKEN", "ERU_USERNAME"):
-        monkeypatch.delenv(var, raising=False)
-    _, admin_token = services.token_create(actor=services.SYSTEM, user=admin_user, name="t")
-
-    def run(*args: Any, token: str | None = admin_token, eru: str | None = live_server.url) -> Run:
-        capsys.readouterr()
-        argv = (["--eru", eru] if eru else []) + (["--token", token] if token else [])
-        code = main([*argv, *map(str, args)])
-        out, err = capsys.readouterr()
-        return Run(code, out, err)
-
-    return run
 
 
 def _fields(text: str) -> dict[str, str]:
