@@ -105,7 +105,7 @@ def main() -> None:
         print(f"replace {args.count} workloads, median of {args.rounds} rounds")
         print(f"  docker SDK, one at a time       : {m['sdk1']:6.2f} s   (baseline)")
         print(f"  REST API + workers, batch 1     : {m['api1']:6.2f} s")
-        print(f"  docker SDK, {THREADS} threads         : {m['sdk8']:6.2f} s   (baseline)")
+        print(f"  docker SDK, {THREADS} threads       : {m['sdk8']:6.2f} s   (baseline)")
         print(f"  REST API + workers, batch 0     : {m['api0']:6.2f} s")
         print(f"ratio batch 1 / sdk one at a time = {m['api1'] / m['sdk1']:.2f}x (target <= 1.3x)")
         print(f"ratio batch 0 / sdk {THREADS} threads    = {m['api0'] / m['sdk8']:.2f}x (target <= 1.3x)")

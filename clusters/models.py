@@ -69,6 +69,70 @@ class PodMember(models.Model):
         return f"{self.user} {self.role} of {self.pod}"
 
 
+class Team(models.Model):
+    """A group of users: pod roles may be granted to it, and quotas are per team per pod. Members are
+    changed through clusters.services (audited), in the portal, the API and the admin alike."""
+
+    name = models.CharField(max_length=64, unique=True)
+    desc = models.CharField(max_length=255, blank=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="TeamMember", related_name="teams", blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TeamMember(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="team_memberships"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "user"], name="unique_team_member")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team}"
+
+
+class PodTeamRole(models.Model):
+    """A pod role granted to every member of a team (as PodMember grants one to a user)."""
+
+    pod = models.ForeignKey(Pod, on_delete=models.CASCADE, related_name="team_roles")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="pod_roles")
+    role = models.CharField(max_length=10, choices=PodMember.Role.choices, default=PodMember.Role.VIEWER)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["pod", "team"], name="unique_pod_team_role")]
+
+    def __str__(self) -> str:
+        return f"team {self.team} {self.role} of {self.pod}"
+
+
+class Quota(models.Model):
+    """What a team's workloads may hold in a pod, all together: cpu (the sum of requests), memory
+    (bytes) and the number of workloads; None: no limit on that one."""
+
+    pod = models.ForeignKey(Pod, on_delete=models.CASCADE, related_name="quotas")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="quotas")
+    cpu = models.FloatField(null=True, blank=True, help_text="cpus (sum of requests); empty: no limit")
+    memory = models.BigIntegerField(null=True, blank=True, help_text="bytes; empty: no limit")
+    workloads = models.PositiveIntegerField(null=True, blank=True, help_text="empty: no limit")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["pod", "team"], name="unique_quota")]
+
+    def __str__(self) -> str:
+        return f"quota of {self.team} in {self.pod}"
+
+
 class Node(models.Model):
     name = models.CharField(max_length=64, unique=True)
     pod = models.ForeignKey(Pod, on_delete=models.PROTECT, related_name="nodes")
@@ -205,6 +269,7 @@ class Deployment(models.Model):
     failed = models.PositiveIntegerField(default=0)
     state = models.CharField(max_length=10, choices=State.choices, default=State.RUNNING)
     batch = models.PositiveIntegerField(default=0, help_text="replace: workloads at a time (0: all)")
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     timeout = models.PositiveIntegerField(null=True, blank=True, help_text="seconds before it is cancelled")
     error = models.TextField(blank=True)  # why it was cancelled or stopped early
     created_by = models.ForeignKey(
@@ -361,6 +426,8 @@ class Workload(models.Model):
     replaces = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replacements"
     )
+    # The team on whose quota it runs (the deployer's, chosen when they are in several); None: no team.
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -482,6 +549,18 @@ class AuditEvent(models.Model):
         LAMBDA_ENDED = "lambda.ended", "lambda ended"
         MEMBER_SET = "member.set", "member role set"
         MEMBER_REMOVE = "member.remove", "member removed"
+        TEAM_ADD = "team.add", "team added"
+        TEAM_REMOVE = "team.remove", "team removed"
+        TEAM_MEMBER_ADD = "team.member_add", "user added to a team"
+        TEAM_MEMBER_REMOVE = "team.member_remove", "user taken out of a team"
+        TEAM_ROLE_SET = "team.role_set", "team's pod role set"
+        TEAM_ROLE_REMOVE = "team.role_remove", "team's pod role removed"
+        QUOTA_SET = "quota.set", "quota set"
+        QUOTA_REMOVE = "quota.remove", "quota removed"
+        USER_ADD = "user.add", "user added"
+        USER_SET = "user.set", "user changed (staff, superuser, active)"
+        USER_REMOVE = "user.remove", "user removed"
+        SECRET_REVEAL = "secret.reveal", "environment values shown"
         NODE_ADD = "node.add", "node added"
         NODE_SET = "node.set", "node changed"
         NODE_UP = "node.up", "node set up"
@@ -543,6 +622,7 @@ class AuditEvent(models.Model):
     target_id = models.CharField(max_length=64, blank=True)
     target_name = models.CharField(max_length=200, blank=True)
     pod = models.ForeignKey(Pod, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    pod_name = models.CharField(max_length=64, blank=True, db_index=True)  # kept when the pod goes
     before = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
     after = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
 
@@ -562,6 +642,8 @@ class ApiToken(models.Model):
     digest = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="empty: never")
+    read_only = models.BooleanField(default=False, help_text="reads only: every write is refused")
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"

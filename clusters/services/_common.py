@@ -64,6 +64,7 @@ def audit(
         target_id=str(target.pk or ""),
         target_name=str(target),
         pod=pod,
+        pod_name=pod.name if pod is not None else "",
         before=before,
         after=after,
     )
