@@ -136,7 +136,9 @@ def workload_realloc(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     note = ""
     if form.is_valid():
         try:
-            workload = services.workload_realloc(actor=_actor(request), workload=workload, change=form.change())
+            workload = services.workload_realloc(
+                actor=_actor(request), workload=workload, change=form.change()
+            )
         except ValidationError as exc:
             add_service_errors(form, exc)
         else:

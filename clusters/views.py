@@ -347,7 +347,7 @@ def deployment_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         "pod": deployment.pod,
         "ok_pct": _percent(deployment.succeeded, deployment.total),
         "failed_pct": _percent(deployment.failed, deployment.total),
-        "workloads": deployment.workloads.select_related("node").order_by("seq", "id"),
+        "workloads": deployment.workloads.select_related("node", "replaces").order_by("seq", "id"),
         "plan_rows": sorted(deployment.plan.items()),
         "node_labels": sorted(deployment.node_labels.items()),
         "labels": sorted(deployment.spec.get("labels", {}).items()),
