@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 VERSION = "eru-portal 0.1"
 T = TypeVar("T")
 Handler = Callable[[Any, Any, grpc.ServicerContext, principals.Principal], T]
+READS = {"Info", "GetNode"}  # the calls a read-only API token may make
 
 
 def _call(method: Handler[T]) -> Callable[[Any, Any, grpc.ServicerContext], T]:
@@ -46,6 +47,8 @@ def _call(method: Handler[T]) -> Callable[[Any, Any, grpc.ServicerContext], T]:
                     "no valid credential: send one metadata entry, key = username (node.<name> for an "
                     "agent), value = password, API token or node secret",
                 )
+            if principal.read_only and method.__name__ not in READS:
+                raise PermissionDenied(f"this token is read-only: {method.__name__} is a write")
             return method(self, request, context, principal)
         except PermissionDenied as exc:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc) or "permission denied")

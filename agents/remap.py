@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-import scheduling
 from clusters import etcd, selectors
 from clusters.models import Node, Workload
 from engine import docker
@@ -33,7 +32,9 @@ def remap_node(node_id: int) -> Remapped | None:
     lock = None
     try:
         lock = etcd.client().lock(f"remap-{node.name}", ttl=LOCK_TTL)
-        lock.acquire(timeout=LOCK_TTL)
+        if not lock.acquire(timeout=LOCK_TTL):
+            log.warning("remap of %s: its lock stayed taken for %s s; remapping anyway", node.name, LOCK_TTL)
+            lock = None
     except Exception as exc:  # noqa: BLE001 — without etcd the remap still runs, unserialised
         log.warning("remap of %s without its lock: %s", node.name, exc)
         lock = None
@@ -48,23 +49,22 @@ def remap_node(node_id: int) -> Remapped | None:
 
 
 def _remap(node: Node) -> Remapped:
+    """Only the cpuset changes (Eru's remap): a realloc's quota and memory, written meanwhile, stay.
+    Rows being created are remapped too (by name: a container made from an older pool), and one
+    not made yet is no error."""
     done = Remapped(node.name, selectors.share_pool(node))
-    rows = (
-        Workload.objects.filter(node=node, state__in=Workload.OBSERVED, cpu_map={})
-        .exclude(container_id="")
-        .select_related("node")
-    )
+    states = (Workload.State.CREATING, *Workload.OBSERVED)
+    unbound = Workload.objects.filter(node=node, state__in=states, cpu_map={})
+    rows = unbound.values_list("name", "container_id")
     client = selectors.node_client(node)
-    cores = selectors.engine_cores(node)
-    for w in rows:
-        settings = scheduling.docker_update_settings(
-            selectors.request_of(w), {}, cores=cores, share_pool=done.pool
-        )
+    for name, container_id in rows:
         try:
-            docker.update(client, w.container_id, settings)
-            done.updated.append(w.name)
+            docker.update(client, container_id or name, {"cpuset_cpus": ",".join(done.pool)})
+            done.updated.append(name)
         except docker.DockerError as exc:
-            done.errors[w.name] = str(exc)
+            if not container_id and "not found" in str(exc):
+                continue  # its worker has not made it yet: it takes the pool then
+            done.errors[name] = str(exc)
     if done.errors:
         log.warning("remap of %s: %s", node.name, done.errors)
     return done

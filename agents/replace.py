@@ -33,10 +33,14 @@ def replace(w: Workload, renew: Callable[[], object]) -> None:
         why = "the workload it replaces is gone" if old is None else f"{old.name} is {old.state}"
         services.workload_replace_failed(workload_id=w.pk, error=f"not replaced: {why}", restored=False)
         return
-    client = selectors.node_client(w.node)
-    hook_client = selectors.node_client(w.node, timeout=hooks.HOOK_TIMEOUT)
-    was_running = old.state == Workload.State.RUNNING
-    if was_running:
+    try:
+        client = selectors.node_client(w.node)
+        hook_client = selectors.node_client(w.node, timeout=hooks.HOOK_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 — TLS material that does not decrypt, say: nothing done yet
+        services.workload_replace_failed(workload_id=w.pk, error=f"node {w.node.name}: {exc}", restored=True)
+        return
+    was_running = services.was_running(old)  # a worker taking over finds the old one stopped by us
+    if was_running and old.state == Workload.State.RUNNING:
         refused = hooks.hooked(hook_client, old.container_id, old.options, "before_stop", old.name, renew)
         if refused:  # a forced before_stop failed: the old one was not stopped, nothing else happens
             services.workload_replace_failed(workload_id=w.pk, error=refused, restored=True)
@@ -51,11 +55,16 @@ def replace(w: Workload, renew: Callable[[], object]) -> None:
         services.workload_record_state(workload_id=old.pk, running=False, exit_code=stopped.exit_code)
     try:
         note = _start_new(w, client, hook_client, renew)
-    except Failed as exc:
+    except (Failed, docker.DockerError) as exc:
         _remove_quietly(client, w.name)
         restored = _restore(old, client, hook_client) if was_running else True
         services.workload_replace_failed(workload_id=w.pk, error=str(exc), restored=restored)
         return
+    finish(w, old, client, note)
+
+
+def finish(w: Workload, old: Workload, client: docker_sdk.DockerClient, note: str = "") -> None:
+    """The new one runs: the old container goes, then the old row (the new one holds from then on)."""
     try:
         docker.remove(client, old.container_id)
     except docker.DockerError as exc:  # the new one runs; reconcile removes the old as an orphan
@@ -131,3 +140,18 @@ def _remove_quietly(client: docker_sdk.DockerClient, name: str) -> None:
         docker.remove(client, name)
     except docker.DockerError as exc:  # reconcile removes what is left
         log.warning("replace: could not remove %s: %s", name, exc)
+
+
+def finish_stuck(older_than: float) -> list[str]:
+    """Replacements whose worker was lost after the new container ran: swapped in now (reconcile)."""
+    done = []
+    for w in services.replacements_stuck(older_than=int(older_than)):
+        old = Workload.objects.filter(pk=w.replaces_id or 0).first()
+        if old is None:
+            continue
+        try:
+            finish(w, old, selectors.node_client(w.node), "swapped in by reconcile: its worker was lost")
+            done.append(w.name)
+        except Exception as exc:  # noqa: BLE001 — the next run tries again
+            log.warning("replace: could not finish %s: %s", w.name, exc)
+    return done

@@ -255,6 +255,7 @@ def reconcile_containers() -> None:
     for workload_id in remove:
         remove_workload.delay(workload_id)
     services.workload_clear_stale_actions(older_than=STALE_CLAIM)
+    replace.finish_stuck(STALE_CLAIM + settings.ERU_REPLACE_HEALTH_TIMEOUT)
     nodes = list(Node.objects.all())
     if not nodes:
         return

@@ -8,8 +8,6 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import authenticate
-from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.http import HttpResponse, QueryDict, StreamingHttpResponse
@@ -21,14 +19,10 @@ from rest_framework.decorators import (
     api_view,
     authentication_classes,
     permission_classes,
-    throttle_classes,
-    throttle_scope,
 )
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.settings import api_settings
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
 
 import scheduling
@@ -36,13 +30,15 @@ import schema
 from clusters import lambda_stream, logs, metrics, permissions, services
 from clusters import serializers as s
 from clusters.api_common import actor as _actor
-from clusters.api_common import via as _via
 from clusters.api_exec import WorkloadExecMixin
 from clusters.api_nodes import NodeViewSet
 from clusters.api_ops import DeploymentOpsMixin, WorkloadOpsMixin
+from clusters.api_quotas import PodQuotaMixin
+from clusters.api_teams import PodTeamsMixin, TeamViewSet
+from clusters.api_tokens import ApiTokenViewSet
 from clusters.authentication import TokenAuthentication
 from clusters.errors import invalid
-from clusters.models import ApiToken, AuditEvent, Deployment, LambdaRun, Pod, PodMember, Workload
+from clusters.models import AuditEvent, Deployment, LambdaRun, Pod, PodMember, Workload
 from clusters.pagination import MAX_BIGINT, bounded_int
 
 
@@ -60,7 +56,13 @@ def _valid(serializer_class: type[Any], request: Request) -> dict[str, Any]:
     return dict(serializer.validated_data)
 
 
-class PodViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Pod]):
+class PodViewSet(
+    PodTeamsMixin,
+    PodQuotaMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet[Pod],
+):
     serializer_class = s.PodSerializer
     lookup_field = "name"
     lookup_value_regex = "[^/]+"  # names may contain dots (services.NAME_RE)
@@ -85,7 +87,9 @@ class PodViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     @action(detail=True, methods=["get", "put", "delete"])
     def members(self, request: Request, name: str) -> Response:
         """Staff and the pod's owners: list members, set a user's role (PUT {user, role}), or take it
-        away (DELETE ?user=name). Others who see the pod get 403 before any user lookup."""
+        away (DELETE ?user=name). Owners may grant owner; taking it from another owner is staff's
+        (403), and the pod's last owner is never taken (400). Others who see the pod get 403 before
+        any user lookup. Roles through teams: GET/PUT/DELETE /api/pods/{name}/teams/."""
         pod = self.get_object()
         if not permissions.can_manage_members(request.user, pod):
             raise exceptions.PermissionDenied(
@@ -120,6 +124,17 @@ class PodViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         else:
             policy = services.policy_of(pod)
         return Response(s.PodPolicySerializer(policy).data)
+
+
+def _require_logs(request: Request, pods: list[Pod | None]) -> None:
+    """Logs (and a lambda's output) carry secrets: a 403 unless the caller may read every pod's
+    (permissions.can_read_logs: not a viewer's)."""
+    for pod in {p.pk if p else None: p for p in pods}.values():
+        if not permissions.can_read_logs(request.user, pod):
+            where = f"pod {pod.name}" if pod is not None else "a removed pod"
+            raise exceptions.PermissionDenied(
+                f"Logs may carry secrets: only those who may deploy to {where} read its logs."
+            )
 
 
 def _ndjson(body: Callable[[], Iterator[bytes]]) -> StreamingHttpResponse | Response:
@@ -168,11 +183,11 @@ class WorkloadViewSet(
         reconcile removes the container when its node answers again."""
         force = request.query_params.get("force", "").lower() in ("1", "true", "yes")
         w = services.workload_remove(actor=_actor(request), workload=self.get_object(), force=force)
-        return Response(s.WorkloadSerializer(w).data if w.pk else None, status=status.HTTP_202_ACCEPTED)
+        return Response(self.get_serializer(w).data if w.pk else None, status=status.HTTP_202_ACCEPTED)
 
     def _control(self, request: Request, action_name: str) -> Response:
         w = services.workload_control(actor=_actor(request), workload=self.get_object(), action=action_name)
-        return Response(s.WorkloadSerializer(w).data, status=status.HTTP_202_ACCEPTED)
+        return Response(self.get_serializer(w).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         parameters=s.LOG_PARAMETERS,
@@ -187,6 +202,7 @@ class WorkloadViewSet(
     @action(detail=True, methods=["get"])
     def logs(self, request: Request, pk: str) -> StreamingHttpResponse | Response:
         w = self.get_object()
+        _require_logs(request, [w.pod])
         params = request.query_params
         tail, since = logs.tail_of(params.get("tail")), logs.since_of(params.get("since"))
         follow = params.get("follow", "").lower() in ("1", "true", "yes")
@@ -215,6 +231,7 @@ class WorkloadViewSet(
                 f"app: more than {logs.MAX_MERGED} workloads match; a merged log takes at most "
                 f"{logs.MAX_MERGED}: narrow it with entrypoint, node or deployment",
             )
+        _require_logs(request, [w.pod for w in chosen])
         source = logs.merged(chosen, tail=tail, since=since, follow=follow)
         return _ndjson(lambda: logs.ndjson(source, follow=follow))
 
@@ -287,7 +304,7 @@ class DeploymentViewSet(
         by its place (spec.entrypoints.web.restart). A member who is not an administrator gets only
         what the pod's spec policy grants (GET /api/pods/{name}/policy/)."""
         deployment = services.deployment_create(actor=_actor(request), spec=self._spec(request))
-        return Response(s.DeploymentSerializer(deployment).data, status=status.HTTP_201_CREATED)
+        return Response(self.get_serializer(deployment).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=schema.DeployRequest, responses={200: dict})
     @action(detail=False, methods=["post"])
@@ -343,13 +360,13 @@ class LambdaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         body = {**LAMBDA_DEFAULTS, **{k: v for k, v in body.items() if v not in (None, "")}}
         spec = services.deployment_validate(pod=_pod_of(request, body), data=body)
         run = services.lambda_create(actor=_actor(request), spec=spec, timeout=timeout, stdin=stdin)
-        return Response(s.LambdaRunSerializer(run).data, status=status.HTTP_201_CREATED)
+        return Response(self.get_serializer(run).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={202: s.LambdaRunSerializer})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str) -> Response:
         run = services.lambda_cancel(actor=_actor(request), run=self.get_object())
-        return Response(s.LambdaRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+        return Response(self.get_serializer(run).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         responses={(200, "application/x-ndjson"): s.LAMBDA_EVENT, 503: None},
@@ -363,62 +380,20 @@ class LambdaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     @action(detail=True, methods=["get"])
     def output(self, request: Request, pk: str) -> StreamingHttpResponse | Response:
         run = self.get_object()
+        _require_logs(request, [run.deployment.pod])
         return _ndjson(lambda: lambda_stream.ndjson(run))
 
 
 class AuditEventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[AuditEvent]):
+    """The audit events one may see; ?pod=name: that pod's (by the name rows keep, so a removed
+    pod's events are found too). Env values in them are digests, never values."""
+
     serializer_class = s.AuditEventSerializer
 
     def get_queryset(self) -> QuerySet[AuditEvent]:
-        return permissions.visible_audit_events(self.request.user)
-
-
-class ApiTokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet[ApiToken]):
-    """The caller's own API tokens (never their digests); DELETE revokes one."""
-
-    serializer_class = s.ApiTokenSerializer
-
-    def get_queryset(self) -> QuerySet[ApiToken]:
-        user = self.request.user  # authenticated (IsAuthenticated), except for schema generation
-        if getattr(self, "swagger_fake_view", False) or not isinstance(user, User):
-            return ApiToken.objects.none()
-        return ApiToken.objects.filter(user=user).order_by("-created_at", "-id")
-
-    def perform_destroy(self, instance: ApiToken) -> None:
-        services.token_revoke(actor=_actor(self.request), token=instance)
-
-
-class TokenExchangeThrottle(ScopedRateThrottle):
-    """Password guessing on POST /api/auth/token/: at most RATE attempts per client address.
-    The rate lives here, not in settings; the client is REMOTE_ADDR unless NUM_PROXIES says how
-    many proxies to trust (a client-sent X-Forwarded-For must not buy fresh attempts)."""
-
-    RATE = "20/min"
-
-    def get_rate(self) -> str:
-        return self.RATE
-
-    def get_ident(self, request: Request) -> str:
-        if api_settings.NUM_PROXIES is None:
-            return str(request.META.get("REMOTE_ADDR", ""))
-        return super().get_ident(request)
-
-
-@extend_schema(request=s.TokenRequestSerializer, responses={201: dict})
-@api_view(["POST"])
-@authentication_classes([TokenAuthentication])  # no session: no CSRF; failures answer 401
-@permission_classes([AllowAny])
-@throttle_classes([TokenExchangeThrottle])
-@throttle_scope("token")
-def token_view(request: Request) -> Response:
-    """Exchange a username and password for a new API token (shown once)."""
-    data = _valid(s.TokenRequestSerializer, request)
-    user = authenticate(request, username=data["username"], password=data["password"])
-    if user is None:
-        raise exceptions.AuthenticationFailed("Wrong username or password.")
-    actor = services.Actor(user=user, via=_via(request), request_id=getattr(request, "request_id", ""))
-    token, plaintext = services.token_create(actor=actor, user=user, name=data["name"])
-    return Response({"token": plaintext, "name": token.name}, status=status.HTTP_201_CREATED)
+        events = permissions.visible_audit_events(self.request.user)
+        pod = self.request.query_params.get("pod")
+        return events.filter(pod_name=pod) if pod else events
 
 
 @extend_schema(exclude=True)
@@ -443,6 +418,7 @@ def metrics_view(request: Request) -> HttpResponse:
 router = routers.DefaultRouter()
 router.register("pods", PodViewSet, basename="pod")
 router.register("nodes", NodeViewSet, basename="node")
+router.register("teams", TeamViewSet, basename="team")
 router.register("workloads", WorkloadViewSet, basename="workload")
 router.register("deployments", DeploymentViewSet, basename="deployment")
 router.register("audit", AuditEventViewSet, basename="audit")

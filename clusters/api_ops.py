@@ -18,6 +18,8 @@ from clusters import permissions, services
 from clusters import serializers as s
 from clusters.api_common import actor
 from clusters.models import Deployment, Workload
+from clusters.pagination import MAX_BIGINT
+from clusters.services.dissociate import MAX_AT_ONCE as MAX_DISSOCIATE
 
 REALLOC_BODY = inline_serializer(
     "ReallocRequest",
@@ -150,7 +152,9 @@ class WorkloadOpsMixin(viewsets.GenericViewSet[Workload]):
             raise exceptions.ValidationError({"pod": ["pod: this field is required"]})
         pod = permissions.get_pod_for_user(request.user, name.strip())
         d = services.workload_replace(actor=actor(request), pod=pod, data=body)
-        return Response(s.DeploymentSerializer(d).data, status=status.HTTP_201_CREATED)
+        return Response(
+            s.DeploymentSerializer(d, context={"request": request}).data, status=status.HTTP_201_CREATED
+        )
 
     @extend_schema(request=REALLOC_BODY, responses={200: s.WorkloadSerializer})
     @action(detail=True, methods=["post"])
@@ -160,7 +164,7 @@ class WorkloadOpsMixin(viewsets.GenericViewSet[Workload]):
         true binds, false unbinds, null keeps. Refused with the numbers when the node cannot fit it."""
         change = realloc_change(_body(request))
         w = services.workload_realloc(actor=actor(request), workload=self.get_object(), change=change)
-        return Response(s.WorkloadSerializer(w).data)
+        return Response(s.WorkloadSerializer(w, context={"request": request}).data)
 
     @extend_schema(request=DISSOCIATE_BODY, responses={200: DISSOCIATED})
     @action(detail=False, methods=["post"])
@@ -178,9 +182,13 @@ class WorkloadOpsMixin(viewsets.GenericViewSet[Workload]):
             workloads = services.dissociation_candidates(node)
         else:
             if not isinstance(ids, list) or not all(
-                isinstance(i, int) and not isinstance(i, bool) for i in ids
+                isinstance(i, int) and not isinstance(i, bool) and 1 <= i <= MAX_BIGINT for i in ids
             ):
-                raise exceptions.ValidationError({"ids": ["ids: a list of workload ids"]})
+                raise exceptions.ValidationError(
+                    {"ids": [f"ids: a list of workload ids (1 to {MAX_BIGINT})"]}
+                )
+            if len(ids) > MAX_DISSOCIATE:
+                raise exceptions.ValidationError({"ids": [f"ids: at most {MAX_DISSOCIATE} at once"]})
             workloads = list(self.get_queryset().filter(pk__in=ids))
             missing = sorted(set(ids) - {w.pk for w in workloads})
             if missing:
@@ -204,4 +212,4 @@ class DeploymentOpsMixin(viewsets.GenericViewSet[Deployment]):
         """Cancel: the creations no worker began stop and give back what they hold; the containers made
         stay. A lambda's deployment is cancelled as its lambda is (killed, then removed)."""
         d = services.deployment_cancel(actor=actor(request), deployment=self.get_object())
-        return Response(s.DeploymentSerializer(d).data)
+        return Response(s.DeploymentSerializer(d, context={"request": request}).data)

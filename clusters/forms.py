@@ -114,11 +114,22 @@ class DeployForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false", "class": "mono"}),
     )
 
-    def __init__(self, *args: Any, node_names: list[str], **kwargs: Any) -> None:
+    team = forms.ChoiceField(required=False, help_text=_help("team"))
+
+    def __init__(
+        self, *args: Any, node_names: list[str], teams: list[str] | None = None, **kwargs: Any
+    ) -> None:
+        """`teams`: the deployer's; a choice of them only when there are several (one is the default)."""
         super().__init__(*args, **kwargs)
         field = self.fields["node_names"]
         assert isinstance(field, forms.MultipleChoiceField)  # declared so above
         field.choices = [(n, n) for n in node_names]
+        if teams and len(teams) > 1:
+            team = self.fields["team"]
+            assert isinstance(team, forms.ChoiceField)
+            team.choices = [("", "choose a team"), *((t, t) for t in teams)]
+        else:
+            del self.fields["team"]
 
     def clean_command(self) -> list[str]:
         try:
@@ -146,4 +157,6 @@ class DeployForm(forms.Form):
             data[name] = data[name] or 0
         if not data.get("spec", "").strip():
             data.pop("spec", None)
+        if not data.get("team"):
+            data.pop("team", None)
         return data

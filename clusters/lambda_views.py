@@ -62,15 +62,25 @@ def lambda_list(request: HtmxHttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def lambda_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """A run; its output for those who may read logs (a viewer sees no output panel)."""
     run = get_object_or_404(_visible(request), pk=pk)
-    can_cancel = permissions.can_deploy(request.user, run.deployment.pod) and not run.is_final
-    return render(request, "clusters/lambda_detail.html", {"run": run, "can_cancel": can_cancel})
+    pod = run.deployment.pod
+    may = (
+        permissions.can_deploy(request.user, pod) if pod is not None else permissions.can_admin(request.user)
+    )
+    context = {
+        "run": run,
+        "can_cancel": may and not run.is_final,
+        "can_read_logs": permissions.can_read_logs(request.user, pod),
+    }
+    return render(request, "clusters/lambda_detail.html", context)
 
 
 @login_required
 @require_GET
 def lambda_output_events(request: HtmxHttpRequest, pk: int) -> HttpResponse | StreamingHttpResponse:
     run = get_object_or_404(_visible(request), pk=pk)
+    views.require_logs(request.user, run.deployment.pod)
     return views.sse(lambda: lambda_stream.sse(run))
 
 

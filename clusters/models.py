@@ -252,7 +252,9 @@ class Deployment(models.Model):
         DEPLOY = "deploy"  # new workloads, placed by a strategy
         REPLACE = "replace"  # new containers for existing workloads, on their nodes, batch by batch
 
-    pod = models.ForeignKey(Pod, on_delete=models.CASCADE, related_name="deployments")
+    # A deployment's history outlives its pod: removing the pod empties `pod`, `pod_name` stays.
+    pod = models.ForeignKey(Pod, null=True, blank=True, on_delete=models.SET_NULL, related_name="deployments")
+    pod_name = models.CharField(max_length=64, blank=True, db_index=True)
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.DEPLOY)
     app = models.CharField(max_length=64)
     entrypoint = models.CharField(max_length=64)
@@ -508,7 +510,8 @@ class Workload(models.Model):
                     "numa_node": "",
                 }
             },
-            "env": self.env,
+            # Secrets: only with ERU_ETCD_WORKLOAD_ENV (etcd's readers would read them; see settings).
+            "env": self.env if settings.ERU_ETCD_WORKLOAD_ENV else [],
             "image": self.image,
             "labels": self.labels,
             "create_time": int(self.created_at.timestamp()),

@@ -196,15 +196,20 @@ def deployment_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """GET: the cancel button, for one who may deploy in the pod while the deployment runs (the page
     loads it, and again once it ends: then nothing). POST: cancel it, and its page again."""
     deployment = permissions.get_deployment_for_user(request.user, pk)
-    may = permissions.can_deploy(request.user, deployment.pod)
+    pod = deployment.pod  # None: its pod was removed (then an administrator's)
+    may = permissions.can_deploy(request.user, pod) if pod else permissions.can_admin(request.user)
     if request.method == "GET":
         if not may and not request.htmx:
-            raise PermissionDenied(f"You may not cancel deployments in pod {deployment.pod.name}.")
+            raise PermissionDenied(
+                f"You may not cancel deployments in pod {pod.name if pod else deployment.pod_name}."
+            )
         if not may or deployment.is_final:
             return HttpResponse("")  # the slot (or the button of an ended deployment) goes
         return render(request, CANCEL, {"deployment": deployment})
     if not may:
-        raise PermissionDenied(f"You may not cancel deployments in pod {deployment.pod.name}.")
+        raise PermissionDenied(
+            f"You may not cancel deployments in pod {pod.name if pod else deployment.pod_name}."
+        )
     try:
         services.deployment_cancel(actor=_actor(request), deployment=deployment)
     except ValidationError as exc:

@@ -3,7 +3,8 @@ the password. Principals are users (their password, or one of their API tokens) 
 `node.<name>`, value the node's agent secret; it serves that node only). gRPC lowers metadata keys and
 refuses any outside [a-z0-9._-], so usernames match case-insensitively; a user whose name cannot be a
 key uses the key `token` with one of their API tokens. A verified credential is cached for CACHE_TTL
-seconds, so a call costs no password hash — and a revoked one stops working within that time."""
+seconds, so a call costs no password hash — and a revoked or expired one stops working within that time.
+A read-only API token makes a read-only principal: the door lets it make only its reads."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
+from django.utils import timezone
 
 from clusters import authentication
 from clusters.models import ApiToken, Node
@@ -34,6 +36,7 @@ class Principal:
     name: str  # node.<name>, or the username
     user: User | None = None
     node_id: int | None = None
+    read_only: bool = False  # by a read-only API token: the door refuses its writes
 
     @property
     def is_node(self) -> bool:
@@ -94,17 +97,17 @@ def _verify(key: str, secret: str, digest: str) -> Principal | None:
         if len(nodes) == 1 and nodes[0].secret_digest and hmac.compare_digest(nodes[0].secret_digest, digest):
             return Principal(nodes[0].grpc_username, node_id=nodes[0].pk)
         return None
+    tokens = ApiToken.objects.exclude(expires_at__lte=timezone.now())  # an expired token is no credential
     if key == TOKEN_KEY:
-        token = ApiToken.objects.select_related("user").filter(digest=digest, user__is_active=True).first()
-        return Principal(token.user.username, user=token.user) if token else None
+        token = tokens.select_related("user").filter(digest=digest, user__is_active=True).first()
+        return Principal(token.user.username, user=token.user, read_only=token.read_only) if token else None
     users = list(User.objects.filter(username__iexact=key, is_active=True)[:2])
     if len(users) != 1:  # none, or two whose names differ only in case: neither can be told apart
         return None
     user = users[0]
     if secret.startswith(authentication.TOKEN_PREFIX):
-        if ApiToken.objects.filter(user=user, digest=digest).exists():
-            return Principal(user.username, user=user)
-        return None
+        read_only = tokens.filter(user=user, digest=digest).values_list("read_only", flat=True).first()
+        return None if read_only is None else Principal(user.username, user=user, read_only=read_only)
     return Principal(user.username, user=user) if user.check_password(secret) else None
 
 

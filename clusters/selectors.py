@@ -46,18 +46,22 @@ def share_pool(node: Node) -> list[str]:
     """Eru's remap pool of the node (the cores no bound workload holds a whole of, else all), kept to
     the cores its engine has: an over-committed declaration names cores Docker cannot pin to."""
     pool = scheduling.share_pool(node_resources(node))
-    ncpu = node.info.get("NCPU") if isinstance(node.info, dict) else None
-    if isinstance(ncpu, int) and ncpu > 0:
+    ncpu = engine_ncpu(node)
+    if ncpu:
         pool = [core for core in pool if core.isdigit() and int(core) < ncpu] or [str(i) for i in range(ncpu)]
     return pool
 
 
+def engine_ncpu(node: Node) -> int | None:
+    """The cores the node's engine reported at its last probe (docker info's NCPU), if it did."""
+    ncpu = node.info.get("NCPU") if isinstance(node.info, dict) else None
+    return ncpu if isinstance(ncpu, int) and not isinstance(ncpu, bool) and ncpu > 0 else None
+
+
 def engine_cores(node: Node) -> list[str]:
     """Every core a container of the node may run on: the engine's, else the declared ones."""
-    ncpu = node.info.get("NCPU") if isinstance(node.info, dict) else None
-    if isinstance(ncpu, int) and ncpu > 0:
-        return [str(i) for i in range(ncpu)]
-    return sorted(node.cpu_map, key=core_order)
+    ncpu = engine_ncpu(node)
+    return [str(i) for i in range(ncpu)] if ncpu else sorted(node.cpu_map, key=core_order)
 
 
 def request_of(w: Workload) -> scheduling.ResourceRequest:
@@ -156,7 +160,7 @@ def status_counts(workloads: QuerySet[Workload]) -> list[tuple[str, str, int]]:
 def held_without_container(workloads: QuerySet[Workload]) -> dict[str, Any]:
     """What the node's workloads hold although Docker shows no running container for them (exited,
     OOM-killed, restarting, missing, unknown): counted in the usage, as Eru counts them."""
-    idle = workloads.filter(state__in=Workload.HOLDING).exclude(
+    idle = workloads.filter(Workload.holding()).exclude(
         status__in=(Workload.Status.RUNNING, Workload.Status.PAUSED, Workload.Status.UNOBSERVED)
     )
     totals = idle.aggregate(n=Count("pk"), cpu=Sum("cpu_request"), memory=Sum("memory_request"))

@@ -10,7 +10,23 @@ from django.contrib.auth.models import User
 from drf_spectacular.utils import OpenApiParameter, extend_schema_field, inline_serializer
 from rest_framework import serializers
 
+from clusters import permissions, secrets
 from clusters.models import ApiToken, AuditEvent, Deployment, LambdaRun, Node, Pod, PodMember, Workload
+
+
+def sees_secrets(context: Mapping[str, Any], pod: Pod | None) -> bool:
+    """Whether the request's user may see env values and logs in `pod` (clusters.permissions), asked
+    once per pod for a whole list. No request in the context: no (a secret is never shown by default)."""
+    request = context.get("request")
+    if request is None:
+        return False
+    memo: dict[int | None, bool] = context.get("_sees_secrets", {})
+    if isinstance(context, dict):  # the root serializer's: shared by a list's rows
+        context["_sees_secrets"] = memo
+    key = pod.pk if pod is not None else None
+    if key not in memo:
+        memo[key] = permissions.can_see_secrets(request.user, pod)
+    return memo[key]
 
 
 class PodSerializer(serializers.ModelSerializer[Pod]):
@@ -265,9 +281,15 @@ class WorkloadSerializer(serializers.ModelSerializer[Workload]):
             "updated_at",
         ]
 
+    def to_representation(self, instance: Workload) -> dict[str, Any]:
+        data: dict[str, Any] = super().to_representation(instance)
+        if not sees_secrets(self.context, instance.pod):
+            data["env"] = secrets.mask_env(data.get("env"))  # a viewer: the keys, no value
+        return data
+
 
 class DeploymentSerializer(serializers.ModelSerializer[Deployment]):
-    pod: serializers.SlugRelatedField[Pod] = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    pod = serializers.SerializerMethodField(help_text="its pod's name (kept when the pod was removed)")
     created_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
         slug_field="username", read_only=True
     )
@@ -306,8 +328,21 @@ class DeploymentSerializer(serializers.ModelSerializer[Deployment]):
             "workloads",
         ]
 
+    def get_pod(self, deployment: Deployment) -> str:
+        return deployment.pod.name if deployment.pod is not None else deployment.pod_name
+
+    def to_representation(self, instance: Deployment) -> dict[str, Any]:
+        data: dict[str, Any] = super().to_representation(instance)
+        if not sees_secrets(self.context, instance.pod):
+            data["spec"] = secrets.mask_spec(data.get("spec"))  # env masked, raw spec text left out
+        return data
+
 
 class AuditEventSerializer(serializers.ModelSerializer[AuditEvent]):
+    """An audit row; env values in it are digests (clusters.secrets), never values."""
+
+    pod = serializers.CharField(source="pod_name", read_only=True, help_text="kept when the pod was removed")
+
     class Meta:
         model = AuditEvent
         fields = [
@@ -320,9 +355,18 @@ class AuditEventSerializer(serializers.ModelSerializer[AuditEvent]):
             "target_type",
             "target_id",
             "target_name",
+            "pod",
             "before",
             "after",
         ]
+
+    def to_representation(self, instance: AuditEvent) -> dict[str, Any]:
+        data: dict[str, Any] = super().to_representation(instance)
+        data["before"], data["after"] = (
+            secrets.scrub_audit(data["before"]),
+            secrets.scrub_audit(data["after"]),
+        )
+        return data
 
 
 class TokenRequestSerializer(serializers.Serializer[Any]):
@@ -352,7 +396,7 @@ FORCE_PARAMETER = OpenApiParameter(
 
 
 class LambdaRunSerializer(serializers.ModelSerializer[LambdaRun]):
-    pod = serializers.CharField(source="deployment.pod.name", read_only=True)
+    pod = serializers.SerializerMethodField(help_text="its pod's name (kept when the pod was removed)")
     app = serializers.CharField(source="deployment.app", read_only=True)
     image = serializers.CharField(source="deployment.image", read_only=True)
     command = serializers.ListField(source="deployment.spec.command", read_only=True)
@@ -366,6 +410,16 @@ class LambdaRunSerializer(serializers.ModelSerializer[LambdaRun]):
             "exit_codes", "ends", "output", "cancel_requested", "created_by", "created_at", "finished_at",
         ]  # fmt: skip
         read_only_fields = fields
+
+    def get_pod(self, run: LambdaRun) -> str:
+        d = run.deployment
+        return d.pod.name if d.pod is not None else d.pod_name
+
+    def to_representation(self, instance: LambdaRun) -> dict[str, Any]:
+        data: dict[str, Any] = super().to_representation(instance)
+        if not sees_secrets(self.context, instance.deployment.pod):
+            data["output"] = None  # output is a log: not a viewer's (permissions.can_read_logs)
+        return data
 
 
 LAMBDA_EVENT = inline_serializer(

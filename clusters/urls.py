@@ -1,6 +1,6 @@
 from django.urls import path
 
-from clusters import lambda_views, node_views, ops_views, views
+from clusters import lambda_views, node_views, ops_views, team_views, token_views, views
 from clusters.exec_views import workload_exec
 
 app_name = "clusters"
@@ -28,6 +28,17 @@ urlpatterns = [
     path("workloads/<int:pk>/replace/", ops_views.workload_replace, name="workload-replace"),
     path("workloads/<int:pk>/dissociate/", ops_views.workload_dissociate, name="workload-dissociate"),
     path("audit/", views.audit_list, name="audit-list"),
+    path("pods/<str:name>/access/", team_views.pod_access, name="pod-access"),
+    path("pods/<str:name>/access/member/", team_views.pod_member_set, name="pod-member-set"),
+    path("pods/<str:name>/access/member/remove/", team_views.pod_member_remove, name="pod-member-remove"),
+    path("pods/<str:name>/access/team/", team_views.pod_team_set, name="pod-team-set"),
+    path("pods/<str:name>/access/team/remove/", team_views.pod_team_remove, name="pod-team-remove"),
+    path("teams/", team_views.team_list, name="team-list"),
+    path("teams/<str:name>/", team_views.team_detail, name="team-detail"),
+    path("teams/<str:name>/members/remove/", team_views.team_member_remove, name="team-member-remove"),
+    path("teams/<str:name>/remove/", team_views.team_remove, name="team-remove"),
+    path("tokens/", token_views.token_list, name="token-list"),
+    path("tokens/<int:pk>/revoke/", token_views.token_revoke, name="token-revoke"),
     path("pods/<str:name>/lambda/", lambda_views.lambda_run, name="lambda-run"),
     path("lambdas/", lambda_views.lambda_list, name="lambda-list"),
     path("lambdas/<int:pk>/", lambda_views.lambda_detail, name="lambda-detail"),

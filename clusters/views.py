@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseLocation, HttpResponseStopPolling, trigger_client_event
 
-from clusters import charts, etcd, logs, permissions, selectors, services, usage_card
+from clusters import charts, etcd, logs, permissions, secrets, selectors, services, usage_card
 from clusters.forms import DeployForm, PodForm, add_service_errors
 from clusters.models import Node, Pod, Workload
 from clusters.services.usage import FINE
@@ -173,7 +173,11 @@ class NodeRow:
 def _nodes(pod: Pod) -> QuerySet[Node]:
     return (
         pod.nodes.defer("tls_ca", "tls_cert", "tls_key", "info")
-        .annotate(holding=Count("workloads", filter=Q(workloads__state__in=Workload.HOLDING)))
+        .annotate(
+            holding=Count(
+                "workloads", filter=Q(workloads__state__in=Workload.HOLDING, workloads__replaces=None)
+            )
+        )
         .order_by("name")
     )
 
@@ -211,6 +215,7 @@ def pod_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
         "workload_total": len(shown) if len(shown) < WORKLOADS_SHOWN else workloads.count(),
         "is_admin": permissions.can_admin(request.user),
         "can_deploy": permissions.can_deploy(request.user, pod),
+        "quotas": [] if _wants(request, "workloads") else services.visible_quota_rows(request.user, pod),
     }
     return render(request, _template(request, "clusters/pod_detail.html", "workloads"), context)
 
@@ -262,6 +267,7 @@ def workload_log_events(request: HtmxHttpRequest, pk: int) -> HttpResponse | Str
     """The workload's log as server-sent events, followed (the log panel of its page); a browser that
     reconnects goes on from the last line it had (Last-Event-ID)."""
     w = permissions.get_workload_for_user(request.user, pk)
+    require_logs(request.user, w.pod)
     resume = logs.resume_of(request.headers.get("Last-Event-ID"))
     tail = logs.tail_of(request.GET.get("tail"))
     return _stream(lambda: logs.lines(w, tail=tail, since=None, follow=True, after=resume))
@@ -314,7 +320,8 @@ def deploy(request: HtmxHttpRequest, name: str) -> HttpResponse:
     if not permissions.can_deploy(request.user, pod):
         raise PermissionDenied(f"You may not deploy to pod {pod.name}.")
     node_names = list(pod.nodes.order_by("name").values_list("name", flat=True))
-    form = DeployForm(request.POST or None, node_names=node_names)
+    teams = [t.name for t in services.teams_of(request.user)]
+    form = DeployForm(request.POST or None, node_names=node_names, teams=teams)
     plan: dict[str, int] | None = None
     if request.method == "POST" and form.is_valid():
         try:
@@ -340,11 +347,17 @@ def deploy(request: HtmxHttpRequest, name: str) -> HttpResponse:
 @require_GET
 def deployment_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """A deployment's spec, plan and progress. The progress partial polls until the state is final;
-    the poll that sees it final answers 286 so htmx stops."""
+    the poll that sees it final answers 286 so htmx stops. A viewer sees the env's keys, no value,
+    and no log panel (clusters.permissions: secrets and logs)."""
     deployment = permissions.get_deployment_for_user(request.user, pk)
+    sees = permissions.can_see_secrets(request.user, deployment.pod)
     context = {
         "deployment": deployment,
         "pod": deployment.pod,
+        "pod_name": deployment.pod.name if deployment.pod else deployment.pod_name,
+        "env": deployment.spec.get("env", []) if sees else secrets.mask_env(deployment.spec.get("env")),
+        "sees_secrets": sees,
+        "can_read_logs": sees,
         "ok_pct": _percent(deployment.succeeded, deployment.total),
         "failed_pct": _percent(deployment.failed, deployment.total),
         "workloads": deployment.workloads.select_related("node", "replaces").order_by("seq", "id"),
@@ -352,7 +365,8 @@ def deployment_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         "node_labels": sorted(deployment.node_labels.items()),
         "labels": sorted(deployment.spec.get("labels", {}).items()),
         # While it runs, the log panel waits for containers: it opens again once the deployment is final.
-        "has_logs": not deployment.is_final or deployment.workloads.exclude(container_id="").exists(),
+        "has_logs": sees
+        and (not deployment.is_final or deployment.workloads.exclude(container_id="").exists()),
     }
     if _wants(request, "progress"):
         response = render(request, "clusters/deployment_detail.html#progress", context)
@@ -370,6 +384,13 @@ def _logged(workloads: QuerySet[Workload]) -> list[Workload]:
     return list(
         workloads.exclude(container_id="").select_related("node").order_by("seq", "pk")[: logs.MAX_MERGED]
     )
+
+
+def require_logs(user: AnyUser, pod: Pod | None) -> None:
+    """Logs (and a lambda's output) may carry secrets: not a viewer's (permissions.can_read_logs)."""
+    if not permissions.can_read_logs(user, pod):
+        where = f"pod {pod.name}" if pod is not None else "a removed pod"
+        raise PermissionDenied(f"Logs may carry secrets: only those who may deploy to {where} read its logs.")
 
 
 def _stream(source: Any) -> HttpResponse | StreamingHttpResponse:
@@ -391,6 +412,7 @@ def deployment_log_events(request: HtmxHttpRequest, pk: int) -> HttpResponse | S
     """The deployment's workloads' logs merged (each line after its workload's name), followed: the
     log panel of its page."""
     deployment = permissions.get_deployment_for_user(request.user, pk)
+    require_logs(request.user, deployment.pod)
     tail = logs.merged_tail_of(request.GET.get("tail"))
     chosen = _logged(deployment.workloads.all())
     return _stream(lambda: logs.merged(chosen, tail=tail, since=None, follow=True))
@@ -400,8 +422,10 @@ def deployment_log_events(request: HtmxHttpRequest, pk: int) -> HttpResponse | S
 @require_GET
 def deployment_down(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The deployment's workloads that did not come up (their creation failed, or their container
-    exited, was OOM-killed or restarts) with why and, where a container is left, its last lines."""
+    exited, was OOM-killed or restarts) with why and, where a container is left, its last lines
+    (for those who may read logs: a viewer gets why only)."""
     deployment = permissions.get_deployment_for_user(request.user, pk)
+    reads_logs = permissions.can_read_logs(request.user, deployment.pod)
     down = list(
         deployment.workloads.filter(
             Q(state=Workload.State.FAILED) | Q(state=Workload.State.RUNNING, status__in=Workload.DOWN)
@@ -410,11 +434,16 @@ def deployment_down(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         .order_by("seq", "pk")[:DOWN_SHOWN]
     )
     tails: dict[int, list[logs.Tagged]] = {w.pk: [] for w in down}
-    with_container = [w for w in down if w.container_id]
+    with_container = [w for w in down if w.container_id] if reads_logs else []
     for item in logs.merged(with_container, tail=DOWN_TAIL, since=None, follow=False):
         if item is not None:
             tails[item.workload.pk].append(item)
-    context = {"deployment": deployment, "down": [(w, tails[w.pk]) for w in down], "down_tail": DOWN_TAIL}
+    context = {
+        "deployment": deployment,
+        "down": [(w, tails[w.pk]) for w in down],
+        "down_tail": DOWN_TAIL,
+        "can_read_logs": reads_logs,
+    }
     return render(request, "clusters/deployment_detail.html#down", context)
 
 
@@ -447,11 +476,16 @@ def workload_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     )
     if _wants(request, "usage"):
         return render(request, "clusters/workload_detail.html#usage", {"workload": workload, "usage": usage})
-    context = {
+    sees = permissions.can_see_secrets(request.user, workload.pod)
+    context: dict[str, Any] = {
         "usage": usage,
         "workload": workload,
         "pod": workload.pod,
         "can_deploy": permissions.can_deploy(request.user, workload.pod),
+        # A viewer: the env's keys, no value, and no log panel (clusters.permissions).
+        "env": workload.env if sees else secrets.mask_env(workload.env),
+        "sees_secrets": sees,
+        "can_read_logs": sees,
         "transient": workload.is_busy,
         "actions": services.CONTROL_ACTIONS,
         "networks": sorted(workload.networks.items()),
@@ -500,10 +534,15 @@ def workload_remove(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_GET
 def audit_list(request: HtmxHttpRequest) -> HttpResponse:
-    """The latest audit events: staff see all, others those of the pods they belong to."""
+    """The latest audit events: staff see all, others those of the pods they belong to. The pod
+    filter reads the name each row keeps, so a removed pod's events are found too. Env values in
+    them are digests (clusters.secrets), never values."""
     events = permissions.visible_audit_events(request.user).select_related("pod")
     pod_name = request.GET.get("pod", "")
     if pod_name:
-        events = events.filter(pod__name=pod_name)
-    context = {"events": list(events[:AUDIT_SHOWN]), "pod_name": pod_name, "limit": AUDIT_SHOWN}
+        events = events.filter(pod_name=pod_name)
+    shown = list(events[:AUDIT_SHOWN])
+    for e in shown:  # a row written before digests (none should be left): digested on the way out
+        e.before, e.after = secrets.scrub_audit(e.before), secrets.scrub_audit(e.after)
+    context = {"events": shown, "pod_name": pod_name, "limit": AUDIT_SHOWN}
     return render(request, _template(request, "clusters/audit_list.html", "events"), context)

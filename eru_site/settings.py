@@ -169,6 +169,11 @@ SPECTACULAR_SETTINGS = {
 # --- Eru -----------------------------------------------------------------------------------------
 ERU_ETCD_ENDPOINTS = [e for e in os.environ.get("ERU_ETCD_ENDPOINTS", "127.0.0.1:23790").split(",") if e]
 ERU_ETCD_PREFIX = os.environ.get("ERU_ETCD_PREFIX", "/eru").rstrip("/")
+# Eru keeps a workload's env (its secrets) in /workloads/{id} and its two index keys; anyone who may
+# read etcd then reads them. Off: the mirror's workload JSON has "env": [] (the DB is the truth and
+# nothing here reads env back from etcd); on, for Eru tools that read workloads from etcd directly
+# (then keep etcd's read access as narrow as the secrets'). Reconcile rewrites the keys after a change.
+ERU_ETCD_WORKLOAD_ENV = envbool("ERU_ETCD_WORKLOAD_ENV", False)
 ERU_SHARE_BASE = envint("ERU_SHARE_BASE", 100)
 ERU_MAX_FRAGMENT_CORES = envint("ERU_MAX_FRAGMENT_CORES", -1)
 ERU_MEMORY_RESERVE = envint("ERU_MEMORY_RESERVE", 1 << 30)
@@ -239,6 +244,30 @@ CELERY_BEAT_SCHEDULE = {
     "expire-deployments": {"task": "agents.expire_deployments", "schedule": 5.0, "options": {"expires": 5.0}},
     "reconcile-etcd": {"task": "agents.reconcile_etcd", "schedule": 300.0},
     "reconcile-containers": {"task": "agents.reconcile_containers", "schedule": 120.0},
+}
+
+
+# Caches. "default" is each process's own. "throttle" holds the token exchange's count of attempts per
+# client (clusters.api_tokens): Redis, which every web process and machine shares, so a client gets the
+# rate once, not once per gunicorn worker. It has a Redis database of its own (ERU_CACHE_URL, default:
+# the broker's Redis, next database number): a cache's clear() empties its whole database, and Celery's
+# queues must not be in it. Without a Redis broker (or while Redis cannot be reached) the throttle
+# counts in its own process, and says so in the log.
+def _throttle_cache(url: str) -> dict[str, object]:
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    if u.scheme not in ("redis", "rediss"):
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "throttle"}
+    if "ERU_CACHE_URL" not in os.environ:
+        url = u._replace(path=f"/{int(u.path.strip('/') or 0) + 1}").geturl()
+    timeouts = {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
+    return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url, "OPTIONS": timeouts}
+
+
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "throttle": _throttle_cache(os.environ.get("ERU_CACHE_URL", CELERY_BROKER_URL)),
 }
 
 LOGGING = {

@@ -3,7 +3,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from clusters.api import metrics_view, router, token_view
+from clusters.api import metrics_view, router
+from clusters.api_tokens import token_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -290,6 +290,11 @@ class DeployRequest(Placement):
         None,
         description=f"seconds before the deployment is cancelled (1 to {MAX_DEPLOY_TIMEOUT}); none: never",
     )
+    team: Text | None = Field(
+        None,
+        max_length=64,
+        description="the team on whose quota it runs (you must be in it); none: your only team, if one",
+    )
 
     @field_validator("timeout")
     @classmethod

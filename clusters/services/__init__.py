@@ -1,5 +1,5 @@
-"""The only write path. Every state change of pods, nodes, deployments, workloads, memberships and
-tokens happens in this package: validate → permission → plan → allocate → AuditEvent, in one
+"""The only write path. Every state change of pods, nodes, deployments, workloads, memberships, teams,
+users and tokens happens in this package: validate → permission → plan → allocate → AuditEvent, in one
 transaction; etcd writes and Celery tasks follow after commit. Functions are keyword-only and named
 `<entity>_<verb>`; `actor` says who, and through what. Views, the API, the admin, the CLI and the
 workers all call these. Reads that write nothing are in clusters.selectors."""
@@ -30,10 +30,35 @@ from clusters.services.nodes import node_add, node_remove, node_resource_fix, no
 from clusters.services.observe import Seen, node_contact, node_observe
 from clusters.services.pods import member_remove, member_set, pod_add, pod_remove
 from clusters.services.policy import POLICY_FIELDS, pod_policy_set, policy_of
+from clusters.services.quotas import (
+    QuotaRow,
+    deploy_team,
+    quota_clean,
+    quota_remove,
+    quota_rows,
+    quota_set,
+    teams_of,
+    visible_quota_rows,
+)
 from clusters.services.realloc import Change, workload_realloc
-from clusters.services.replace import workload_replace, workload_replace_failed, workload_replaced
+from clusters.services.replace import (
+    replacements_stuck,
+    was_running,
+    workload_replace,
+    workload_replace_failed,
+    workload_replaced,
+)
+from clusters.services.teams import (
+    team_add,
+    team_member_add,
+    team_member_remove,
+    team_remove,
+    team_role_remove,
+    team_role_set,
+)
 from clusters.services.tokens import token_create, token_revoke
 from clusters.services.usage import Use, usage_prune, usage_record
+from clusters.services.users import USER_FIELDS, user_add, user_password_set, user_remove, user_set
 from clusters.services.workloads import (
     CONTROL_ACTIONS,
     workload_claim,
@@ -63,6 +88,8 @@ __all__ = [
     "dissociation_candidates",
     "workload_dissociate",
     "workload_realloc",
+    "replacements_stuck",
+    "was_running",
     "workload_replace",
     "workload_replace_failed",
     "workload_replaced",
@@ -93,8 +120,27 @@ __all__ = [
     "POLICY_FIELDS",
     "policy_of",
     "pod_remove",
+    "QuotaRow",
+    "deploy_team",
+    "quota_clean",
+    "quota_remove",
+    "quota_rows",
+    "quota_set",
+    "teams_of",
+    "visible_quota_rows",
+    "team_add",
+    "team_member_add",
+    "team_member_remove",
+    "team_remove",
+    "team_role_remove",
+    "team_role_set",
     "token_create",
     "token_revoke",
+    "USER_FIELDS",
+    "user_add",
+    "user_password_set",
+    "user_remove",
+    "user_set",
     "workload_claim",
     "workload_clear_stale_actions",
     "workload_collect_stale",

@@ -19,7 +19,10 @@ from clusters.services.workloads import release
 
 def deployment_cancel(*, actor: Actor, deployment: Deployment) -> Deployment:
     """Cancel a running deployment (refused once it has ended)."""
-    permissions.require_deploy(actor.user, deployment.pod)
+    if deployment.pod is None:  # its pod was removed: an administrator's
+        permissions.require_admin(actor.user)
+    else:
+        permissions.require_deploy(actor.user, deployment.pod)
     who = getattr(actor.user, "username", "") or "the system"
     return _cancel(
         deployment.pk, actor, f"cancelled by {who}", AuditEvent.Action.DEPLOYMENT_CANCEL, strict=True
@@ -27,12 +30,15 @@ def deployment_cancel(*, actor: Actor, deployment: Deployment) -> Deployment:
 
 
 def _cancel(pk: int, actor: Actor, why: str, action: AuditEvent.Action, *, strict: bool) -> Deployment:
-    run = LambdaRun.objects.filter(deployment_id=pk).first()
+    run = LambdaRun.objects.filter(deployment_id=pk).select_related("deployment").first()
     if run is not None:  # its workers kill and remove; the run (and its deployment) end with them
-        lambda_cancel(actor=actor, run=run)
+        if run.deployment.is_final and strict:
+            raise invalid("deployment", f"deployment {pk} has ended already ({run.deployment.state})")
+        if not run.cancel_requested and not run.deployment.is_final:
+            lambda_cancel(actor=actor, run=run)
         return Deployment.objects.get(pk=pk)
     with transaction.atomic():
-        d = Deployment.objects.select_for_update().select_related("pod").get(pk=pk)
+        d = Deployment.objects.select_for_update(of=("self",)).select_related("pod").get(pk=pk)
         if d.is_final:
             if strict:
                 raise invalid("deployment", f"deployment {d.pk} has ended already ({d.state})")
@@ -54,6 +60,8 @@ def _stop_pending(d: Deployment, why: str) -> list[str]:
         .filter(deployment=d, state=Workload.State.PENDING)
         .order_by("node__name", "pk")
     )
+    olds = [w.replaces_id for w in pending if w.replaces_id]
+    Workload.objects.filter(pk__in=olds, action="replace").update(action="", task_id="")  # not busy now
     for w in pending:
         release(w)
         w.state, w.error, w.cpu_map = Workload.State.FAILED, f"not created: {why}", {}
@@ -68,15 +76,14 @@ def deployment_expire() -> list[int]:
     """Cancel the running deployments whose timeout has passed (the beat's expire-deployments)."""
     now = timezone.now()
     due = [
-        pk
+        (pk, timeout)
         for pk, created, timeout in Deployment.objects.filter(
             ~Q(timeout=None), state=Deployment.State.RUNNING
         ).values_list("pk", "created_at", "timeout")
         if timeout and created + timedelta(seconds=timeout) <= now
     ]
-    for pk in due:
-        d = Deployment.objects.get(pk=pk)
+    for pk, timeout in due:
         _cancel(
-            pk, SYSTEM, f"timed out after {d.timeout} s", AuditEvent.Action.DEPLOYMENT_TIMEOUT, strict=False
+            pk, SYSTEM, f"timed out after {timeout} s", AuditEvent.Action.DEPLOYMENT_TIMEOUT, strict=False
         )
-    return due
+    return [pk for pk, _ in due]

@@ -21,11 +21,13 @@ from django.utils import timezone
 
 import scheduling
 import schema
-from clusters import permissions, queue, selectors
+from clusters import permissions, queue, quotas, selectors
 from clusters.models import AuditEvent, Deployment, LambdaRun, Node, Pod, Workload
+from clusters.secrets import digest_audit
 from clusters.services._common import Actor, audit, invalid
 from clusters.services.nodes import set_usage
 from clusters.services.policy import require_spec_allowed
+from clusters.services.quotas import deploy_team, require_quota
 
 
 @dataclass(frozen=True)
@@ -193,11 +195,13 @@ def _ident(taken: set[str]) -> str:
 
 def deployment_create(*, actor: Actor, spec: DeploySpec, lambda_timeout: int | None = None) -> Deployment:
     """Plan and allocate under row locks, then create the containers asynchronously. With
-    `lambda_timeout`, a lambda's (services.lambda_create): its workloads run to their end and go."""
+    `lambda_timeout`, a lambda's (services.lambda_create): its workloads run to their end and go.
+    It runs on a team's quota (services.quotas.deploy_team), checked once the plan is made."""
     permissions.require_deploy(actor.user, spec.pod)
     require_spec_allowed(actor.user, spec.pod, spec.request)
-    candidates = _candidates(spec)
     r = spec.request
+    team = deploy_team(actor.user, spec.pod, r.team)
+    candidates = _candidates(spec)
     with transaction.atomic():
         # SQLite: BEGIN IMMEDIATE already serialises writers. PostgreSQL: lock nodes in name order.
         nodes = list(
@@ -206,8 +210,13 @@ def deployment_create(*, actor: Actor, spec: DeploySpec, lambda_timeout: int | N
             .order_by("name")
         )
         deploy_plan = _plan(spec, nodes)
+        what = "this lambda" if lambda_timeout else "this deploy"
+        res = spec.resources
+        ask = quotas.deploy_ask(sum(deploy_plan.values()), res.cpu_request, res.memory_request, what=what)
+        require_quota(pod=spec.pod, team=team, ask=ask, field="count")
         deployment = Deployment.objects.create(
             pod=spec.pod,
+            pod_name=spec.pod.name,
             app=r.app,
             entrypoint=r.entrypoint,
             image=r.image,
@@ -220,6 +229,7 @@ def deployment_create(*, actor: Actor, spec: DeploySpec, lambda_timeout: int | N
             plan=deploy_plan,
             total=sum(deploy_plan.values()),
             timeout=r.timeout,
+            team=team,
             created_by=actor.stored_user,
         )
         run = (
@@ -232,7 +242,7 @@ def deployment_create(*, actor: Actor, spec: DeploySpec, lambda_timeout: int | N
             deployment.state = Deployment.State.DONE
             deployment.finished_at = timezone.now()
             deployment.save(update_fields=["state", "finished_at"])
-        after = {**spec.as_json(), "plan": deploy_plan}
+        after = digest_audit({**spec.as_json(), "plan": deploy_plan})  # env: digests only
         audit(actor, AuditEvent.Action.DEPLOYMENT_CREATE, deployment, pod=spec.pod, after=after)
         if run is not None:
             run_after = {"command": r.command, "timeout": run.timeout, "deployment": deployment.pk}
@@ -283,6 +293,7 @@ def _allocate(
                     healthcheck=r.healthcheck.model_dump() if r.healthcheck else None,
                     options=r.container_options(),
                     lambda_run=run,
+                    team=deployment.team,
                     health=Workload.Health.UNKNOWN if r.healthcheck else Workload.Health.NONE,
                 )
             )

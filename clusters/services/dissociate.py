@@ -25,9 +25,7 @@ def workload_dissociate(*, actor: Actor, workloads: list[Workload]) -> list[Diss
         permissions.require_deploy(actor.user, pod)
     done: list[Dissociated] = []
     with transaction.atomic():
-        # Nodes first, in name order, then the rows: the lock order of every allocation change.
-        node_ids = sorted({w.node_id for w in workloads})
-        nodes = {n.pk: n for n in Node.objects.select_for_update().filter(pk__in=node_ids).order_by("name")}
+        # The rows, then (each release) their node's: the lock order of every release.
         rows = (
             Workload.objects.select_for_update(of=("self",))
             .select_related("pod", "node")
@@ -44,7 +42,10 @@ def workload_dissociate(*, actor: Actor, workloads: list[Workload]) -> list[Diss
                 raise invalid("ids", f"workload {w.name} is {why}; only running or stopped ones dissociate")
             if w.lambda_run_id:
                 raise invalid("ids", f"workload {w.name} is a lambda's; it is removed when it ends")
-            w.node = nodes[w.node_id]
+            if w.borrows:
+                raise invalid(
+                    "ids", f"workload {w.name} is replacing #{w.replaces_id}; it is not swapped in yet"
+                )
             release(w)
             done.append(
                 Dissociated.objects.create(

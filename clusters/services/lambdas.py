@@ -44,13 +44,17 @@ def lambda_create(*, actor: Actor, spec: DeploySpec, timeout: int, stdin: str | 
 
 def lambda_cancel(*, actor: Actor, run: LambdaRun) -> LambdaRun:
     """Ask the run's workers to kill its containers (each is then removed, as after any end)."""
-    permissions.require_deploy(actor.user, run.deployment.pod)
+    pod = run.deployment.pod
+    if pod is None:  # its pod was removed: an administrator's
+        permissions.require_admin(actor.user)
+    else:
+        permissions.require_deploy(actor.user, pod)
     with transaction.atomic():
         changed = LambdaRun.objects.filter(pk=run.pk, state=S.RUNNING, cancel_requested=False).update(
             cancel_requested=True
         )
         if changed:
-            audit(actor, AuditEvent.Action.LAMBDA_CANCEL, run, pod=run.deployment.pod)
+            audit(actor, AuditEvent.Action.LAMBDA_CANCEL, run, pod=pod)
     run.refresh_from_db()
     return run
 
@@ -64,7 +68,11 @@ def lambda_workload_done(
         w = _locked(workload_id)
         if w is None or w.lambda_run_id is None:
             return None
-        run = LambdaRun.objects.select_for_update().select_related("deployment__pod").get(pk=w.lambda_run_id)
+        run = (
+            LambdaRun.objects.select_for_update(of=("self",))
+            .select_related("deployment__pod")
+            .get(pk=w.lambda_run_id)
+        )
         run.exit_codes[w.name] = exit_code
         run.ends[w.name] = ended
         run.output = (run.output + output)[-LambdaRun.OUTPUT_KEPT :]

@@ -160,14 +160,14 @@ def node_set(
         if bypass is not None:
             node.bypass = bypass
         if cpu is not None or mem is not None:
-            ncpu = node.info.get("NCPU") if isinstance(node.info, dict) else None
+            ncpu = selectors.engine_ncpu(node)
             try:
                 node.cpu_map, node.memory = scheduling.set_capacity(
                     selectors.node_resources(node),
                     cpu=cpu,
                     memory=mem,
                     delta=delta,
-                    ncpu=ncpu if isinstance(ncpu, int) else None,
+                    ncpu=ncpu,
                     over_commit=over_commit,
                 )
             except scheduling.InvalidRequest as exc:
@@ -220,11 +220,11 @@ def node_remove(*, actor: Actor, node: Node) -> None:
 def set_usage(node: Node, used_cpu_map: Mapping[str, int], used_cpu: float, used_memory: int) -> None:
     """Store a node's new usage (cores with no pieces held are left out) and mirror it. When that
     changes the share pool, the node's unbound workloads are remapped onto the new one."""
-    pool = scheduling.share_pool(selectors.node_resources(node))
+    pool = selectors.share_pool(node)
     node.used_cpu_map = {core: pieces for core, pieces in used_cpu_map.items() if pieces}
     node.used_cpu = used_cpu
     node.used_memory = used_memory
     node.save(update_fields=["used_cpu_map", "used_cpu", "used_memory"])
     sync.push_node(node.pk)
-    if scheduling.share_pool(selectors.node_resources(node)) != pool:
+    if selectors.share_pool(node) != pool:
         queue.enqueue("agents.remap_node", node.pk)

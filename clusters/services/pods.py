@@ -1,6 +1,10 @@
-"""Pods and who belongs to them."""
+"""Pods and who belongs to them. The owner rules (clusters.permissions' docstring): owners grant any
+role, the owner role is taken away only by staff or by its holder stepping down, and a pod that has
+an owner always keeps one (owners_kept, which teams and users services use too)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from django.contrib.auth.models import User
 from django.db import transaction
@@ -36,28 +40,56 @@ def pod_remove(*, actor: Actor, pod: Pod) -> None:
         nodes = pod.nodes.count()
         if nodes:
             raise invalid("pod", f"pod {pod.name} still has {nodes} nodes, delete them first")
-        audit(actor, AuditEvent.Action.POD_REMOVE, pod, before=pod.eru_json())
+        # Its deployments stay (their pod empties, pod_name stays), as its audit rows do: the pod's
+        # name finds them (a filter by pod reads pod_name), this row among them.
+        audit(actor, AuditEvent.Action.POD_REMOVE, pod, pod=pod, before=pod.eru_json())
         sync.push(deletes=[etcd.pod_key(pod.name)])
         pod.delete()
 
 
+def lock_pods(pod_ids: Iterable[int]) -> set[int]:
+    """Lock the pods' rows (in id order) for a change of who holds which role in them, so that two
+    changes that would each leave the other owner cannot both win. Returns those that have an owner."""
+    ids = sorted(set(pod_ids))
+    list(Pod.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", flat=True))
+    return permissions.pods_with_owner(ids)
+
+
+def owners_kept(had_owner: set[int], field: str) -> None:
+    """After a change, inside its transaction: refuse it (a field error; the transaction rolls back)
+    when a pod that had an owner has none left."""
+    lost = had_owner - permissions.pods_with_owner(had_owner)
+    if lost:
+        names = ", ".join(Pod.objects.filter(pk__in=lost).order_by("name").values_list("name", flat=True))
+        raise invalid(
+            field,
+            f"pod {names} would be left without an owner: a pod always keeps one, make someone else "
+            "owner first",
+        )
+
+
 def member_set(*, actor: Actor, pod: Pod, user: User | None, role: str) -> PodMember:
-    """Grant `user` a role in `pod` (add or change the PodMember row); staff or an owner of the pod."""
+    """Grant `user` a role in `pod` (add or change the PodMember row); staff or an owner of the pod.
+    Downgrading an owner is staff's, or their own; the pod's last owner is never downgraded."""
     permissions.require_manage_members(actor.user, pod)
     if role not in PodMember.Role.values:
         raise invalid("role", f"role must be one of {', '.join(PodMember.Role.values)}")
     if user is None or not user.pk:
         raise invalid("user", "no such user")
     with transaction.atomic():
+        had_owner = lock_pods([pod.pk])
         member = PodMember.objects.select_for_update().filter(pod=pod, user=user).first()
         before = {"user": user.username, "role": member.role} if member else None
         if member is None:
             member = PodMember.objects.create(pod=pod, user=user, role=role)
         elif member.role != role:
+            if member.role == PodMember.Role.OWNER:
+                permissions.require_take_owner(actor.user, pod, user)
             member.role = role
             member.save(update_fields=["role"])
         else:
             return member  # nothing changes, nothing to audit
+        owners_kept(had_owner, "role")
         audit(
             actor,
             AuditEvent.Action.MEMBER_SET,
@@ -70,12 +102,16 @@ def member_set(*, actor: Actor, pod: Pod, user: User | None, role: str) -> PodMe
 
 
 def member_remove(*, actor: Actor, pod: Pod, user: User) -> None:
-    """Take `user`'s role in `pod` away; staff or an owner of the pod. Not a member: a field error."""
+    """Take `user`'s role in `pod` away; staff or an owner of the pod (an owner's: staff, or their
+    own; never the last owner's). Not a member: a field error."""
     permissions.require_manage_members(actor.user, pod)
     with transaction.atomic():
+        had_owner = lock_pods([pod.pk])
         member = PodMember.objects.select_for_update().filter(pod=pod, user=user).first()
         if member is None:
             raise invalid("user", f"{getattr(user, 'username', user)} is not a member of pod {pod.name}")
+        if member.role == PodMember.Role.OWNER:
+            permissions.require_take_owner(actor.user, pod, user)
         audit(
             actor,
             AuditEvent.Action.MEMBER_REMOVE,
@@ -84,3 +120,4 @@ def member_remove(*, actor: Actor, pod: Pod, user: User) -> None:
             before={"user": user.username, "role": member.role},
         )
         member.delete()
+        owners_kept(had_owner, "user")

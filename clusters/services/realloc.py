@@ -10,14 +10,16 @@ from dataclasses import dataclass
 from django.db import transaction
 
 import scheduling
-from clusters import permissions, selectors, sync
+from clusters import permissions, quotas, selectors, sync
 from clusters.models import AuditEvent, Node, Workload
 from clusters.services._common import Actor, audit, invalid
 from clusters.services.nodes import set_usage
+from clusters.services.quotas import require_quota
 from engine import docker
 
 FIELDS = ("cpu_request", "cpu_limit", "memory_request", "memory_limit")
 UPDATE_TIMEOUT = 10  # s: the node's row is locked while Docker answers
+QUOTA_FIELDS = {"cpu": "cpu_request", "memory": "memory_request", "workloads": "cpu_request"}
 
 
 @dataclass(frozen=True)
@@ -68,13 +70,27 @@ def _refusal(exc: scheduling.SchedulingError, node: Node, w: Workload, deltas: d
     )
 
 
+def _short_of(node: Node, w: Workload, deltas: dict[str, float | int]) -> str:
+    """The field a refusal names: memory when that is what the node lacks, else cpu."""
+    free_memory = node.memory - node.used_memory + w.memory_request
+    return (
+        "memory_request" if w.memory_request + int(deltas["memory_request"]) > free_memory else "cpu_request"
+    )
+
+
 def workload_realloc(*, actor: Actor, workload: Workload, change: Change) -> Workload:
     """Change the workload's request and limit; its node's usage follows exactly, and the share pool
-    is remapped when bound cores changed. Refused, changing nothing, when the node cannot fit it."""
+    is remapped when bound cores changed. Refused, changing nothing, when the node cannot fit it or
+    the growth would take the workload's team above its quota in the pod."""
     permissions.require_deploy(actor.user, workload.pod)
     with transaction.atomic():
-        node = Node.objects.select_for_update().get(pk=workload.node_id)
-        w = Workload.objects.select_for_update(of=("self",)).select_related("pod", "node").get(pk=workload.pk)
+        # The workload's row, then its node's: the order of every release (workloads.release).
+        w = (
+            Workload.objects.select_for_update(of=("self",))
+            .select_related("pod", "node", "team")
+            .get(pk=workload.pk)
+        )
+        node = Node.objects.select_for_update().get(pk=w.node_id)
         if w.state not in Workload.OBSERVED or not w.container_id:
             raise invalid(
                 "workload", f"workload {w.name} is {w.state}; realloc needs a running or stopped one"
@@ -85,6 +101,10 @@ def workload_realloc(*, actor: Actor, workload: Workload, change: Change) -> Wor
             )
         if w.lambda_run_id:
             raise invalid("workload", f"workload {w.name} is a lambda's; its resources stay as they are")
+        if w.borrows:
+            raise invalid(
+                "workload", f"workload {w.name} is replacing #{w.replaces_id}; realloc it once swapped in"
+            )
         old = selectors.request_of(w)
         deltas = change.deltas(old)
         try:
@@ -101,7 +121,10 @@ def workload_realloc(*, actor: Actor, workload: Workload, change: Change) -> Wor
         except scheduling.InvalidRequest as exc:
             raise invalid(exc.field, str(exc)) from exc
         except scheduling.SchedulingError as exc:
-            raise invalid("cpu_request", _refusal(exc, node, w, deltas)) from exc
+            raise invalid(_short_of(node, w, deltas), _refusal(exc, node, w, deltas)) from exc
+        new = quotas.Amount(r.request.cpu_request, r.request.memory_request)
+        ask = quotas.realloc_ask(quotas.Amount(w.cpu_request, w.memory_request), new)
+        require_quota(pod=w.pod, team=w.team, ask=ask, field=QUOTA_FIELDS)
         before = _resources(w)
         set_usage(node, r.used_cpu_map, r.used_cpu, r.used_memory)
         w.cpu_request, w.cpu_limit = r.request.cpu_request, r.request.cpu_limit

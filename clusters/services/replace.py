@@ -7,19 +7,24 @@ the deployment stops there. Progress, cancel and timeout are a deployment's (kin
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
 
 import schema
 from clusters import permissions, queue, sync
-from clusters.models import AuditEvent, Deployment, Pod, Workload
+from clusters.models import AuditEvent, Deployment, Pod, Team, Workload
+from clusters.pagination import MAX_BIGINT
 from clusters.services._common import SYSTEM, Actor, audit, invalid
 from clusters.services.deploy import _ident, _unique_names, deployment_validate
 from clusters.services.policy import require_spec_allowed
 from clusters.services.workloads import _locked, deployment_progress
 
 Action = AuditEvent.Action
+REPLACING = "replace"  # Workload.action of a workload whose replacement is under way
 SELECTION = ("filter_labels", "nodes", "ids", "batch", "timeout")
 MAX_REPLACE = schema.MAX_DEPLOY_COUNT
 # What a replacement takes from the request when the request gives it, else from its old workload.
@@ -41,6 +46,10 @@ def _selection(data: Mapping[str, Any]) -> tuple[dict[str, str], list[str], list
         raise invalid("nodes", "nodes: a list of node names")
     if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
         raise invalid("ids", "ids: a list of workload ids")
+    if len(ids) > MAX_REPLACE or not all(1 <= i <= MAX_BIGINT for i in ids):
+        raise invalid("ids", f"ids: at most {MAX_REPLACE} ids, each from 1 to {MAX_BIGINT}")
+    if len(nodes) > MAX_REPLACE:
+        raise invalid("nodes", f"nodes: at most {MAX_REPLACE} names")
     if "batch" in data:
         batch = data["batch"]
         if not isinstance(batch, int) or isinstance(batch, bool) or not 0 <= batch <= MAX_REPLACE:
@@ -50,9 +59,12 @@ def _selection(data: Mapping[str, Any]) -> tuple[dict[str, str], list[str], list
     return {str(k): v for k, v in labels.items()}, nodes, ids, batch
 
 
-def replace_candidates(pod: Pod, app: str, entrypoint: str, data: Mapping[str, Any]) -> list[Workload]:
+def replace_candidates(
+    pod: Pod, app: str, entrypoint: str, data: Mapping[str, Any], *, lock: bool = False
+) -> list[Workload]:
     """The workloads a replace takes: the app's entrypoint in the pod, running or stopped, none busy
-    or already being replaced, filtered by labels, nodes and ids."""
+    or already being replaced, filtered by labels, nodes and ids. `lock`: their rows locked, read
+    under the lock (so a row removed or stopped meanwhile is not taken)."""
     labels, nodes, ids, _ = _selection(data)
     rows = (
         Workload.objects.filter(
@@ -69,6 +81,8 @@ def replace_candidates(pod: Pod, app: str, entrypoint: str, data: Mapping[str, A
         .select_related("pod", "node")
         .order_by("node__name", "seq", "pk")
     )
+    if lock:
+        rows = rows.select_for_update(of=("self",))
     if nodes:
         rows = rows.filter(node__name__in=nodes)
     if ids:
@@ -83,6 +97,8 @@ def workload_replace(*, actor: Actor, pod: Pod, data: Mapping[str, Any]) -> Depl
     permissions.require_deploy(actor.user, pod)
     if not isinstance(data, Mapping):
         raise invalid("non_field_errors", "expected an object of replace fields")
+    if "team" in data:  # a replacement holds its old workload's allocation: on that one's quota
+        raise invalid("team", "team: a replace keeps each workload's team (and its quota use)")
     _, _, _, batch = _selection(data)
     body = {k: v for k, v in data.items() if k not in SELECTION and k not in schema.RESOURCE_FIELDS}
     given = set(body)
@@ -96,20 +112,19 @@ def workload_replace(*, actor: Actor, pod: Pod, data: Mapping[str, Any]) -> Depl
     r = spec.request
     require_spec_allowed(actor.user, pod, r)
     with transaction.atomic():
-        old = replace_candidates(pod, r.app, r.entrypoint, data)
+        old = replace_candidates(pod, r.app, r.entrypoint, data, lock=True)
         if not old:
             raise invalid(
                 "app", f"no running or stopped workload of {r.app}/{r.entrypoint} matches in pod {pod.name}"
             )
         if len(old) > MAX_REPLACE:
             raise invalid("ids", f"{len(old)} workloads match; at most {MAX_REPLACE} per replace")
-        locked = {w.pk for w in Workload.objects.select_for_update().filter(pk__in=[w.pk for w in old])}
-        old = [w for w in old if w.pk in locked]
         plan: dict[str, int] = {}
         for w in old:
             plan[w.node.name] = plan.get(w.node.name, 0) + 1
         d = Deployment.objects.create(
             pod=pod,
+            pod_name=pod.name,
             kind=Deployment.Kind.REPLACE,
             app=r.app,
             entrypoint=r.entrypoint,
@@ -120,6 +135,7 @@ def workload_replace(*, actor: Actor, pod: Pod, data: Mapping[str, Any]) -> Depl
             total=len(old),
             batch=batch,
             timeout=r.timeout,
+            team=_team(old),
             created_by=actor.stored_user,
         )
         rows = [_replacement(w, r, given, d) for w in old]
@@ -130,10 +146,22 @@ def workload_replace(*, actor: Actor, pod: Pod, data: Mapping[str, Any]) -> Depl
             row.task_id = "sent" if i < first else ""  # the rest wait for their turn (_next)
         _unique_names(rows, taken)
         rows = Workload.objects.bulk_create(rows)
+        # Busy until their replacement is done or given up: no control, remove, realloc or
+        # dissociate meanwhile. task_id keeps whether each ran, for a worker that takes over.
+        for state in (Workload.State.RUNNING, Workload.State.STOPPED):
+            Workload.objects.filter(pk__in=[w.pk for w in old if w.state == state]).update(
+                action=REPLACING, task_id=f"{REPLACING}:{state}"
+            )
         after = {"replaces": {w.name: w.pk for w in old}, "given": sorted(given - {"pod"}), "batch": batch}
         audit(actor, Action.WORKLOAD_REPLACE, d, pod=pod, after=after)
         queue.enqueue_each("agents.replace_workload", [(w.pk,) for w in rows[:first]])
     return d
+
+
+def _team(old: list[Workload]) -> Team | None:
+    """A replace runs on its workloads' team (None when they are of several, or of none)."""
+    teams = {w.team_id for w in old}
+    return old[0].team if len(teams) == 1 else None
 
 
 def _replacement(old: Workload, r: schema.DeployRequest, given: set[str], d: Deployment) -> Workload:
@@ -169,6 +197,7 @@ def _replacement(old: Workload, r: schema.DeployRequest, given: set[str], d: Dep
         healthcheck=healthcheck,
         options=options,
         replaces=old,
+        team_id=old.team_id,  # counted once, as its old workload (which holds the allocation)
         health=Workload.Health.UNKNOWN if healthcheck else Workload.Health.NONE,
     )
 
@@ -191,7 +220,8 @@ def workload_replaced(*, workload_id: int, note: str = "") -> list[int]:
         }
         audit(SYSTEM, Action.WORKLOAD_REPLACED, w, pod=w.pod, before=ids["old"], after=ids["new"])
         sync.push(deletes=sync.workload_all_keys(old))
-        old.delete()  # not released: the allocation stays, held by the new row (its replaces empties)
+        Workload.objects.filter(pk=w.pk).update(replaces=None)  # it holds the allocation from now on
+        old.delete()  # not released: the allocation stays, now the new row's
         w.replaces_id = None
         deployment_progress(w.deployment_id, ok=True)
         return _next(w.deployment_id)
@@ -218,12 +248,15 @@ def workload_replace_failed(*, workload_id: int, error: str, restored: bool) -> 
     begun are not made."""
     with transaction.atomic():
         w = _locked(workload_id)
-        if w is None or w.replaces_id is None or w.state == Workload.State.FAILED:
+        if w is None or w.state == Workload.State.FAILED:
+            return None
+        if w.replaces_id is None and w.state in Workload.OBSERVED:  # swapped already: not failed
             return None
         sync.push(deletes=sync.workload_all_keys(w))
+        _idle(Workload.objects.filter(pk=w.replaces_id or 0))
         w.state, w.error = Workload.State.FAILED, error[:2000]
         w.save(update_fields=["state", "error", "updated_at"])
-        old = Workload.objects.filter(pk=w.replaces_id).values_list("name", flat=True).first()
+        old = Workload.objects.filter(pk=w.replaces_id or 0).values_list("name", flat=True).first()
         after = {"error": w.error, "old": old, "restored": restored}
         audit(SYSTEM, Action.WORKLOAD_REPLACE_FAILED, w, pod=w.pod, after=after)
         deployment_progress(w.deployment_id, ok=False)
@@ -234,6 +267,29 @@ def workload_replace_failed(*, workload_id: int, error: str, restored: bool) -> 
 def _stop_the_rest(deployment_id: int | None, why: str) -> None:
     """The replacements not begun are not made (they held nothing: their old workloads stay)."""
     pending = Workload.objects.filter(deployment_id=deployment_id or 0, state=Workload.State.PENDING)
+    _idle(Workload.objects.filter(pk__in=pending.exclude(replaces=None).values("replaces")))
     n = pending.update(state=Workload.State.FAILED, error=why)
     if n:
         deployment_progress(deployment_id, ok=False, n=n)
+
+
+def _idle(old: QuerySet[Workload]) -> None:
+    """Old workloads whose replacement will not happen: no longer busy (they run or stop as before)."""
+    old.filter(action=REPLACING).update(action="", task_id="")
+
+
+def was_running(old: Workload) -> bool:
+    """Whether the old workload ran before its replacement stopped it (for a worker taking over)."""
+    if old.action == REPLACING and old.task_id.startswith(f"{REPLACING}:"):
+        return old.task_id == f"{REPLACING}:{Workload.State.RUNNING}"
+    return old.state == Workload.State.RUNNING
+
+
+def replacements_stuck(*, older_than: int) -> list[Workload]:
+    """Replacements that run but were never swapped in (their worker died after starting them)."""
+    cutoff = timezone.now() - timedelta(seconds=older_than)
+    return list(
+        Workload.objects.filter(
+            state__in=Workload.OBSERVED, replaces__isnull=False, updated_at__lt=cutoff
+        ).select_related("node", "pod")
+    )

@@ -159,6 +159,7 @@ def workload_control(*, actor: Actor, workload: Workload, action: str) -> Worklo
         raise invalid("action", f"unknown control type {action!r}; use one of {', '.join(CONTROL_ACTIONS)}")
     if workload.state not in (Workload.State.RUNNING, Workload.State.STOPPED):
         raise invalid("action", f"workload {workload.name} is {workload.state}; only running or stopped ones")
+    _require_not_replacing(workload, "action")
     task_id = uuid.uuid4().hex
     with transaction.atomic():
         Workload.objects.filter(pk=workload.pk).update(
@@ -234,6 +235,8 @@ def workload_remove(*, actor: Actor, workload: Workload, force: bool = False) ->
                 "workload", f"workload {w.name} is still being created; remove it once it is running"
             )
         before = {"state": w.state, "container_id": w.container_id}
+        if w.state != Workload.State.FAILED:
+            _require_not_replacing(w, "workload")
         if w.state == Workload.State.FAILED:  # nothing in Docker, nothing held
             audit(actor, Action.WORKLOAD_REMOVE, w, pod=w.pod, before=before)
             w.delete()
@@ -250,6 +253,14 @@ def workload_remove(*, actor: Actor, workload: Workload, force: bool = False) ->
             w.save(update_fields=["state", "updated_at"])
         queue.enqueue("agents.remove_workload", w.pk)
     return w
+
+
+def _require_not_replacing(w: Workload, field: str) -> None:
+    """A workload being replaced, or a replacement not swapped in yet, is the replace's to finish:
+    cancel its deployment (or wait) first."""
+    if w.action == "replace" or w.borrows:
+        what = "is being replaced" if w.action == "replace" else f"is replacing workload #{w.replaces_id}"
+        raise invalid(field, f"workload {w.name} {what}; wait for that replace to end, or cancel it")
 
 
 def _down(node: Node) -> bool:
@@ -304,5 +315,6 @@ def workload_collect_stale(*, pending_after: int, claim_after: int) -> tuple[lis
 def workload_clear_stale_actions(*, older_than: int) -> int:
     """Forget start/stop/restart requests no worker answered (a lost message): pages stop polling."""
     cutoff = timezone.now() - timedelta(seconds=older_than)
-    stale = Workload.objects.exclude(action="").filter(updated_at__lt=cutoff)
+    # Not a replace's mark: it lasts as long as the replace (its batch may wait its turn for long).
+    stale = Workload.objects.exclude(action="").exclude(action="replace").filter(updated_at__lt=cutoff)
     return stale.update(action="", task_id="", claimed_at=None)

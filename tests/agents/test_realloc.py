@@ -67,6 +67,7 @@ def test_a_realloc_the_node_cannot_fit_is_refused_with_the_numbers_and_changes_n
     with pytest.raises(ValidationError) as caught:
         _realloc(w, memory_request=node.memory, memory_limit=node.memory)
     message = str(caught.value)
+    assert list(caught.value.message_dict) == ["memory_request"]  # what the node lacks
     assert "node node1 has" in message
     assert f"{node.memory - 16 * M + 16 * M} bytes of memory free" in message
     assert _host(docker_clean, w)["Memory"] == 16 * M

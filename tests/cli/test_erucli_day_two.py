@@ -83,6 +83,8 @@ def test_replace_only_what_the_filters_choose_in_json(
     kept = Workload.objects.get(pk=second["id"])
     assert (kept.container_id, kept.command) == (second["container_id"], TRAP)  # left alone
     r = cli(*REPLACE, "--node", second["node"], "--label", "nosuch=1", "--", *TRAP_900)
+    assert r.code == 1
+    assert "no running or stopped workload of" in r.err
     assert Workload.objects.get(pk=second["id"]).command == TRAP  # no workload has that label
 
 

@@ -7,11 +7,23 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
 from clusters import crypto
-from clusters.models import ApiToken, AuditEvent, Deployment, Node, Pod, PodMember, Workload
+from clusters.models import (
+    ApiToken,
+    AuditEvent,
+    Deployment,
+    Node,
+    Pod,
+    PodMember,
+    PodTeamRole,
+    Team,
+    TeamMember,
+    Workload,
+)
 from tests.factories import DeploymentFactory, PodFactory, WorkloadFactory
 
 pytestmark = pytest.mark.django_db
@@ -50,19 +62,47 @@ def test_every_model_is_listed_and_only_memberships_can_be_added(
         assert client.get(admin_url(model, "add")).status_code == 403, model
 
 
-def test_a_node_is_shown_read_only_without_its_tls_material(
+def test_a_node_shows_no_tls_material_and_only_its_labels_and_bypass_are_editable(
     node: Node, ui_client: Login, admin_user: Any
 ) -> None:
     client = ui_client(admin_user)
     page = client.get(admin_url("node", "change", node.pk)).content.decode()
     assert "n1" in page
-    assert 'name="endpoint"' not in page  # read-only: no inputs
-    for secret in ("tls_ca", "tls_cert", "tls_key", node.tls_key, "PRIVATE KEY"):
+    assert 'name="endpoint"' not in page
+    assert 'name="name"' not in page
+    assert 'name="labels"' in page
+    assert 'name="bypass"' in page
+    for secret in ("tls_ca", "tls_cert", "tls_key", node.tls_key, "PRIVATE KEY", "secret_digest"):
         assert secret not in page
-    response = client.post(admin_url("node", "change", node.pk), {"name": "renamed", "bypass": "on"})
-    assert response.status_code == 403
+    response = client.post(admin_url("node", "change", node.pk), {"name": "renamed", "labels": "{}"})
+    assert response.status_code == 302  # nothing it may change changed: no service call, no audit
+    assert list(AuditEvent.objects.values_list("action", "before", "after")) == []
     assert Node.objects.get(pk=node.pk).name == "n1"
     assert client.post(admin_url("node", "delete", node.pk), {"post": "yes"}).status_code == 403
+    assert client.get(admin_url("node", "add")).status_code == 403
+
+
+def test_node_labels_are_edited_through_services_validated_and_audited(
+    node: Node, ui_client: Login, admin_user: Any
+) -> None:
+    client = ui_client(admin_user)
+    url = admin_url("node", "change", node.pk)
+    response = client.post(url, {"labels": '{"zone": "a", "disk": "ssd"}', "bypass": "on"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    node.refresh_from_db()
+    assert (node.labels, node.bypass) == ({"zone": "a", "disk": "ssd"}, True)
+    event = AuditEvent.objects.get()
+    assert (event.action, event.via, event.actor, event.pod) == ("node.set", "admin", admin_user, node.pod)
+    assert event.before["labels"] == {}
+    assert event.after["labels"] == {"zone": "a", "disk": "ssd"}
+
+    for bad in ('["zone"]', '{"": "x"}', '{"a=b": "x"}', "zone=a"):  # not a map of names to values
+        page = client.post(url, {"labels": bad})
+        assert page.status_code == 200, bad  # the form again, with the error beside the field
+        assert "errorlist" in page.content.decode(), bad
+    node.refresh_from_db()
+    assert node.labels == {"zone": "a", "disk": "ssd"}
+    assert AuditEvent.objects.count() == 1
 
 
 def test_api_token_digest_is_never_shown(ui_client: Login, admin_user: Any) -> None:
@@ -140,6 +180,12 @@ def test_membership_changes_in_admin_go_through_services_and_are_audited(
     member.refresh_from_db()
     assert (member.pod, member.user, member.role) == (ui_members, outsider, PodMember.Role.OWNER)
 
+    # olga is the pod's only owner now: she cannot be taken away, and the admin says why.
+    refused = client.post(admin_url("podmember", "delete", member.pk), {"post": "yes"}, follow=True)
+    assert "without an owner" in refused.content.decode()
+    assert "deleted successfully" not in refused.content.decode()
+    assert PodMember.objects.filter(user=outsider).exists()
+    PodMember.objects.create(pod=ui_members, user=admin_user, role=PodMember.Role.OWNER)
     assert client.post(admin_url("podmember", "delete", member.pk), {"post": "yes"}).status_code == 302
     assert not PodMember.objects.filter(user=outsider).exists()
     events = AuditEvent.objects.order_by("id")
@@ -198,3 +244,157 @@ def test_admin_lists_do_not_grow_queries_with_rows(
         assert client.get(admin_url("workload")).status_code == 200
     with django_assert_max_num_queries(8):
         assert client.get(admin_url("podmember")).status_code == 200
+
+
+# --- users, teams and team roles (issue 13) ------------------------------------------------------
+def test_user_changes_in_admin_go_through_services_and_are_audited(ui_client: Login, admin_user: Any) -> None:
+    """Creating a user and ticking "staff" leaves an audit trail: add, each flag change, the
+    password, the delete — all USER_* rows via admin, none with a password or its hash."""
+    client = ui_client(admin_user)
+    add = {
+        "username": "stella",
+        "usable_password": "true",
+        "password1": "pw-Stella-12",
+        "password2": "pw-Stella-12",
+    }
+    assert client.post(reverse("admin:auth_user_add"), add).status_code == 302
+    stella = User.objects.get(username="stella")
+    assert stella.check_password("pw-Stella-12")
+    assert not stella.is_staff
+    change = {"username": "stella", "email": "s@example.com", "is_active": "on", "is_staff": "on"}
+    response = client.post(reverse("admin:auth_user_change", args=[stella.pk]), change)
+    assert response.status_code == 302
+    stella.refresh_from_db()
+    assert (stella.is_staff, stella.is_superuser, stella.email) == (True, False, "s@example.com")
+    password = {"password1": "pw-Stella-34", "password2": "pw-Stella-34", "set_usable_password": "true"}
+    assert (
+        client.post(reverse("admin:auth_user_password_change", args=[stella.pk]), password).status_code == 302
+    )
+    stella.refresh_from_db()
+    assert stella.check_password("pw-Stella-34")
+    assert (
+        client.post(reverse("admin:auth_user_delete", args=[stella.pk]), {"post": "yes"}).status_code == 302
+    )
+    assert not User.objects.filter(username="stella").exists()
+    rows = list(AuditEvent.objects.order_by("id").values_list("action", "via", "actor", "before", "after"))
+    assert [r[:3] for r in rows] == [
+        ("user.add", "admin", admin_user.pk),
+        ("user.set", "admin", admin_user.pk),
+        ("user.set", "admin", admin_user.pk),
+        ("user.remove", "admin", admin_user.pk),
+    ]
+    assert rows[1][3:] == ({"email": "", "is_staff": False}, {"email": "s@example.com", "is_staff": True})
+    assert rows[2][4] == {"password": "set"}
+    assert "pw-Stella" not in str(rows)
+    assert "md5$" not in str(rows)
+
+
+def test_staff_see_users_read_only_and_cannot_make_themselves_superuser(ui_client: Login, db: Any) -> None:
+    stella = User.objects.create_user("stella", password="pw", is_staff=True)
+    client = ui_client(stella)
+    url = reverse("admin:auth_user_change", args=[stella.pk])
+    page = client.get(url)
+    assert page.status_code == 200
+    assert 'name="is_superuser"' not in page.content.decode()
+    change = {"username": "stella", "is_active": "on", "is_staff": "on", "is_superuser": "on"}
+    assert client.post(url, change).status_code == 403
+    assert not User.objects.get(pk=stella.pk).is_superuser
+    assert client.get("/admin/auth/group/").status_code == 404  # groups mean nothing here
+    assert not AuditEvent.objects.exists()
+
+
+def test_a_refused_user_change_says_so_and_changes_nothing(ui_client: Login, admin_user: Any) -> None:
+    client = ui_client(admin_user)
+    change = {"username": "admin", "is_active": "on", "is_staff": "on"}  # drops is_superuser: the last one
+    response = client.post(reverse("admin:auth_user_change", args=[admin_user.pk]), change, follow=True)
+    body = response.content.decode()
+    assert "no active superuser" in body
+    assert "was changed successfully" not in body
+    assert User.objects.get(pk=admin_user.pk).is_superuser
+    assert not AuditEvent.objects.exists()
+
+
+def test_team_admin_members_and_roles_go_through_services(
+    ui_members: Pod, ui_client: Login, admin_user: Any, deployer: Any, viewer: Any
+) -> None:
+    client = ui_client(admin_user)
+
+    def inlines(
+        members: list[tuple[str, str, bool]], roles: list[tuple[str, str, str, bool]]
+    ) -> dict[str, str]:
+        data = {"memberships-TOTAL_FORMS": str(len(members)), "memberships-INITIAL_FORMS": "0"}
+        data |= {"pod_roles-TOTAL_FORMS": str(len(roles)), "pod_roles-INITIAL_FORMS": "0"}
+        for i, (pk, user, delete) in enumerate(members):
+            data |= {f"memberships-{i}-id": pk, f"memberships-{i}-user": user}
+            if delete:
+                data[f"memberships-{i}-DELETE"] = "on"
+        for i, (pk, pod, role, delete) in enumerate(roles):
+            data |= {f"pod_roles-{i}-id": pk, f"pod_roles-{i}-pod": pod, f"pod_roles-{i}-role": role}
+            if delete:
+                data[f"pod_roles-{i}-DELETE"] = "on"
+        return data
+
+    pod = str(ui_members.pk)
+    add = {"name": "devs", "desc": "the developers"} | inlines(
+        [("", str(deployer.pk), False)], [("", pod, "deployer", False)]
+    )
+    response = client.post(reverse("admin:clusters_team_add"), add)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    team = Team.objects.get(name="devs")
+    assert list(team.members.all()) == [deployer]
+    assert PodTeamRole.objects.get(team=team).role == "deployer"
+
+    member, grant = TeamMember.objects.get(team=team), PodTeamRole.objects.get(team=team)
+    change = inlines([(str(member.pk), str(viewer.pk), False)], [(str(grant.pk), pod, "viewer", False)])
+    change |= {"memberships-INITIAL_FORMS": "1", "pod_roles-INITIAL_FORMS": "1"}
+    response = client.post(reverse("admin:clusters_team_change", args=[team.pk]), change)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert list(team.members.all()) == [viewer]  # dora out, vic in: a remove and an add
+    assert PodTeamRole.objects.get(team=team).role == "viewer"
+
+    assert (
+        client.post(reverse("admin:clusters_team_delete", args=[team.pk]), {"post": "yes"}).status_code == 302
+    )
+    assert not Team.objects.exists()
+    assert list(AuditEvent.objects.order_by("id").values_list("action", "via")) == [
+        ("team.add", "admin"),
+        ("team.member_add", "admin"),
+        ("team.role_set", "admin"),
+        ("team.member_remove", "admin"),
+        ("team.member_add", "admin"),
+        ("team.role_set", "admin"),
+        ("team.remove", "admin"),
+    ]
+
+
+def test_team_roles_in_admin_go_through_services(ui_members: Pod, ui_client: Login, admin_user: Any) -> None:
+    team = Team.objects.create(name="ops")
+    client = ui_client(admin_user)
+    data = {"pod": str(ui_members.pk), "team": str(team.pk), "role": "owner"}
+    assert client.post(reverse("admin:clusters_podteamrole_add"), data).status_code == 302
+    grant = PodTeamRole.objects.get()
+    assert (
+        client.post(
+            reverse("admin:clusters_podteamrole_delete", args=[grant.pk]), {"post": "yes"}
+        ).status_code
+        == 302
+    )
+    assert list(AuditEvent.objects.order_by("id").values_list("action", "via")) == [
+        ("team.role_set", "admin"),
+        ("team.role_remove", "admin"),
+    ]
+
+
+def test_team_and_user_lists_do_not_grow_queries_with_rows(
+    ui_members: Pod, ui_client: Login, admin_user: Any, django_assert_max_num_queries: Any
+) -> None:
+    for n in range(12):
+        team = Team.objects.create(name=f"t{n}")
+        TeamMember.objects.create(team=team, user=User.objects.create_user(f"u{n}"))
+        PodTeamRole.objects.create(pod=ui_members, team=team, role="viewer")
+    client = ui_client(admin_user)
+    for url in ("team", "podteamrole"):
+        with django_assert_max_num_queries(8):
+            assert client.get(admin_url(url)).status_code == 200
+    with django_assert_max_num_queries(8):
+        assert client.get(reverse("admin:auth_user_changelist")).status_code == 200

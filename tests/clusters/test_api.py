@@ -12,6 +12,7 @@ from django.core.exceptions import PermissionDenied
 from rest_framework.test import APIClient
 
 from clusters import etcd, services, sync
+from clusters.api_tokens import TokenExchangeThrottle
 from clusters.models import ApiToken, AuditEvent, Deployment, Node, Pod, PodMember, Workload
 from tests.conftest import IMAGE, NODES, wait_for
 from tests.factories import DeploymentFactory, PodMemberFactory, WorkloadFactory
@@ -21,10 +22,13 @@ pytestmark = pytest.mark.services
 
 @pytest.fixture(autouse=True)
 def _fresh_throttles() -> Iterator[None]:
-    """Throttle counters live in the cache: every test starts (and leaves) with none."""
+    """Throttle counters live in the caches (the shared one, Redis): every test starts (and leaves)
+    with none."""
     cache.clear()
+    TokenExchangeThrottle.cache.clear()
     yield
     cache.clear()
+    TokenExchangeThrottle.cache.clear()
 
 
 def _client(user: Any) -> APIClient:
@@ -271,7 +275,9 @@ def test_tokens_are_listed_to_their_owner_and_revoked(deployer: Any, viewer: Any
     api.credentials(HTTP_AUTHORIZATION=f"Token {plaintext}")
     listed = api.get("/api/auth/tokens/").json()["results"]
     assert {t["name"] for t in listed} == {"laptop", "ci"}
-    assert set(listed[0]) == {"id", "name", "prefix", "created_at", "last_used_at"}
+    assert set(listed[0]) == {
+        "id", "name", "prefix", "created_at", "last_used_at", "expires_at", "expired", "read_only"
+    }  # fmt: skip
     assert api.delete(f"/api/auth/tokens/{theirs.pk}/").status_code == 404  # not theirs to see
     assert ApiToken.objects.filter(pk=theirs.pk).exists()
 

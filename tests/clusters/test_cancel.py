@@ -157,3 +157,42 @@ def test_a_cancelled_replace_makes_no_more_and_releases_nothing(node: Node) -> N
         "running",
         "running",
     ]
+
+
+def test_a_workload_being_replaced_is_the_replace_s_until_it_ends(node: Node) -> None:
+    old, other = _running(node, 2)
+    d = services.workload_replace(
+        actor=services.SYSTEM, pod=node.pod, data={"app": "web", "entrypoint": "e", "ids": [old.pk]}
+    )
+    old.refresh_from_db()
+    (new,) = d.workloads.all()
+    assert (old.action, old.task_id) == ("replace", "replace:running")
+    for refused in (
+        lambda: services.workload_remove(actor=services.SYSTEM, workload=old),
+        lambda: services.workload_control(actor=services.SYSTEM, workload=old, action="stop"),
+        lambda: services.workload_remove(actor=services.SYSTEM, workload=new),
+        lambda: services.workload_dissociate(actor=services.SYSTEM, workloads=[new]),
+        lambda: services.workload_realloc(
+            actor=services.SYSTEM, workload=new, change=services.Change(cpu_limit=1)
+        ),
+    ):
+        with pytest.raises(ValidationError, match="replac|being created|realloc needs|only running"):
+            refused()
+    with pytest.raises(ValidationError, match="no running or stopped workload"):  # not twice at once
+        services.workload_replace(
+            actor=services.SYSTEM, pod=node.pod, data={"app": "web", "entrypoint": "e", "ids": [old.pk]}
+        )
+    services.deployment_cancel(actor=services.SYSTEM, deployment=d)
+    old.refresh_from_db()
+    assert (old.action, old.task_id) == ("", "")  # its own again
+    assert Workload.objects.get(pk=other.pk).action == ""
+
+
+@pytest.mark.parametrize("ids", [[0], [2**63], list(range(1, 1003))])
+def test_replace_ids_out_of_bounds_are_refused(node: Node, ids: list[int]) -> None:
+    _running(node, 1)
+    with pytest.raises(ValidationError) as caught:
+        services.workload_replace(
+            actor=services.SYSTEM, pod=node.pod, data={"app": "web", "entrypoint": "e", "ids": ids}
+        )
+    assert "ids" in caught.value.message_dict

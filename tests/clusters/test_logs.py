@@ -64,14 +64,27 @@ def test_the_api_streams_a_log_with_its_streams_and_follows_it(
     assert api.get(f"/api/workloads/{w.pk}/logs/").status_code == 404
 
 
-def test_pod_viewers_see_logs_and_erucli_follows_them(
-    deploy: Callable[..., Any], viewer: Any, live_server: Any
+def test_pod_deployers_read_logs_with_erucli_and_viewers_get_403(
+    deploy: Callable[..., Any], deployer: Any, viewer: Any, live_server: Any
 ) -> None:
+    """Logs carry secrets: a pod's deployers read them, its viewers do not (clusters.permissions)."""
     w = deploy("sh", "-c", PRINTS)
     PodMember.objects.create(pod=w.pod, user=viewer, role=PodMember.Role.VIEWER)
-    _, token = services.token_create(actor=services.SYSTEM, user=viewer, name="cli")
-    env = {**os.environ, "ERU": live_server.url, "ERU_TOKEN": token}
+    PodMember.objects.create(pod=w.pod, user=deployer, role=PodMember.Role.DEPLOYER)
     cli = [sys.executable, "-m", "erucli", "workload", "logs", str(w.pk)]
+    _, viewer_token = services.token_create(actor=services.SYSTEM, user=viewer, name="cli")
+    refused = subprocess.run(
+        [*cli, "--tail", "all"],
+        env={**os.environ, "ERU": live_server.url, "ERU_TOKEN": viewer_token},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert refused.returncode != 0
+    assert "one" not in refused.stdout
+    _, token = services.token_create(actor=services.SYSTEM, user=deployer, name="cli")
+    env = {**os.environ, "ERU": live_server.url, "ERU_TOKEN": token}
     done = subprocess.run(
         [*cli, "--tail", "all"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=30
     )

@@ -353,7 +353,7 @@ def test_a_realloc_the_node_cannot_fit_is_shown_on_the_form_and_changes_nothing(
     client.force_login(admin_user)
     data = {"memory_request": str(node.memory), "memory_limit": str(node.memory)}
     body = html(client.post(url("workload-realloc", w.pk), data, headers=HX))
-    assert "node node1 has" in field_error(body, "realloc", "cpu_request")
+    assert "node node1 has" in field_error(body, "realloc", "memory_request")  # memory is what it lacks
     assert "bytes of memory free with this workload&#x27;s own back" in body
     assert _memory(docker_clean, w) == 16 * M
     node.refresh_from_db()

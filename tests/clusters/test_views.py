@@ -466,8 +466,9 @@ def test_pod_detail_queries_do_not_grow_with_rows(
     _populate(pods=1, nodes=size, workloads=3)
     Workload.objects.filter(pk=Workload.objects.first().pk).update(state=Workload.State.CREATING)
     client = ui_client(deployer)
-    # session, user, pod, can_deploy, nodes, deployments, workloads, their count, busy, status counts
-    with django_assert_max_num_queries(10):
+    # session, user, pod, can_deploy, nodes, deployments, workloads, their count, busy, status counts,
+    # the quotas of her teams (their use only when there is one)
+    with django_assert_max_num_queries(11):
         body = html(client.get(url("pod-detail", "eru")))
     assert body.count('<tr id="node-') == size
     assert 'hx-trigger="every 2s"' in body
@@ -478,7 +479,8 @@ def test_deployment_page_queries_do_not_grow_with_workloads(
 ) -> None:
     _populate(pods=1, nodes=1, workloads=20)
     client, path = ui_client(viewer), url("deployment-detail", Deployment.objects.get().pk)
-    with django_assert_max_num_queries(4):  # session, user, deployment with pod, workloads with nodes
+    # session, user, deployment with pod, the role (secrets and logs: a viewer's), workloads with nodes
+    with django_assert_max_num_queries(5):
         assert html(client.get(path)).count("web_main_") == 20
     with django_assert_max_num_queries(5):  # session, user, events with pods, visible pods (subquery)
         client.get(url("audit-list"))
