@@ -26,8 +26,10 @@ def run(
     commands: list[str],
     between: Callable[[], object] = lambda: None,
 ) -> str | None:
-    """None when every command exits 0; else what failed and how (its exit code, its last output).
-    `between` is called before each command (the caller renews its claim: hooks take their time)."""
+    """None when every command exits 0; else what failed and how (its exit code). Its output goes to
+    the worker's log only: it may carry the workload's secrets, and the message is shown to every
+    member of the pod (viewers read no logs). `between` is called before each command (the caller
+    renews its claim: hooks take their time)."""
     for command in commands:
         between()
         try:
@@ -36,7 +38,10 @@ def run(
             return f"{command[:80]!r}: {exc}"
         code, output = docker.execute(client, container, argv)
         if code != 0:
-            return f"{command[:80]!r} exited {code}: {output.strip()[-500:]}"
+            log.warning(
+                "hook %r in %s exited %s: %s", command[:80], container[:12], code, output.strip()[-500:]
+            )
+            return f"{command[:80]!r} exited {code} (its output is in the worker's log)"
     return None
 
 

@@ -72,12 +72,13 @@ class PodQuotaMixin(viewsets.GenericViewSet[Pod]):
     def quotas(self, request: Request, name: str) -> Response:
         """Quotas per team in the pod: what each team's workloads may hold here, all together — cpus
         (the sum of requests), memory (bytes of requests), workloads — with what they hold now.
-        Anyone who sees the pod reads them; administrators set a team's (PUT {team, cpu, memory,
+        Members read their own teams' (as the pod page shows them), administrators every team's and
+        set a team's (PUT {team, cpu, memory,
         workloads}: all three, null or absent is no limit; audited) or remove it (DELETE ?team=).
         A quota may be below the use: it then refuses new work and growth, and touches nothing."""
         pod = self.get_object()
         if request.method == "GET":
-            return Response(QuotaSerializer(_rows(pod), many=True).data)
+            return Response(QuotaSerializer(services.visible_quota_rows(request.user, pod), many=True).data)
         if not permissions.can_admin(request.user):
             raise exceptions.PermissionDenied("Only administrators may set or remove quotas.")
         if request.method == "DELETE":

@@ -4,14 +4,10 @@ uses, throttled per client in a cache every web process shares."""
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import User
-from django.core.cache import caches
-from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, mixins, serializers, status, viewsets
@@ -28,7 +24,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.throttling import ScopedRateThrottle
 
-from clusters import authentication, services
+from clusters import attempts, authentication, services
 from clusters.api_common import actor, via
 from clusters.authentication import TokenAuthentication
 from clusters.models import ApiToken
@@ -121,48 +117,6 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.
         services.token_revoke(actor=actor(self.request), token=instance)
 
 
-class SharedCache(BaseCache):
-    """A throttle's history in the cache every web process shares (settings.CACHES["throttle"]), so a
-    client's attempts count once however many workers answer them. While that cannot be reached,
-    this process's own cache stands in — each worker then allows the rate, as a per-process cache
-    always did, rather than every attempt or none — said in the log, and tried again after RETRY s."""
-
-    RETRY = 30.0
-
-    def __init__(self, alias: str = "throttle", fallback: str = "default") -> None:
-        super().__init__({})
-        self.alias, self.fallback = alias, fallback
-        self.down_until = 0.0
-
-    def _do(self, op: Callable[[BaseCache], T]) -> T:
-        if time.monotonic() >= self.down_until:
-            try:
-                return op(caches[self.alias])
-            except Exception as exc:  # whatever the configured backend raises (redis-py's errors, OSError)
-                self.down_until = time.monotonic() + self.RETRY
-                log.warning(
-                    "throttle: cache %r unreachable (%s); counting in this process alone for %.0f s",
-                    self.alias,
-                    exc,
-                    self.RETRY,
-                )
-        return op(caches[self.fallback])
-
-    def get(self, key: str, default: Any = None, version: int | None = None) -> Any:
-        return self._do(lambda c: c.get(key, default, version))
-
-    def set(
-        self, key: str, value: Any, timeout: float | None = DEFAULT_TIMEOUT, version: int | None = None
-    ) -> None:
-        self._do(lambda c: c.set(key, value, timeout, version))
-
-    def delete(self, key: str, version: int | None = None) -> bool:
-        return self._do(lambda c: c.delete(key, version))
-
-    def clear(self) -> None:
-        self._do(lambda c: c.clear())
-
-
 class TokenExchangeThrottle(ScopedRateThrottle):
     """Password guessing on POST /api/auth/token/: at most RATE attempts per client address, counted
     across all web processes (SharedCache). The rate lives here, not in settings; the client is
@@ -170,10 +124,23 @@ class TokenExchangeThrottle(ScopedRateThrottle):
     not buy fresh attempts)."""
 
     RATE = "20/min"
-    cache = SharedCache()
+    cache = attempts.SHARED
 
     def get_rate(self) -> str:
         return self.RATE
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        """A counter, not DRF's history list: reading, checking and writing a list back is not atomic,
+        so a burst of parallel attempts would all read the same count and pass."""
+        self.scope = getattr(view, self.scope_attr, None)
+        self.num_requests, self.duration = self.parse_rate(self.get_rate())
+        key = self.get_cache_key(request, view)
+        if key is None or self.num_requests is None or self.duration is None:
+            return True
+        return self.cache.count(key, self.duration) <= self.num_requests
+
+    def wait(self) -> float | None:
+        return float(self.duration) if self.duration else None
 
     def get_ident(self, request: Request) -> str:
         if api_settings.NUM_PROXIES is None:

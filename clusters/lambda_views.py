@@ -4,6 +4,7 @@ from the run's stream), cancel, and the form that runs one in a pod."""
 from __future__ import annotations
 
 import shlex
+from typing import Any
 
 from django import forms
 from django.contrib.auth.decorators import login_required
@@ -36,6 +37,16 @@ class LambdaForm(forms.Form):
     timeout = forms.IntegerField(initial=600, min_value=1, help_text="seconds before it is killed")
     cpu = forms.FloatField(initial=0.5, min_value=0, label="CPU", help_text="request and limit")
     memory = forms.CharField(initial="64M", help_text="request and limit, e.g. 64M")
+    team = forms.ChoiceField(required=False, help_text="the team whose quota it runs on")
+
+    def __init__(self, *args: Any, teams: list[str] | None = None, **kwargs: Any) -> None:
+        """`teams`: the user's; a choice of them only when there are several (one is the default)."""
+        super().__init__(*args, **kwargs)
+        team = self.fields["team"]
+        if teams and len(teams) > 1 and isinstance(team, forms.ChoiceField):
+            team.choices = [("", "choose a team"), *((t, t) for t in teams)]
+        else:
+            del self.fields["team"]
 
     def request_data(self) -> dict[str, object]:
         d = self.cleaned_data
@@ -48,7 +59,7 @@ class LambdaForm(forms.Form):
             "app": "lambda", "entrypoint": "run", "image": d["image"], "command": command,
             "count": d["count"],
             "cpu_request": cpu, "cpu_limit": cpu, "memory_request": memory, "memory_limit": memory,
-            "cpu_bind": False,
+            "cpu_bind": False, **({"team": d["team"]} if d.get("team") else {}),
         }  # fmt: skip
 
 
@@ -99,7 +110,7 @@ def lambda_run(request: HtmxHttpRequest, name: str) -> HttpResponse:
     pod = permissions.get_pod_for_user(request.user, name)
     if not permissions.can_deploy(request.user, pod):
         raise PermissionDenied(f"You may not run lambdas in pod {pod.name}.")
-    form = LambdaForm(request.POST or None)
+    form = LambdaForm(request.POST or None, teams=[t.name for t in services.teams_of(request.user)])
     if request.method == "POST" and form.is_valid():
         try:
             spec = services.deployment_validate(pod=pod, data=form.request_data())

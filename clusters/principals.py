@@ -20,7 +20,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.utils import timezone
 
-from clusters import authentication
+from clusters import attempts, authentication
 from clusters.models import ApiToken, Node
 
 CACHE_TTL = 10.0
@@ -108,6 +108,8 @@ def _verify(key: str, secret: str, digest: str) -> Principal | None:
     if secret.startswith(authentication.TOKEN_PREFIX):
         read_only = tokens.filter(user=user, digest=digest).values_list("read_only", flat=True).first()
         return None if read_only is None else Principal(user.username, user=user, read_only=read_only)
+    if not attempts.allowed("grpc", user.username):  # password guessing, per account, across processes
+        return None
     return Principal(user.username, user=user) if user.check_password(secret) else None
 
 

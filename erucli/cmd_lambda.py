@@ -34,6 +34,7 @@ from erucli.progress import Bar
 @click.option("--network", help="docker network (default: the node's bridge)")
 @click.option("--node", "nodes", multiple=True, metavar="NODE", help="only these nodes (repeatable)")
 @click.option("--stdin", "send_stdin", is_flag=True, help="send this command's input to it (text; count 1)")
+@click.option("--team", help="the team whose quota it runs on (default: your only team)")
 @resource_options
 def lambda_run(
     api: Client,
@@ -49,6 +50,7 @@ def lambda_run(
     network: str | None,
     nodes: tuple[str, ...],
     send_stdin: bool,
+    team: str | None,
     **res: Any,
 ) -> int:
     """Eru's lambda: stdout lines to stdout, stderr lines to stderr (each after its number when
@@ -67,6 +69,8 @@ def lambda_run(
     }  # fmt: skip
     if send_stdin:
         body["stdin"] = sys.stdin.read()
+    if team:
+        body["team"] = team
     run = api.post("/api/lambdas/", body)
     seen = [0]  # events printed: after a Ctrl-C the stream is read again from its start
     try:

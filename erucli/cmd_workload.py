@@ -61,6 +61,7 @@ def deploy_body(
     nodes_limit: int = 0,
     network: str | None = None,
     deploy_timeout: int | None = None,
+    team: str | None = None,
     **res: Any,
 ) -> dict[str, Any]:
     """The POST /api/deployments/ body of `workload deploy`'s flags."""
@@ -84,6 +85,8 @@ def deploy_body(
         body["spec"] = spec
     if deploy_timeout is not None:
         body["timeout"] = deploy_timeout
+    if team:
+        body["team"] = team
     return {**body, **resources(res)}
 
 
@@ -128,6 +131,7 @@ def deploy_body(
 @click.option(
     "--deploy-timeout", type=click.IntRange(min=1), metavar="SECONDS", help="cancel it if not done by then"
 )
+@click.option("--team", help="the team whose quota it runs on (default: your only team)")
 @click.option("--dry-run", is_flag=True, help="print the plan {node: count} and deploy nothing")
 @click.option("--no-wait", is_flag=True, help="return once planned; do not follow progress")
 def workload_deploy(api: Client, p: Printer, dry_run: bool, no_wait: bool, **flags: Any) -> int:

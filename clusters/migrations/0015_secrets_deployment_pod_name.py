@@ -61,6 +61,12 @@ def _deployment_pod_names(apps, schema_editor):
         Deployment.objects.filter(pod_id=pk).update(pod_name=name)
 
 
+def _drop_podless(apps, schema_editor):
+    """Backwards: a deployment's pod may not be empty again, so those of removed pods go (as they
+    did before this migration, with their pod). The audit digests stay digests: the values are gone."""
+    apps.get_model("clusters", "Deployment").objects.filter(pod__isnull=True).delete()
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -78,7 +84,7 @@ class Migration(migrations.Migration):
             name='pod',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='deployments', to='clusters.pod'),
         ),
-        migrations.RunPython(_deployment_pod_names, migrations.RunPython.noop),
+        migrations.RunPython(_deployment_pod_names, _drop_podless),
         # Not reversible in kind: the values are gone (going back keeps the digests).
         migrations.RunPython(_audit_digests, migrations.RunPython.noop),
     ]

@@ -42,7 +42,16 @@ def pod_remove(*, actor: Actor, pod: Pod) -> None:
             raise invalid("pod", f"pod {pod.name} still has {nodes} nodes, delete them first")
         # Its deployments stay (their pod empties, pod_name stays), as its audit rows do: the pod's
         # name finds them (a filter by pod reads pod_name), this row among them.
-        audit(actor, AuditEvent.Action.POD_REMOVE, pod, pod=pod, before=pod.eru_json())
+        before = {
+            **pod.eru_json(),
+            "members": {m.user.username: m.role for m in pod.members.select_related("user")},
+            "team_roles": {r.team.name: r.role for r in pod.team_roles.select_related("team")},
+            "quotas": {
+                q.team.name: {"cpu": q.cpu, "memory": q.memory, "workloads": q.workloads}
+                for q in pod.quotas.select_related("team")
+            },
+        }
+        audit(actor, AuditEvent.Action.POD_REMOVE, pod, pod=pod, before=before)
         sync.push(deletes=[etcd.pod_key(pod.name)])
         pod.delete()
 

@@ -43,9 +43,13 @@ def teams_of(user: AnyUser | None) -> list[Team]:
 
 def deploy_team(user: AnyUser | None, pod: Pod, name: str | None) -> Team | None:
     """The team on whose quota a deploy runs: the one named (the user must be in it; administrators
-    and the system may name any team), else the user's only team; a user in several teams, some with
-    a quota in this pod, must choose one. None: no team (no quota applies)."""
+    and the system may name any team), else the user's only team. When some of the user's teams have
+    a quota in this pod, it runs on one of those (the only one by default; several: choose): naming a
+    team without one here does not step past the quota. None: no team (no quota applies)."""
     mine = teams_of(user)
+    quoted_ids = set(Quota.objects.filter(pod=pod, team__in=mine).values_list("team_id", flat=True))
+    quoted = [t for t in mine if t.pk in quoted_ids]
+    privileged = user is None or permissions.can_admin(user)
     if name:
         team = next((t for t in mine if t.name == name), None)
         if team is None and (user is None or permissions.can_admin(user)):
@@ -55,11 +59,16 @@ def deploy_team(user: AnyUser | None, pod: Pod, name: str | None) -> Team | None
         if team is None:
             yours = ", ".join(t.name for t in mine) or "none"
             raise invalid("team", f"team: you are not in team {name[:64]!r} (your teams: {yours})")
+        if quoted and team not in quoted and not privileged:
+            names = ", ".join(t.name for t in quoted)
+            raise invalid("team", f"team: {team.name} has no quota in pod {pod.name}; deploy on {names}")
         return team
+    if len(quoted) == 1:
+        return quoted[0]
     if len(mine) == 1:
         return mine[0]
-    if len(mine) > 1 and Quota.objects.filter(pod=pod, team__in=mine).exists():
-        names = ", ".join(t.name for t in mine)
+    if len(quoted) > 1:
+        names = ", ".join(t.name for t in quoted)
         raise invalid(
             "team", f"team: you are in teams {names}: choose one (its quota in pod {pod.name} applies)"
         )

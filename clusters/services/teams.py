@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from clusters import permissions
-from clusters.models import AuditEvent, Pod, PodMember, PodTeamRole, Team, TeamMember
+from clusters.models import AuditEvent, Pod, PodMember, PodTeamRole, Team, TeamMember, Workload
 from clusters.services._common import NAME_RE, Actor, audit, invalid
 from clusters.services.pods import lock_pods, owners_kept
 
@@ -43,17 +43,24 @@ def team_add(*, actor: Actor, name: str, desc: str = "") -> Team:
 
 
 def team_remove(*, actor: Actor, team: Team) -> None:
-    """Remove a team, its memberships and its pod roles (staff); refused when that would leave a pod
-    it owns without an owner."""
+    """Remove a team, its memberships, pod roles and quotas (staff); refused when that would leave a
+    pod it owns without an owner, or while workloads run on its quotas (they would count on none)."""
     permissions.require_manage_teams(actor.user)
     with transaction.atomic():
         team = Team.objects.select_for_update().get(pk=team.pk)
+        held = Workload.objects.filter(Workload.holding(), team=team).count()
+        if held:
+            raise invalid("team", f"team {team.name} has {held} workloads on its quotas; remove them first")
         had_owner = lock_pods(_owned_by(team))
         before: dict[str, Any] = {
             "name": team.name,
             "desc": team.desc,
             "members": sorted(team.memberships.values_list("user__username", flat=True)),
             "roles": _roles_of(team),
+            "quotas": {
+                q.pod.name: {"cpu": q.cpu, "memory": q.memory, "workloads": q.workloads}
+                for q in team.quotas.select_related("pod")
+            },
         }
         audit(actor, AuditEvent.Action.TEAM_REMOVE, team, before=before)
         team.delete()

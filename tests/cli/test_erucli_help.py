@@ -60,6 +60,12 @@ def test_erucli_sends_schema_fields_and_shows_the_schema_s_help(capsys: pytest.C
     assert set(body) <= set(schema.DeployRequest.model_fields)
     assert schema.DeployRequest.parse(body).cpu_limit == 0.5
     assert (body["count"], body["strategy"], body["nodes_limit"]) == (1, "AUTO", 0)
+    assert "team" not in body
+    chosen = cmd_workload.deploy_body(
+        command=(), pod="eru", entry="web", image="x", team="web", deploy_timeout=60
+    )
+    assert (chosen["team"], chosen["timeout"]) == ("web", 60)
+    assert set(chosen) <= set(schema.DeployRequest.model_fields)
     assert main(["workload", "deploy", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "cpu limit 1 and memory limit 512M" in text

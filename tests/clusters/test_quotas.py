@@ -80,15 +80,21 @@ def test_a_deploy_runs_on_the_deployers_only_team(nodes: list[Node], deployer: A
     assert team_use(nodes[0].pod, web) == Amount(1.0, 128 * M, 2)
 
 
-def test_in_several_teams_one_with_a_quota_here_the_deployer_chooses(
+def test_in_several_teams_with_quotas_here_the_deployer_chooses_one_of_those(
     nodes: list[Node], deployer: Any, web: Team, ops: Team
 ) -> None:
     pod = nodes[0].pod
     TeamMember.objects.create(team=ops, user=deployer)
+    lunch = Team.objects.create(name="lunch")
+    TeamMember.objects.create(team=lunch, user=deployer)
     assert _deploy(_as(deployer), pod).team is None  # no quota concerns either: no team needed
     _quota(PodFactory(name="other"), web, cpu=1)  # another pod's quota: still none here
     assert _deploy(_as(deployer), pod).team is None
     _quota(pod, web, cpu=100)
+    assert _deploy(_as(deployer), pod).team == web  # the only one with a quota here
+    errors = _refused(lambda: _deploy(_as(deployer), pod, team="lunch"))  # no stepping past it
+    assert errors == {"team": ["team: lunch has no quota in pod eru; deploy on web"]}
+    _quota(pod, ops, cpu=100)
     errors = _refused(lambda: _deploy(_as(deployer), pod))
     assert errors == {"team": ["team: you are in teams ops, web: choose one (its quota in pod eru applies)"]}
     assert _deploy(_as(deployer), pod, team="ops").team == ops
@@ -298,12 +304,14 @@ def test_the_api_shows_members_each_teams_quota_and_use_and_lets_admins_set_it(
         "use": {"cpu": 1.0, "memory": 128 * M, "workloads": 2},
     }  # fmt: skip
     _api(admin_user).put(path, {"team": "ops", "workloads": 0}, format="json")
-    with django_assert_max_num_queries(3):  # the pod (as the viewer sees it), the quotas, their use
-        listed = _api(viewer).get(path).json()
+    with django_assert_max_num_queries(4):  # the pod (as the caller sees it), its teams, quotas, use
+        listed = _api(admin_user).get(path).json()
     assert [(q["team"], q["workloads"], q["use"]["workloads"]) for q in listed] == [
         ("ops", 0, 0),
         ("web", 10, 2),
     ]
+    assert [q["team"] for q in _api(deployer).get(path).json()] == ["web"]  # their own teams' only
+    assert _api(viewer).get(path).json() == []  # in no team
     bad = _api(admin_user).put(path, {"team": "web", "cpu": "x", "memory": -5, "size": 1}, format="json")
     assert bad.status_code == 400
     assert set(bad.json()) == {"size"}
@@ -366,6 +374,7 @@ def test_the_deploy_form_offers_a_team_choice_to_a_member_of_several(
     client, path = ui_client(deployer), reverse("clusters:deploy", args=["eru"])
     TeamMember.objects.create(team=ops, user=deployer)
     _quota(nodes[0].pod, web, cpu=8)
+    _quota(nodes[0].pod, ops, cpu=8)
     page = client.get(path).content.decode()
     assert '<option value="ops">ops</option>' in page
     form = {"entrypoint": "e", "image": IMAGE, "count": 1, "cpu_limit": 0.5, "memory_limit": "64M"}
@@ -383,6 +392,21 @@ def test_the_deploy_form_of_a_member_of_one_team_has_no_choice(
         'name="team"'
         not in ui_client(deployer).get(reverse("clusters:deploy", args=["eru"])).content.decode()
     )
+
+
+def test_the_lambda_form_offers_the_same_choice(
+    nodes: list[Node], ui_client: Login, deployer: Any, web: Team, ops: Team
+) -> None:
+    client, path = ui_client(deployer), reverse("clusters:lambda-run", args=["eru"])
+    assert 'name="team"' not in client.get(path).content.decode()  # one team: it is the default
+    TeamMember.objects.create(team=ops, user=deployer)
+    _quota(nodes[0].pod, web, cpu=8)
+    _quota(nodes[0].pod, ops, cpu=8)
+    assert '<option value="ops">ops</option>' in client.get(path).content.decode()
+    form = {"image": IMAGE, "command": "echo hi", "count": 1, "timeout": 60, "cpu": 0.5, "memory": "64M"}
+    assert "you are in teams ops, web: choose one" in client.post(path, form).content.decode()
+    assert client.post(path, {**form, "team": "web"}).status_code == 302
+    assert Deployment.objects.get().team == web
 
 
 def test_the_admin_sets_quotas_through_the_service(
@@ -411,3 +435,13 @@ def test_the_admin_sets_quotas_through_the_service(
     )
     assert not Quota.objects.exists()
     assert AuditEvent.objects.filter(action=AuditEvent.Action.QUOTA_REMOVE, via="admin").count() == 1
+
+
+def test_a_team_with_workloads_on_its_quotas_is_not_removed(
+    nodes: list[Node], admin_user: Any, deployer: Any, web: Team
+) -> None:
+    _quota(nodes[0].pod, web, cpu=8)
+    _deploy(_as(deployer), nodes[0].pod)
+    errors = _refused(lambda: services.team_remove(actor=_as(admin_user), team=web))
+    assert errors == {"team": ["team web has 2 workloads on its quotas; remove them first"]}
+    assert Team.objects.filter(name="web").exists()

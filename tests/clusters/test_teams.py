@@ -107,7 +107,7 @@ def test_team_services_are_audited_with_before_and_after(
             "team.remove",
             admin_user,
             None,
-            {"name": "ops", "desc": "on call", "members": [], "roles": {}},
+            {"name": "ops", "desc": "on call", "members": [], "roles": {}, "quotas": {}},
             None,
         ),
     ]

@@ -240,12 +240,12 @@ def test_without_its_shared_cache_the_throttle_counts_in_its_process_and_says_so
 ) -> None:
     TokenExchangeThrottle.cache.down_until = 0.0
     client = APIClient()
-    with caplog.at_level(logging.WARNING, logger="clusters.api_tokens"):
+    with caplog.at_level(logging.WARNING, logger="clusters.attempts"):
         for i in range(20):
             wrong = {"username": "dora", "password": f"guess-{i}"}
             assert client.post("/api/auth/token/", wrong, format="json").status_code == 401
     assert "throttle: cache 'throttle' unreachable" in caplog.text
-    said = [r for r in caplog.records if r.name == "clusters.api_tokens"]
+    said = [r for r in caplog.records if r.name == "clusters.attempts"]
     assert len(said) == 1  # once, not per attempt: it is tried again after RETRY seconds
     right = {"username": "dora", "password": "pw-dora-1"}
     assert client.post("/api/auth/token/", right, format="json").status_code == 429
