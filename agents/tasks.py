@@ -297,3 +297,11 @@ def remap_node(node_id: int) -> None:
     """Eru's remap: the node's unbound workloads get the share pool as their cpuset (agents/remap.py).
     Enqueued after anything that changes which cores bound workloads hold, or a node's capacity."""
     remap.remap_node(node_id)
+
+
+@shared_task(name="agents.prune_audit", ignore_result=True)
+def prune_audit() -> None:
+    """Daily: the audit rows older than ERU_AUDIT_RETENTION_DAYS go (0 keeps them forever)."""
+    gone = services.audit_prune()
+    if gone:
+        log.info("audit: %d rows older than %d days deleted", gone, settings.ERU_AUDIT_RETENTION_DAYS)

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.http import HttpResponse, QueryDict, StreamingHttpResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from prometheus_client import CONTENT_TYPE_LATEST
 from rest_framework import exceptions, mixins, routers, status, viewsets
 from rest_framework.decorators import (
@@ -27,6 +27,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 import scheduling
 import schema
+from clusters import filters as f
 from clusters import lambda_stream, logs, metrics, permissions, services
 from clusters import serializers as s
 from clusters.api_common import actor as _actor
@@ -38,8 +39,9 @@ from clusters.api_teams import PodTeamsMixin, TeamViewSet
 from clusters.api_tokens import ApiTokenViewSet
 from clusters.authentication import TokenAuthentication
 from clusters.errors import invalid
+from clusters.idempotency import idempotent
 from clusters.models import AuditEvent, Deployment, LambdaRun, Pod, PodMember, Workload
-from clusters.pagination import MAX_BIGINT, bounded_int
+from clusters.pagination import bounded_int
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -64,6 +66,7 @@ class PodViewSet(
     viewsets.GenericViewSet[Pod],
 ):
     serializer_class = s.PodSerializer
+    filterset_class = f.PodFilter
     lookup_field = "name"
     lookup_value_regex = "[^/]+"  # names may contain dots (services.NAME_RE)
 
@@ -84,7 +87,7 @@ class PodViewSet(
     @extend_schema(
         methods=["DELETE"], request=None, responses={204: None}, parameters=[s.MEMBER_USER_PARAMETER]
     )
-    @action(detail=True, methods=["get", "put", "delete"])
+    @action(detail=True, methods=["get", "put", "delete"], pagination_class=None)
     def members(self, request: Request, name: str) -> Response:
         """Staff and the pod's owners: list members, set a user's role (PUT {user, role}), or take it
         away (DELETE ?user=name). Owners may grant owner; taking it from another owner is staff's
@@ -162,28 +165,27 @@ class WorkloadViewSet(
     viewsets.GenericViewSet[Workload],
 ):
     serializer_class = s.WorkloadSerializer
-    FILTERS = ("app", "entrypoint", "state", "status", "health", "deployment")
+    filterset_class = f.WorkloadFilter
 
     def get_queryset(self) -> QuerySet[Workload]:
-        qs = permissions.visible_workloads(self.request.user).select_related("pod", "node")
-        params = self.request.query_params
-        filters: dict[str, str | int] = {f: params[f] for f in self.FILTERS if params.get(f)}
-        if "deployment" in filters:
-            filters["deployment"] = bounded_int(params["deployment"], "deployment", 1, MAX_BIGINT)
-        if params.get("pod"):
-            filters["pod__name"] = params["pod"]
-        if params.get("node"):
-            filters["node__name"] = params["node"]
-        return qs.filter(**filters)
+        return permissions.visible_workloads(self.request.user).select_related("pod", "node")
 
-    @extend_schema(parameters=[s.FORCE_PARAMETER])
+    @extend_schema(
+        parameters=[s.FORCE_PARAMETER],
+        responses={
+            202: OpenApiResponse(s.WorkloadSerializer, "removal asked: the worker removes the container"),
+            204: OpenApiResponse(None, "removed at once (?force=true, or its node is down)"),
+        },
+    )
     def destroy(self, request: Request, pk: str) -> Response:
-        """Remove: the worker removes the container, then the row goes. On a node that is down (no
-        answer, heartbeat expired), or with ?force=true, the row and its allocation go at once;
-        reconcile removes the container when its node answers again."""
+        """Remove: the worker removes the container, then the row goes (202, the workload in state
+        removing). On a node that is down (no answer, heartbeat expired), or with ?force=true, the row
+        and its allocation go at once (204); reconcile removes the container when its node answers."""
         force = request.query_params.get("force", "").lower() in ("1", "true", "yes")
         w = services.workload_remove(actor=_actor(request), workload=self.get_object(), force=force)
-        return Response(self.get_serializer(w).data if w.pk else None, status=status.HTTP_202_ACCEPTED)
+        if not w.pk:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(self.get_serializer(w).data, status=status.HTTP_202_ACCEPTED)
 
     def _control(self, request: Request, action_name: str) -> Response:
         w = services.workload_control(actor=_actor(request), workload=self.get_object(), action=action_name)
@@ -223,7 +225,9 @@ class WorkloadViewSet(
         tail, since = logs.merged_tail_of(params.get("tail")), logs.since_of(params.get("since"))
         follow = params.get("follow", "").lower() in ("1", "true", "yes")
         chosen = list(
-            self.get_queryset().exclude(container_id="").order_by("seq", "pk")[: logs.MAX_MERGED + 1]
+            self.filter_queryset(self.get_queryset())
+            .exclude(container_id="")
+            .order_by("seq", "pk")[: logs.MAX_MERGED + 1]
         )
         if len(chosen) > logs.MAX_MERGED:
             raise invalid(
@@ -285,6 +289,7 @@ class DeploymentViewSet(
     DeploymentOpsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Deployment]
 ):
     serializer_class = s.DeploymentSerializer
+    filterset_class = f.DeploymentFilter
 
     def get_queryset(self) -> QuerySet[Deployment]:
         qs = permissions.visible_deployments(self.request.user).select_related("pod", "created_by")
@@ -295,6 +300,7 @@ class DeploymentViewSet(
         return services.deployment_validate(pod=_pod_of(request, body), data=body)
 
     @extend_schema(request=schema.DeployRequest, responses={201: s.DeploymentSerializer})
+    @idempotent
     def create(self, request: Request) -> Response:
         """Deploy: plan and allocate now, create the containers in the background; poll GET for progress.
         The body may carry `spec`: Eru's spec file, as its YAML text or the same structure as JSON
@@ -351,6 +357,7 @@ class LambdaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         )
 
     @extend_schema(request=schema.DeployRequest, responses={201: s.LambdaRunSerializer})
+    @idempotent
     def create(self, request: Request) -> Response:
         body = dict(_deploy_body(request))
         timeout = bounded_int(str(body.pop("timeout", 600)), "timeout", 1, services.lambdas.MAX_TIMEOUT)
@@ -389,11 +396,10 @@ class AuditEventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[AuditEven
     pod's events are found too). Env values in them are digests, never values."""
 
     serializer_class = s.AuditEventSerializer
+    filterset_class = f.AuditEventFilter
 
     def get_queryset(self) -> QuerySet[AuditEvent]:
-        events = permissions.visible_audit_events(self.request.user)
-        pod = self.request.query_params.get("pod")
-        return events.filter(pod_name=pod) if pod else events
+        return permissions.visible_audit_events(self.request.user)
 
 
 @extend_schema(exclude=True)

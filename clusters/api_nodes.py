@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from clusters import etcd, permissions, selectors, services
 from clusters import serializers as s
 from clusters.api_common import actor as _actor
+from clusters.filters import NodeFilter
 from clusters.models import Node
 
 
@@ -30,15 +31,12 @@ def _agent_credential(node: Node, secret: str) -> dict[str, str]:
 
 class NodeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Node]):
     serializer_class = s.NodeSerializer
+    filterset_class = NodeFilter
     lookup_field = "name"
     lookup_value_regex = "[^/]+"  # names may contain dots (node1.example.com)
 
     def get_queryset(self) -> QuerySet[Node]:
-        qs = permissions.visible_nodes(self.request.user).select_related("pod")
-        pod = self.request.query_params.get("pod")
-        if pod:  # an unknown or invisible pod is a 404, not an empty list
-            return qs.filter(pod=permissions.get_pod_for_user(self.request.user, pod))
-        return qs
+        return permissions.visible_nodes(self.request.user).select_related("pod")
 
     def get_serializer_context(self) -> dict[str, Any]:
         if getattr(self, "swagger_fake_view", False):  # the schema is being made: no etcd to ask

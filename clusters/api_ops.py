@@ -17,6 +17,7 @@ import schema
 from clusters import permissions, services
 from clusters import serializers as s
 from clusters.api_common import actor
+from clusters.idempotency import idempotent
 from clusters.models import Deployment, Workload
 from clusters.pagination import MAX_BIGINT
 from clusters.services.dissociate import MAX_AT_ONCE as MAX_DISSOCIATE
@@ -139,6 +140,7 @@ class WorkloadOpsMixin(viewsets.GenericViewSet[Workload]):
 
     @extend_schema(request=REPLACE_BODY, responses={201: s.DeploymentSerializer})
     @action(detail=False, methods=["post"])
+    @idempotent
     def replace(self, request: Request) -> Response:
         """Eru's replace: new containers for the app's entrypoint in the pod (all its running or stopped
         workloads, or those with these labels, on these nodes, with these ids), each on its node with

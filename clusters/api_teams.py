@@ -95,7 +95,7 @@ class TeamViewSet(
     @extend_schema(methods=["GET"], request=None, responses=TeamUserSerializer(many=True))
     @extend_schema(methods=["PUT"], request=TeamUserSerializer, responses=TeamUserSerializer)
     @extend_schema(methods=["DELETE"], request=None, responses={204: None}, parameters=[USER_PARAMETER])
-    @action(detail=True, methods=["get", "put", "delete"])
+    @action(detail=True, methods=["get", "put", "delete"], pagination_class=None)
     def members(self, request: Request, name: str) -> Response:
         """Who is in the team (anyone who sees it); staff put a user in (PUT {user}) or take one out
         (DELETE ?user=name). Others get 403 before any user lookup."""
@@ -120,7 +120,7 @@ class PodTeamsMixin(viewsets.GenericViewSet[Pod]):
     @extend_schema(methods=["GET"], request=None, responses=PodTeamRoleSerializer(many=True))
     @extend_schema(methods=["PUT"], request=PodTeamRoleSerializer, responses=PodTeamRoleSerializer)
     @extend_schema(methods=["DELETE"], request=None, responses={204: None}, parameters=[TEAM_PARAMETER])
-    @action(detail=True, methods=["get", "put", "delete"])
+    @action(detail=True, methods=["get", "put", "delete"], pagination_class=None)
     def teams(self, request: Request, name: str) -> Response:
         """Staff and the pod's owners: list the teams' roles in the pod, set one (PUT {team, role}),
         or take one away (DELETE ?team=name). Taking a team's owner role is staff's; the pod's last

@@ -690,3 +690,24 @@ class NodeUsage(Usage):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["node", "step", "at"], name="node_usage_once")]
         indexes = [models.Index(fields=["step", "at"])]
+
+
+class IdempotentRequest(models.Model):
+    """A creating request's first answer, kept 24 h under the caller's `Idempotency-Key` so that a
+    retry answers it again instead of doing the work twice (clusters.idempotency). `status` 0: the
+    first request is still being answered."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=255)
+    body_digest = models.CharField(max_length=64)
+    status = models.PositiveSmallIntegerField(default=0)
+    response = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotent_request_user_key")]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} [{self.key}] → {self.status or 'pending'}"

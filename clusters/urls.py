@@ -1,6 +1,6 @@
 from django.urls import path
 
-from clusters import lambda_views, node_views, ops_views, team_views, token_views, views
+from clusters import audit_views, lambda_views, node_views, ops_views, team_views, token_views, views
 from clusters.exec_views import workload_exec
 
 app_name = "clusters"
@@ -27,7 +27,9 @@ urlpatterns = [
     path("workloads/<int:pk>/realloc/", ops_views.workload_realloc, name="workload-realloc"),
     path("workloads/<int:pk>/replace/", ops_views.workload_replace, name="workload-replace"),
     path("workloads/<int:pk>/dissociate/", ops_views.workload_dissociate, name="workload-dissociate"),
-    path("audit/", views.audit_list, name="audit-list"),
+    path("audit/", audit_views.audit_list, name="audit-list"),
+    path("audit/<int:pk>/", audit_views.audit_detail, name="audit-detail"),
+    path("audit/export.<str:fmt>", audit_views.audit_export, name="audit-export"),
     path("pods/<str:name>/access/", team_views.pod_access, name="pod-access"),
     path("pods/<str:name>/access/member/", team_views.pod_member_set, name="pod-member-set"),
     path("pods/<str:name>/access/member/remove/", team_views.pod_member_remove, name="pod-member-remove"),

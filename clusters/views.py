@@ -22,7 +22,18 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseLocation, HttpResponseStopPolling, trigger_client_event
 
-from clusters import charts, etcd, logs, permissions, secrets, selectors, services, usage_card
+from clusters import (
+    charts,
+    etcd,
+    form_tokens,
+    logs,
+    permissions,
+    placement,
+    secrets,
+    selectors,
+    services,
+    usage_card,
+)
 from clusters.forms import DeployForm, PodForm, add_service_errors
 from clusters.models import Node, Pod, Workload
 from clusters.services.usage import FINE
@@ -30,7 +41,6 @@ from clusters.users import AnyUser, HtmxHttpRequest
 
 RECENT_DEPLOYMENTS = 10
 WORKLOADS_SHOWN = 100
-AUDIT_SHOWN = 200
 
 
 def _is_htmx(request: HtmxHttpRequest) -> bool:
@@ -62,7 +72,13 @@ def _count_by_pod(model: type[Workload] | type[Node], **filters: Any) -> Coalesc
 
 
 # --- pods ---------------------------------------------------------------------------------------
-def _pods(user: AnyUser) -> list[Pod]:
+PODS_PER_PAGE = 100
+
+
+def _pods(user: AnyUser, page: int = 1) -> tuple[list[Pod], bool]:
+    """A page of the pods the user sees, with their counts, and whether a next page exists (one row
+    more is read instead of counting them all)."""
+    start = (page - 1) * PODS_PER_PAGE
     pods: list[Pod] = list(
         permissions.visible_pods(user)
         .annotate(
@@ -70,8 +86,10 @@ def _pods(user: AnyUser) -> list[Pod]:
             workload_count=_count_by_pod(Workload),
             running_count=_count_by_pod(Workload, state=Workload.State.RUNNING),
         )
-        .order_by("name")
+        .order_by("name")[start : start + PODS_PER_PAGE + 1]
     )
+    more = len(pods) > PODS_PER_PAGE
+    pods = pods[:PODS_PER_PAGE]
     alive = etcd.alive_nodes()
     up: dict[int, int] = {}
     if alive:  # one query for every pod's schedulable nodes, matched against the heartbeats here
@@ -81,7 +99,7 @@ def _pods(user: AnyUser) -> list[Pod]:
                 up[pod_id] = up.get(pod_id, 0) + 1
     for pod in pods:
         pod.up_count = up.get(pod.pk, 0)  # type: ignore[attr-defined]
-    return pods
+    return pods, more
 
 
 @login_required
@@ -107,7 +125,19 @@ def pod_list(request: HtmxHttpRequest) -> HttpResponse:
                 return trigger_client_event(response, "pods-changed", {"name": pod.name})
         if _wants(request, "pod-form"):
             return render(request, "clusters/pod_list.html#pod-form", {"form": form})
-    context = {"pods": _pods(request.user), "form": form, "is_admin": is_admin}
+    page = _page_number(request.GET.get("page"), 10**9)
+    pods, more = _pods(request.user, page)
+    context = {
+        "pods": pods,
+        "page": {
+            "number": page,
+            "previous": page - 1 if page > 1 else None,
+            "next": page + 1 if more else None,
+        },
+        "form": form,
+        "is_admin": is_admin,
+        "poll_seconds": POLL_SECONDS,
+    }
     return render(request, _template(request, "clusters/pod_list.html", "pod-rows"), context)
 
 
@@ -171,20 +201,27 @@ class NodeRow:
 
 
 def _nodes(pod: Pod) -> QuerySet[Node]:
+    """A pod's nodes in name order, each with the number of workloads holding resources on it: a
+    correlated COUNT, so that a page of them (LIMIT) counts for its own rows only, not for all."""
+    holding = (
+        Workload.objects.filter(node=OuterRef("pk"), state__in=Workload.HOLDING, replaces=None)
+        .order_by()
+        .values("node")
+        .annotate(c=Count("pk"))
+        .values("c")
+    )
     return (
         pod.nodes.defer("tls_ca", "tls_cert", "tls_key", "info")
-        .annotate(
-            holding=Count(
-                "workloads", filter=Q(workloads__state__in=Workload.HOLDING, workloads__replaces=None)
-            )
-        )
+        .annotate(holding=Coalesce(Subquery(holding), Value(0), output_field=IntegerField()))
         .order_by("name")
     )
 
 
-def _node_rows(nodes: list[Node]) -> list[NodeRow]:
+def _node_rows(nodes: list[Node], alive: set[str] | None = None) -> list[NodeRow]:
     """The rows of a pod's node table, each with its sparkline (one query for all of them)."""
-    alive = etcd.alive_nodes()
+    alive = etcd.alive_nodes() if alive is None else alive
+    if not nodes:
+        return []
     end = timezone.now()
     start = end - timedelta(hours=1)
     cpu = selectors.nodes_cpu([n.pk for n in nodes], FINE, start)
@@ -198,25 +235,67 @@ def _node_rows(nodes: list[Node]) -> list[NodeRow]:
     ]
 
 
+NODES_PER_PAGE = 25  # a page of node rows stays far below 100 KB, sparklines included
+POLL_SECONDS = 10  # the pod page's and the pod list's live refresh
+
+
+def _page_number(raw: str | None, pages: int) -> int:
+    """`?page=` as a page from 1 to `pages`; anything else is the first (or the last) page."""
+    number = int(raw) if raw and raw.isascii() and raw.isdigit() and len(raw) < 10 else 1
+    return min(max(number, 1), max(pages, 1))
+
+
+def _node_page_context(request: HtmxHttpRequest, pod: Pod) -> dict[str, Any]:
+    """The nodes card of a pod's page: one page of node rows plus the totals of all of them, in a
+    number of queries that does not depend on how many nodes the pod has."""
+    alive = etcd.alive_nodes()
+    summary = selectors.pod_node_summary(pod, alive)
+    pages = max(1, -(-summary["total"] // NODES_PER_PAGE))
+    number = _page_number(request.GET.get("page"), pages)
+    start = (number - 1) * NODES_PER_PAGE
+    nodes = list(_nodes(pod)[start : start + NODES_PER_PAGE]) if summary["total"] else []
+    return {
+        "rows": _node_rows(nodes, alive),
+        "summary": summary,
+        "memory_pct": _percent(summary["used_memory"], summary["memory"]),
+        "page": {
+            "number": number,
+            "pages": pages,
+            "first": start + 1 if nodes else 0,
+            "last": start + len(nodes),
+            "previous": number - 1 if number > 1 else None,
+            "next": number + 1 if number < pages else None,
+        },
+        "poll_seconds": POLL_SECONDS,
+    }
+
+
 @login_required
 @require_GET
 def pod_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    """A pod: its nodes (a page of them, with totals over all; the card refreshes itself every
+    POLL_SECONDS while the tab is visible), quotas, recent deployments and its latest workloads."""
     pod = permissions.get_pod_for_user(request.user, name)
+    is_admin = permissions.can_admin(request.user)
+    if _wants(request, "nodes"):
+        context = {"pod": pod, "is_admin": is_admin, **_node_page_context(request, pod)}
+        return render(request, "clusters/pod_detail.html#nodes", context)
     workloads = pod.workloads.select_related("node").order_by("-created_at", "-id")
     shown = list(workloads[:WORKLOADS_SHOWN])
     context = {
         "busy": pod.workloads.filter(Q(state__in=Workload.BUSY) | ~Q(action="")).exists(),
         "pod": pod,
-        "rows": _node_rows(list(_nodes(pod))),
         "counts": selectors.status_counts(pod.workloads.filter(state__in=Workload.OBSERVED)),
         "deployments": pod.deployments.select_related("created_by")[:RECENT_DEPLOYMENTS],
         "workloads": shown,
         # Fewer than a page shown: that is all of them, no need to count (the sparklines' query instead).
         "workload_total": len(shown) if len(shown) < WORKLOADS_SHOWN else workloads.count(),
-        "is_admin": permissions.can_admin(request.user),
+        "is_admin": is_admin,
         "can_deploy": permissions.can_deploy(request.user, pod),
         "quotas": [] if _wants(request, "workloads") else services.visible_quota_rows(request.user, pod),
     }
+    if not _wants(request, "workloads"):
+        context.update(_node_page_context(request, pod))
     return render(request, _template(request, "clusters/pod_detail.html", "workloads"), context)
 
 
@@ -323,24 +402,72 @@ def deploy(request: HtmxHttpRequest, name: str) -> HttpResponse:
     teams = [t.name for t in services.teams_of(request.user)]
     form = DeployForm(request.POST or None, node_names=node_names, teams=teams)
     plan: dict[str, int] | None = None
+    summary: placement.Summary | None = None
+    posted = request.POST.get("form_token", "")
+    token = posted if form_tokens.valid(posted, request.user.pk) else ""
     if request.method == "POST" and form.is_valid():
+        spec = None
         try:
             spec = services.deployment_validate(pod=pod, data=form.request_data())
             if request.POST.get("action") == "preview":
                 plan = services.deployment_plan(spec)
+                summary = _placement(spec)
             else:
-                deployment = services.deployment_create(actor=_actor(request), spec=spec)
-                url = reverse("clusters:deployment-detail", args=[deployment.pk])
-                return HttpResponseLocation(url) if _is_htmx(request) else redirect(url)
+                return _deploy_once(request, spec, token, form)
         except ValidationError as exc:
+            errors = exc.message_dict if hasattr(exc, "error_dict") else {}
+            if spec is not None and "placement" in errors:  # why each node was left out: its own table
+                summary = _placement(spec)
+                exc = ValidationError({k: v for k, v in errors.items() if k != "placement"})
             add_service_errors(form, exc)
     context = {
         "pod": pod,
         "form": form,
+        "form_token": token or form_tokens.issue(request.user.pk),
         "plan_rows": None if plan is None else sorted(plan.items()),
         "planned": sum(plan.values()) if plan else 0,
+        "placement": summary,
     }
     return render(request, _template(request, "clusters/deploy.html", "deploy-form"), context)
+
+
+def _placement(spec: Any) -> placement.Summary:
+    """The capacity preview: per node, how many instances fit, or why it was left out."""
+    r = spec.request
+    return placement.summarize(
+        spec.pod,
+        node_names=r.node_names,
+        node_labels=r.node_labels,
+        resources=spec.resources,
+        nodes_limit=r.nodes_limit,
+    )
+
+
+def _to_deployment(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    url = reverse("clusters:deployment-detail", args=[pk])
+    return HttpResponseLocation(url) if _is_htmx(request) else redirect(url)
+
+
+def _deploy_once(request: HtmxHttpRequest, spec: Any, token: str, form: DeployForm) -> HttpResponse:
+    """Create the deployment, once per rendered form: the form's one-time token is claimed first; a
+    second POST of the same form (a double click, a reload, another tab) goes to the deployment
+    the first one made. A form without a (valid) token is deployed as before (no protection)."""
+    if token:
+        claim = form_tokens.claim(token)
+        if not claim.first:
+            if claim.done is not None:
+                messages.info(request, "This form was already deployed: here is its deployment.")
+                return _to_deployment(request, claim.done)
+            raise ValidationError("This form is already being deployed; see the pod's recent deployments.")
+    try:
+        deployment = services.deployment_create(actor=_actor(request), spec=spec)
+    except BaseException:
+        if token:
+            form_tokens.release(token)  # nothing was made: the same form may be posted again
+        raise
+    if token:
+        form_tokens.record(token, deployment.pk)
+    return _to_deployment(request, deployment.pk)
 
 
 @login_required
@@ -455,6 +582,21 @@ def _workload_for_deployer(request: HtmxHttpRequest, pk: int) -> Workload:
     return workload
 
 
+# What the workload page offers in each state (the service refuses the rest, whatever is posted).
+_ACTIONS_BY_STATE: dict[str, tuple[str, ...]] = {
+    Workload.State.RUNNING: ("stop", "restart"),
+    Workload.State.STOPPED: ("start",),
+}
+_NOT_REMOVABLE = (Workload.State.PENDING, Workload.State.CREATING, Workload.State.REMOVING)
+
+
+def _allowed_actions(workload: Workload) -> tuple[str, ...]:
+    """The control buttons a workload's state allows: none while an action is under way."""
+    if workload.action:
+        return ()
+    return tuple(a for a in _ACTIONS_BY_STATE.get(workload.state, ()) if a in services.CONTROL_ACTIONS)
+
+
 @login_required
 @require_GET
 def workload_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
@@ -487,7 +629,8 @@ def workload_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         "sees_secrets": sees,
         "can_read_logs": sees,
         "transient": workload.is_busy,
-        "actions": services.CONTROL_ACTIONS,
+        "actions": _allowed_actions(workload),
+        "can_remove": workload.state not in _NOT_REMOVABLE,
         "networks": sorted(workload.networks.items()),
         "labels": sorted(workload.labels.items()),
         "health_flips": selectors.health_transitions(workload) if workload.healthcheck else [],
@@ -528,21 +671,3 @@ def workload_remove(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         if not Workload.objects.filter(pk=workload.pk).exists():  # a failed one is deleted at once
             url = reverse("clusters:pod-detail", args=[workload.pod.name])
     return HttpResponseLocation(url) if _is_htmx(request) else redirect(url)
-
-
-# --- audit --------------------------------------------------------------------------------------
-@login_required
-@require_GET
-def audit_list(request: HtmxHttpRequest) -> HttpResponse:
-    """The latest audit events: staff see all, others those of the pods they belong to. The pod
-    filter reads the name each row keeps, so a removed pod's events are found too. Env values in
-    them are digests (clusters.secrets), never values."""
-    events = permissions.visible_audit_events(request.user).select_related("pod")
-    pod_name = request.GET.get("pod", "")
-    if pod_name:
-        events = events.filter(pod_name=pod_name)
-    shown = list(events[:AUDIT_SHOWN])
-    for e in shown:  # a row written before digests (none should be left): digested on the way out
-        e.before, e.after = secrets.scrub_audit(e.before), secrets.scrub_audit(e.after)
-    context = {"events": shown, "pod_name": pod_name, "limit": AUDIT_SHOWN}
-    return render(request, _template(request, "clusters/audit_list.html", "events"), context)

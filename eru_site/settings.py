@@ -60,6 +60,8 @@ INSTALLED_APPS = [
     "template_partials",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served locally (no CDN)
+    "django_filters",
     "clusters",
     "agents",
 ]
@@ -74,7 +76,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "clusters.htmx_auth.HtmxLoginRedirectMiddleware",
     "clusters.middleware.RequestIdMiddleware",
+    "clusters.middleware.ApiJsonErrorsMiddleware",
 ]
 
 ROOT_URLCONF = "eru_site.urls"
@@ -155,6 +159,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "clusters.pagination.Pagination",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "clusters.api.exception_handler",
 }
@@ -164,6 +169,20 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "OAS_VERSION": "3.1.0",
+    "DESCRIPTION": (
+        "The Eru portal's REST API. Authenticate with `Authorization: Token eru_…` (or a session "
+        "cookie, with its CSRF token). Lists are pages of at most 1000 (`limit`, default 100). "
+        'Errors are JSON: `{"detail": …}`, or field errors on a 400. Creating POSTs (deployments, '
+        "lambdas, replace) take an `Idempotency-Key` header: a retry with it answers the first result."
+    ),
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "clusters.api_schema.add_error_responses",
+    ],
+    # Swagger UI from the sidecar's files (static, via whitenoise): these machines have no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Eru -----------------------------------------------------------------------------------------
@@ -206,6 +225,8 @@ ERU_DOCKER_TIMEOUT = envint("ERU_DOCKER_TIMEOUT", 30)
 # (seconds; the history's finest step is 15 s), and how many stats calls per node are in flight.
 ERU_USAGE_INTERVAL = envint("ERU_USAGE_INTERVAL", 15)
 ERU_STATS_CONCURRENCY = envint("ERU_STATS_CONCURRENCY", 32)
+# Audit rows older than this many days are deleted by a daily task (0 = kept forever).
+ERU_AUDIT_RETENTION_DAYS = envint("ERU_AUDIT_RETENTION_DAYS", 365)
 # Who may scrape /metrics without a token: client addresses or networks (comma-separated, e.g.
 # 127.0.0.1,10.0.0.0/8); otherwise an administrator's API token. Behind a proxy, the proxy's address.
 ERU_METRICS_ALLOW = [a.strip() for a in os.environ.get("ERU_METRICS_ALLOW", "").split(",") if a.strip()]
@@ -241,6 +262,7 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": float(ERU_USAGE_INTERVAL)},
     },
     "prune-usage": {"task": "agents.prune_usage", "schedule": 60.0},
+    "prune-audit": {"task": "agents.prune_audit", "schedule": 86400.0},
     "expire-deployments": {"task": "agents.expire_deployments", "schedule": 5.0, "options": {"expires": 5.0}},
     "reconcile-etcd": {"task": "agents.reconcile_etcd", "schedule": 300.0},
     "reconcile-containers": {"task": "agents.reconcile_containers", "schedule": 120.0},

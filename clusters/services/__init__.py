@@ -14,6 +14,7 @@ from clusters.services.agent import (
     node_secret_revoke,
     node_secret_rotate,
 )
+from clusters.services.audit import audit_prune
 from clusters.services.cancel import deployment_cancel, deployment_expire
 from clusters.services.deploy import (
     DeploySpec,
@@ -82,6 +83,7 @@ __all__ = [
     "Seen",
     "DeploySpec",
     "actor_from_request",
+    "audit_prune",
     "Change",
     "deployment_cancel",
     "deployment_expire",

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 import scheduling
 import schema
-from clusters import permissions, queue, quotas, selectors
+from clusters import permissions, placement, queue, quotas, selectors
 from clusters.models import AuditEvent, Deployment, LambdaRun, Node, Pod, Workload
 from clusters.secrets import digest_audit
 from clusters.services._common import Actor, audit, invalid
@@ -170,9 +170,17 @@ def _plan(spec: DeploySpec, nodes: list[Node]) -> dict[str, int]:
     return plan
 
 
+def _explained(spec: PlacementSpec, exc: ValidationError) -> ValidationError:
+    """A placement failure, with why each node was left out (clusters.placement: `placement`)."""
+    return placement.explain(spec.pod, spec.request, spec.resources, exc)
+
+
 def deployment_plan(spec: DeploySpec) -> dict[str, int]:
     """The strategy's plan for the spec against current usage (a dry run: changes nothing)."""
-    return _plan(spec, _candidates(spec))
+    try:
+        return _plan(spec, _candidates(spec))
+    except ValidationError as exc:
+        raise _explained(spec, exc) from exc
 
 
 def deployment_capacity(spec: PlacementSpec) -> tuple[dict[str, int], int]:
@@ -181,7 +189,9 @@ def deployment_capacity(spec: PlacementSpec) -> tuple[dict[str, int], int]:
         resources = [selectors.node_resources(n) for n in _candidates(spec)]
         return scheduling.deploy_capacity(resources, spec.resources)
     except scheduling.SchedulingError as exc:
-        raise invalid("count", str(exc)) from exc
+        raise _explained(spec, invalid("count", str(exc))) from exc
+    except ValidationError as exc:
+        raise _explained(spec, exc) from exc
 
 
 def _ident(taken: set[str]) -> str:
@@ -201,7 +211,10 @@ def deployment_create(*, actor: Actor, spec: DeploySpec, lambda_timeout: int | N
     require_spec_allowed(actor.user, spec.pod, spec.request)
     r = spec.request
     team = deploy_team(actor.user, spec.pod, r.team)
-    candidates = _candidates(spec)
+    try:
+        candidates = _candidates(spec)
+    except ValidationError as exc:
+        raise _explained(spec, exc) from exc
     with transaction.atomic():
         # SQLite: BEGIN IMMEDIATE already serialises writers. PostgreSQL: lock nodes in name order.
         nodes = list(
@@ -209,7 +222,10 @@ def deployment_create(*, actor: Actor, spec: DeploySpec, lambda_timeout: int | N
             .filter(pk__in=[n.pk for n in candidates], bypass=False)  # set down since: no new work
             .order_by("name")
         )
-        deploy_plan = _plan(spec, nodes)
+        try:
+            deploy_plan = _plan(spec, nodes)
+        except ValidationError as exc:
+            raise _explained(spec, exc) from exc
         what = "this lambda" if lambda_timeout else "this deploy"
         res = spec.resources
         ask = quotas.deploy_ask(sum(deploy_plan.values()), res.cpu_request, res.memory_request, what=what)

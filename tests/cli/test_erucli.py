@@ -149,7 +149,12 @@ def test_node_down_then_deploy_to_it_fails_clearly(cli: Callable[..., Run], node
     assert [n["name"] for n in cli("pod", "nodes", "eru", "-o", "json").json] == ["node2"]
     r = cli(*DEPLOY, "--entry", "web", "--node", "node1", *SMALL, "--", "sleep", "600")
     assert r.code == 1
-    assert r.err == "error: node_names: node is down (set down or no heartbeat): node1\n"
+    assert r.err.splitlines() == [
+        "error: node_names: node is down (set down or no heartbeat): node1"
+        " — 2 of 2 nodes left out: 1 bypassed, 1 not in node_names",
+        "error: placement: 2 of 2 nodes left out: 1 bypassed, 1 not in node_names",
+        "error: placement: node1: bypassed (set down by an operator)",
+    ]  # why each node was left out
     assert not Deployment.objects.exists()
     assert cli("node", "up", "node1").out == "node node1 is up\n"
     assert AuditEvent.objects.get(action="node.down").via == "cli"

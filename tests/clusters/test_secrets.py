@@ -108,6 +108,12 @@ DEPLOYMENT: Callable[[World], int] = lambda w: w.deployment.pk  # noqa: E731
 WORKLOAD: Callable[[World], int] = lambda w: w.workload.pk  # noqa: E731
 RUN: Callable[[World], int] = lambda w: w.run.pk  # noqa: E731
 
+
+def DEPLOY_EVENT(w: World) -> int:  # noqa: N802  (named as the accessors above)
+    kind = AuditEvent.Action.DEPLOYMENT_CREATE
+    return AuditEvent.objects.get(action=kind, target_type="deployment", target_id=str(w.deployment.pk)).pk
+
+
 READ_PATHS = [
     ReadPath("api workload list", lambda w: "/api/workloads/", api=True, masks=True),
     ReadPath("api workload", lambda w: f"/api/workloads/{w.workload.pk}/", api=True, masks=True),
@@ -137,6 +143,9 @@ READ_PATHS = [
     ReadPath("deployment page's log (SSE)", _page("deployment-logs", DEPLOYMENT), log=True),
     ReadPath("deployment page's did-not-come-up", _page("deployment-down", DEPLOYMENT)),
     ReadPath("audit page", _page("audit-list"), shows_env=False),
+    ReadPath("audit event page", _page("audit-detail", DEPLOY_EVENT), shows_env=False),
+    ReadPath("audit export (CSV)", _page("audit-export", lambda w: "csv"), shows_env=False),
+    ReadPath("audit export (JSON)", _page("audit-export", lambda w: "json"), shows_env=False),
     ReadPath("lambda list page", _page("lambda-list"), shows_env=False),  # command and state only
     ReadPath("lambda page", _page("lambda-detail", RUN), shows_env=False),  # its output is the log below
     ReadPath("lambda page's output (SSE)", _page("lambda-output", RUN), log=True),
@@ -188,7 +197,8 @@ def test_the_read_paths_table_covers_every_url_that_shows_env_or_logs() -> None:
     """A new page or endpoint that shows a workload, a deployment, a lambda or a log belongs in the
     table above (checked by name: the URL names of the portal's read views)."""
     covered = {"workload-detail", "workload-logs", "deployment-detail", "deployment-logs",
-               "deployment-down", "audit-list", "lambda-list", "lambda-detail", "lambda-output"}  # fmt: skip
+               "deployment-down", "audit-list", "audit-detail", "audit-export", "lambda-list",
+               "lambda-detail", "lambda-output"}  # fmt: skip
     from clusters.urls import urlpatterns
 
     readers = {
