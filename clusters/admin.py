@@ -200,10 +200,6 @@ class PodMemberAdmin(PortalAdmin):
     def delete_model(self, request: HttpRequest, obj: PodMember) -> None:
         self.call(request, services.member_remove, pod=obj.pod, user=obj.user)
 
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[PodMember]) -> None:
-        for member in queryset.select_related("pod", "user"):
-            self.call(request, services.member_remove, pod=member.pod, user=member.user)
-
 
 @admin.register(PodPolicy)
 class PodPolicyAdmin(PortalAdmin):

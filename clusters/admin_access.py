@@ -86,10 +86,6 @@ class QuotaAdmin(PortalAdmin):
     def delete_model(self, request: HttpRequest, obj: Quota) -> None:
         self.call(request, services.quota_remove, pod=obj.pod, team=obj.team)
 
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Quota]) -> None:
-        for quota in queryset.select_related("pod", "team"):
-            self.call(request, services.quota_remove, pod=quota.pod, team=quota.team)
-
 
 # --- teams and their pod roles ------------------------------------------------------------------
 class _ThroughServices(BaseInlineFormSet):  # type: ignore[type-arg]
@@ -195,10 +191,6 @@ class TeamAdmin(PortalAdmin):
     def delete_model(self, request: HttpRequest, obj: Team) -> None:
         self.call(request, services.team_remove, team=obj)
 
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Team]) -> None:
-        for team in queryset:
-            self.call(request, services.team_remove, team=team)
-
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
         """Its memberships and roles go with it, through services.team_remove (audited)."""
         deleted, counts, _perms_needed, protected = super().get_deleted_objects(objs, request)
@@ -225,10 +217,6 @@ class PodTeamRoleAdmin(PortalAdmin):
 
     def delete_model(self, request: HttpRequest, obj: PodTeamRole) -> None:
         self.call(request, services.team_role_remove, pod=obj.pod, team=obj.team)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[PodTeamRole]) -> None:
-        for grant in queryset.select_related("pod", "team"):
-            self.call(request, services.team_role_remove, pod=grant.pod, team=grant.team)
 
 
 # --- users --------------------------------------------------------------------------------------
@@ -314,10 +302,6 @@ class UserAdmin(RefusalsShown, DjangoUserAdmin[User]):
 
     def delete_model(self, request: HttpRequest, obj: User) -> None:
         self.call(request, services.user_remove, user=obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
-        for user in queryset:
-            self.call(request, services.user_remove, user=user)
 
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
         """Their memberships and tokens go with them, through services.user_remove (audited)."""

@@ -35,6 +35,14 @@ class RefusalsShown:
             messages.error(request, _text(exc))
             return None
 
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        """The bulk delete action, row by row through delete_model (its service: checked, audited,
+        a refusal shown), never one DELETE past the services."""
+        related = getattr(self, "list_select_related", ())
+        rows = queryset.select_related(*related) if isinstance(related, list | tuple) else queryset
+        for obj in rows:
+            self.delete_model(request, obj)  # type: ignore[attr-defined]
+
     def message_user(
         self,
         request: HttpRequest,
