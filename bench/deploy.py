@@ -27,25 +27,29 @@ PORT = 26780
 IMAGE = "eru/busybox:latest"
 
 
-def sh(cmd: str, env: dict[str, str] | None = None) -> str:
+def sh(cmd: str, env: dict[str, str] | None = None, stdin: str | None = None) -> str:
     return subprocess.run(
-        shlex.split(cmd), cwd=ROOT, env=env, check=True, capture_output=True, text=True
+        shlex.split(cmd), cwd=ROOT, env=env, check=True, capture_output=True, text=True, input=stdin
     ).stdout
 
 
-def load_env() -> dict[str, str]:
+def load_env(
+    directory: Path = DIR, db: str = "bench.sqlite3", password: str = "bench-password", heartbeat: str = "5"
+) -> dict[str, str]:
+    """The services' environment (their env file under `directory`), for a bench's own portal."""
     env = dict(os.environ)
-    for line in (DIR / "env").read_text().splitlines():
+    for line in (directory / "env").read_text().splitlines():
         if line.startswith("export "):
             k, _, v = line[7:].partition("=")
             env[k] = v.strip().strip('"').strip("'")
     env.update(
-        ERU_DB=str(DIR / "bench.sqlite3"),
-        ERU_VAR_DIR=str(DIR),
+        ERU_DB=str(directory / db),
+        ERU_VAR_DIR=str(directory),
         ERU_LOG_LEVEL="WARNING",
-        ERU_ADMIN_PASSWORD="bench-password",
-        ERU_HEARTBEAT_INTERVAL="5",
+        ERU_ADMIN_PASSWORD=password,
     )
+    if heartbeat:
+        env["ERU_HEARTBEAT_INTERVAL"] = heartbeat
     env.pop("REQUESTS_CA_BUNDLE", None)
     env.pop("CURL_CA_BUNDLE", None)
     return env

@@ -14,7 +14,6 @@ The fast tier's smaller run (reads and dry runs, in process): tests/schema/test_
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import signal
 import subprocess
@@ -36,7 +35,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import deploy  # noqa: E402 — bench/deploy.py: the services' environment, shell calls
+from deploy import ROOT, sh  # noqa: E402
+
 DIR = ROOT / "var" / "fuzz"
 PORT = 26980
 PASSWORD = "fuzz-password"
@@ -56,27 +58,8 @@ print(services.token_create(actor=services.SYSTEM, user=dora, name="fuzz")[1])
 """
 
 
-def sh(cmd: str, env: dict[str, str] | None = None, stdin: str | None = None) -> str:
-    return subprocess.run(
-        shlex.split(cmd), cwd=ROOT, env=env, check=True, capture_output=True, text=True, input=stdin
-    ).stdout
-
-
 def load_env() -> dict[str, str]:
-    env = dict(os.environ)
-    for line in (DIR / "env").read_text().splitlines():
-        if line.startswith("export "):
-            k, _, v = line[7:].partition("=")
-            env[k] = v.strip().strip('"').strip("'")
-    env.update(
-        ERU_DB=str(DIR / "fuzz.sqlite3"),
-        ERU_VAR_DIR=str(DIR),
-        ERU_LOG_LEVEL="WARNING",
-        ERU_ADMIN_PASSWORD=PASSWORD,
-    )
-    env.pop("REQUESTS_CA_BUNDLE", None)
-    env.pop("CURL_CA_BUNDLE", None)
-    return env
+    return deploy.load_env(DIR, "fuzz.sqlite3", PASSWORD, heartbeat="")
 
 
 def start(env: dict[str, str]) -> tuple[list[subprocess.Popen[bytes]], str]:
