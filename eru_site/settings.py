@@ -201,6 +201,10 @@ ERU_HEARTBEAT_INTERVAL = envint("ERU_HEARTBEAT_INTERVAL", 10)  # a node's lease 
 # ha_keepalive_interval): one core at a time watches for nodes whose agent stopped heartbeating.
 ERU_GRPC_ADDRESS = os.environ.get("ERU_GRPC_ADDRESS", "127.0.0.1:5001")
 ERU_GRPC_WORKERS = envint("ERU_GRPC_WORKERS", 16)
+# Long gRPC calls (LogStream follows, status watches, deploys answered as they go) at once per core
+# process: each holds a thread, in a pool ERU_GRPC_STREAMS threads above ERU_GRPC_WORKERS, so unary calls
+# are still answered; one beyond is RESOURCE_EXHAUSTED at once.
+ERU_GRPC_STREAMS = envint("ERU_GRPC_STREAMS", 64)
 ERU_SELFMON_TTL = envint("ERU_SELFMON_TTL", 16)
 # Streams (log follow) held open at once per web process (gunicorn's gthread workers have more
 # threads than this, so pages are still answered); one beyond is a 503. A follow says something

@@ -39,20 +39,165 @@ class CoreRPCStub:
                 request_serializer=protocol_dot_core__pb2.Empty.SerializeToString,
                 response_deserializer=protocol_dot_core__pb2.CoreInfo.FromString,
                 _registered_method=True)
+        self.AddPod = channel.unary_unary(
+                '/pb.CoreRPC/AddPod',
+                request_serializer=protocol_dot_core__pb2.AddPodOptions.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.Pod.FromString,
+                _registered_method=True)
+        self.RemovePod = channel.unary_unary(
+                '/pb.CoreRPC/RemovePod',
+                request_serializer=protocol_dot_core__pb2.RemovePodOptions.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.Empty.FromString,
+                _registered_method=True)
+        self.GetPod = channel.unary_unary(
+                '/pb.CoreRPC/GetPod',
+                request_serializer=protocol_dot_core__pb2.GetPodOptions.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.Pod.FromString,
+                _registered_method=True)
+        self.ListPods = channel.unary_unary(
+                '/pb.CoreRPC/ListPods',
+                request_serializer=protocol_dot_core__pb2.Empty.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.Pods.FromString,
+                _registered_method=True)
+        self.GetPodResource = channel.unary_stream(
+                '/pb.CoreRPC/GetPodResource',
+                request_serializer=protocol_dot_core__pb2.GetPodOptions.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.NodeResource.FromString,
+                _registered_method=True)
+        self.GetNodeResource = channel.unary_unary(
+                '/pb.CoreRPC/GetNodeResource',
+                request_serializer=protocol_dot_core__pb2.GetNodeResourceOptions.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.NodeResource.FromString,
+                _registered_method=True)
+        self.AddNode = channel.unary_unary(
+                '/pb.CoreRPC/AddNode',
+                request_serializer=protocol_dot_core__pb2.AddNodeOptions.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.Node.FromString,
+                _registered_method=True)
+        self.RemoveNode = channel.unary_unary(
+                '/pb.CoreRPC/RemoveNode',
+                request_serializer=protocol_dot_core__pb2.RemoveNodeOptions.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ListPodNodes = channel.unary_stream(
+                '/pb.CoreRPC/ListPodNodes',
+                request_serializer=protocol_dot_core__pb2.ListNodesOptions.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.Node.FromString,
+                _registered_method=True)
         self.GetNode = channel.unary_unary(
                 '/pb.CoreRPC/GetNode',
                 request_serializer=protocol_dot_core__pb2.GetNodeOptions.SerializeToString,
                 response_deserializer=protocol_dot_core__pb2.Node.FromString,
+                _registered_method=True)
+        self.SetNode = channel.unary_unary(
+                '/pb.CoreRPC/SetNode',
+                request_serializer=protocol_dot_core__pb2.SetNodeOptions.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.Node.FromString,
+                _registered_method=True)
+        self.GetNodeStatus = channel.unary_unary(
+                '/pb.CoreRPC/GetNodeStatus',
+                request_serializer=protocol_dot_core__pb2.GetNodeStatusOptions.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.NodeStatusStreamMessage.FromString,
                 _registered_method=True)
         self.SetNodeStatus = channel.unary_unary(
                 '/pb.CoreRPC/SetNodeStatus',
                 request_serializer=protocol_dot_core__pb2.SetNodeStatusOptions.SerializeToString,
                 response_deserializer=protocol_dot_core__pb2.NodeStatusReply.FromString,
                 _registered_method=True)
+        self.NodeStatusStream = channel.unary_stream(
+                '/pb.CoreRPC/NodeStatusStream',
+                request_serializer=protocol_dot_core__pb2.Empty.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.NodeStatusStreamMessage.FromString,
+                _registered_method=True)
+        self.GetWorkloadsStatus = channel.unary_unary(
+                '/pb.CoreRPC/GetWorkloadsStatus',
+                request_serializer=protocol_dot_core__pb2.WorkloadIDs.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.WorkloadsStatus.FromString,
+                _registered_method=True)
         self.SetWorkloadsStatus = channel.unary_unary(
                 '/pb.CoreRPC/SetWorkloadsStatus',
                 request_serializer=protocol_dot_core__pb2.SetWorkloadsStatusOptions.SerializeToString,
                 response_deserializer=protocol_dot_core__pb2.WorkloadsStatus.FromString,
+                _registered_method=True)
+        self.WorkloadStatusStream = channel.unary_stream(
+                '/pb.CoreRPC/WorkloadStatusStream',
+                request_serializer=protocol_dot_core__pb2.WorkloadStatusStreamOptions.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.WorkloadStatusStreamMessage.FromString,
+                _registered_method=True)
+        self.CalculateCapacity = channel.unary_unary(
+                '/pb.CoreRPC/CalculateCapacity',
+                request_serializer=protocol_dot_core__pb2.DeployOptions.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.CapacityMessage.FromString,
+                _registered_method=True)
+        self.GetWorkload = channel.unary_unary(
+                '/pb.CoreRPC/GetWorkload',
+                request_serializer=protocol_dot_core__pb2.WorkloadID.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.Workload.FromString,
+                _registered_method=True)
+        self.GetWorkloads = channel.unary_unary(
+                '/pb.CoreRPC/GetWorkloads',
+                request_serializer=protocol_dot_core__pb2.WorkloadIDs.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.Workloads.FromString,
+                _registered_method=True)
+        self.ListWorkloads = channel.unary_stream(
+                '/pb.CoreRPC/ListWorkloads',
+                request_serializer=protocol_dot_core__pb2.ListWorkloadsOptions.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.Workload.FromString,
+                _registered_method=True)
+        self.ListNodeWorkloads = channel.unary_unary(
+                '/pb.CoreRPC/ListNodeWorkloads',
+                request_serializer=protocol_dot_core__pb2.GetNodeOptions.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.Workloads.FromString,
+                _registered_method=True)
+        self.Send = channel.unary_stream(
+                '/pb.CoreRPC/Send',
+                request_serializer=protocol_dot_core__pb2.SendOptions.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.SendMessage.FromString,
+                _registered_method=True)
+        self.CreateWorkload = channel.unary_stream(
+                '/pb.CoreRPC/CreateWorkload',
+                request_serializer=protocol_dot_core__pb2.DeployOptions.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.CreateWorkloadMessage.FromString,
+                _registered_method=True)
+        self.ReplaceWorkload = channel.unary_stream(
+                '/pb.CoreRPC/ReplaceWorkload',
+                request_serializer=protocol_dot_core__pb2.ReplaceOptions.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.ReplaceWorkloadMessage.FromString,
+                _registered_method=True)
+        self.RemoveWorkload = channel.unary_stream(
+                '/pb.CoreRPC/RemoveWorkload',
+                request_serializer=protocol_dot_core__pb2.RemoveWorkloadOptions.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.RemoveWorkloadMessage.FromString,
+                _registered_method=True)
+        self.DissociateWorkload = channel.unary_stream(
+                '/pb.CoreRPC/DissociateWorkload',
+                request_serializer=protocol_dot_core__pb2.DissociateWorkloadOptions.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.DissociateWorkloadMessage.FromString,
+                _registered_method=True)
+        self.ControlWorkload = channel.unary_stream(
+                '/pb.CoreRPC/ControlWorkload',
+                request_serializer=protocol_dot_core__pb2.ControlWorkloadOptions.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.ControlWorkloadMessage.FromString,
+                _registered_method=True)
+        self.ExecuteWorkload = channel.stream_stream(
+                '/pb.CoreRPC/ExecuteWorkload',
+                request_serializer=protocol_dot_core__pb2.ExecuteWorkloadOptions.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.AttachWorkloadMessage.FromString,
+                _registered_method=True)
+        self.ReallocResource = channel.unary_unary(
+                '/pb.CoreRPC/ReallocResource',
+                request_serializer=protocol_dot_core__pb2.ReallocOptions.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.ReallocResourceMessage.FromString,
+                _registered_method=True)
+        self.LogStream = channel.unary_stream(
+                '/pb.CoreRPC/LogStream',
+                request_serializer=protocol_dot_core__pb2.LogStreamOptions.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.LogStreamMessage.FromString,
+                _registered_method=True)
+        self.RunAndWait = channel.stream_stream(
+                '/pb.CoreRPC/RunAndWait',
+                request_serializer=protocol_dot_core__pb2.RunAndWaitOptions.SerializeToString,
+                response_deserializer=protocol_dot_core__pb2.AttachWorkloadMessage.FromString,
                 _registered_method=True)
 
 
@@ -65,7 +210,73 @@ class CoreRPCServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddPod(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemovePod(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPod(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPods(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPodResource(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetNodeResource(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddNode(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveNode(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPodNodes(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetNode(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetNode(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetNodeStatus(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -77,7 +288,115 @@ class CoreRPCServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def NodeStatusStream(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWorkloadsStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetWorkloadsStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WorkloadStatusStream(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CalculateCapacity(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWorkload(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWorkloads(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorkloads(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNodeWorkloads(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Send(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateWorkload(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplaceWorkload(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveWorkload(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DissociateWorkload(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ControlWorkload(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExecuteWorkload(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReallocResource(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LogStream(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunAndWait(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -91,20 +410,165 @@ def add_CoreRPCServicer_to_server(servicer, server):
                     request_deserializer=protocol_dot_core__pb2.Empty.FromString,
                     response_serializer=protocol_dot_core__pb2.CoreInfo.SerializeToString,
             ),
+            'AddPod': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddPod,
+                    request_deserializer=protocol_dot_core__pb2.AddPodOptions.FromString,
+                    response_serializer=protocol_dot_core__pb2.Pod.SerializeToString,
+            ),
+            'RemovePod': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemovePod,
+                    request_deserializer=protocol_dot_core__pb2.RemovePodOptions.FromString,
+                    response_serializer=protocol_dot_core__pb2.Empty.SerializeToString,
+            ),
+            'GetPod': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPod,
+                    request_deserializer=protocol_dot_core__pb2.GetPodOptions.FromString,
+                    response_serializer=protocol_dot_core__pb2.Pod.SerializeToString,
+            ),
+            'ListPods': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPods,
+                    request_deserializer=protocol_dot_core__pb2.Empty.FromString,
+                    response_serializer=protocol_dot_core__pb2.Pods.SerializeToString,
+            ),
+            'GetPodResource': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetPodResource,
+                    request_deserializer=protocol_dot_core__pb2.GetPodOptions.FromString,
+                    response_serializer=protocol_dot_core__pb2.NodeResource.SerializeToString,
+            ),
+            'GetNodeResource': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNodeResource,
+                    request_deserializer=protocol_dot_core__pb2.GetNodeResourceOptions.FromString,
+                    response_serializer=protocol_dot_core__pb2.NodeResource.SerializeToString,
+            ),
+            'AddNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddNode,
+                    request_deserializer=protocol_dot_core__pb2.AddNodeOptions.FromString,
+                    response_serializer=protocol_dot_core__pb2.Node.SerializeToString,
+            ),
+            'RemoveNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveNode,
+                    request_deserializer=protocol_dot_core__pb2.RemoveNodeOptions.FromString,
+                    response_serializer=protocol_dot_core__pb2.Empty.SerializeToString,
+            ),
+            'ListPodNodes': grpc.unary_stream_rpc_method_handler(
+                    servicer.ListPodNodes,
+                    request_deserializer=protocol_dot_core__pb2.ListNodesOptions.FromString,
+                    response_serializer=protocol_dot_core__pb2.Node.SerializeToString,
+            ),
             'GetNode': grpc.unary_unary_rpc_method_handler(
                     servicer.GetNode,
                     request_deserializer=protocol_dot_core__pb2.GetNodeOptions.FromString,
                     response_serializer=protocol_dot_core__pb2.Node.SerializeToString,
+            ),
+            'SetNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetNode,
+                    request_deserializer=protocol_dot_core__pb2.SetNodeOptions.FromString,
+                    response_serializer=protocol_dot_core__pb2.Node.SerializeToString,
+            ),
+            'GetNodeStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNodeStatus,
+                    request_deserializer=protocol_dot_core__pb2.GetNodeStatusOptions.FromString,
+                    response_serializer=protocol_dot_core__pb2.NodeStatusStreamMessage.SerializeToString,
             ),
             'SetNodeStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.SetNodeStatus,
                     request_deserializer=protocol_dot_core__pb2.SetNodeStatusOptions.FromString,
                     response_serializer=protocol_dot_core__pb2.NodeStatusReply.SerializeToString,
             ),
+            'NodeStatusStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.NodeStatusStream,
+                    request_deserializer=protocol_dot_core__pb2.Empty.FromString,
+                    response_serializer=protocol_dot_core__pb2.NodeStatusStreamMessage.SerializeToString,
+            ),
+            'GetWorkloadsStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWorkloadsStatus,
+                    request_deserializer=protocol_dot_core__pb2.WorkloadIDs.FromString,
+                    response_serializer=protocol_dot_core__pb2.WorkloadsStatus.SerializeToString,
+            ),
             'SetWorkloadsStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.SetWorkloadsStatus,
                     request_deserializer=protocol_dot_core__pb2.SetWorkloadsStatusOptions.FromString,
                     response_serializer=protocol_dot_core__pb2.WorkloadsStatus.SerializeToString,
+            ),
+            'WorkloadStatusStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.WorkloadStatusStream,
+                    request_deserializer=protocol_dot_core__pb2.WorkloadStatusStreamOptions.FromString,
+                    response_serializer=protocol_dot_core__pb2.WorkloadStatusStreamMessage.SerializeToString,
+            ),
+            'CalculateCapacity': grpc.unary_unary_rpc_method_handler(
+                    servicer.CalculateCapacity,
+                    request_deserializer=protocol_dot_core__pb2.DeployOptions.FromString,
+                    response_serializer=protocol_dot_core__pb2.CapacityMessage.SerializeToString,
+            ),
+            'GetWorkload': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWorkload,
+                    request_deserializer=protocol_dot_core__pb2.WorkloadID.FromString,
+                    response_serializer=protocol_dot_core__pb2.Workload.SerializeToString,
+            ),
+            'GetWorkloads': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWorkloads,
+                    request_deserializer=protocol_dot_core__pb2.WorkloadIDs.FromString,
+                    response_serializer=protocol_dot_core__pb2.Workloads.SerializeToString,
+            ),
+            'ListWorkloads': grpc.unary_stream_rpc_method_handler(
+                    servicer.ListWorkloads,
+                    request_deserializer=protocol_dot_core__pb2.ListWorkloadsOptions.FromString,
+                    response_serializer=protocol_dot_core__pb2.Workload.SerializeToString,
+            ),
+            'ListNodeWorkloads': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNodeWorkloads,
+                    request_deserializer=protocol_dot_core__pb2.GetNodeOptions.FromString,
+                    response_serializer=protocol_dot_core__pb2.Workloads.SerializeToString,
+            ),
+            'Send': grpc.unary_stream_rpc_method_handler(
+                    servicer.Send,
+                    request_deserializer=protocol_dot_core__pb2.SendOptions.FromString,
+                    response_serializer=protocol_dot_core__pb2.SendMessage.SerializeToString,
+            ),
+            'CreateWorkload': grpc.unary_stream_rpc_method_handler(
+                    servicer.CreateWorkload,
+                    request_deserializer=protocol_dot_core__pb2.DeployOptions.FromString,
+                    response_serializer=protocol_dot_core__pb2.CreateWorkloadMessage.SerializeToString,
+            ),
+            'ReplaceWorkload': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReplaceWorkload,
+                    request_deserializer=protocol_dot_core__pb2.ReplaceOptions.FromString,
+                    response_serializer=protocol_dot_core__pb2.ReplaceWorkloadMessage.SerializeToString,
+            ),
+            'RemoveWorkload': grpc.unary_stream_rpc_method_handler(
+                    servicer.RemoveWorkload,
+                    request_deserializer=protocol_dot_core__pb2.RemoveWorkloadOptions.FromString,
+                    response_serializer=protocol_dot_core__pb2.RemoveWorkloadMessage.SerializeToString,
+            ),
+            'DissociateWorkload': grpc.unary_stream_rpc_method_handler(
+                    servicer.DissociateWorkload,
+                    request_deserializer=protocol_dot_core__pb2.DissociateWorkloadOptions.FromString,
+                    response_serializer=protocol_dot_core__pb2.DissociateWorkloadMessage.SerializeToString,
+            ),
+            'ControlWorkload': grpc.unary_stream_rpc_method_handler(
+                    servicer.ControlWorkload,
+                    request_deserializer=protocol_dot_core__pb2.ControlWorkloadOptions.FromString,
+                    response_serializer=protocol_dot_core__pb2.ControlWorkloadMessage.SerializeToString,
+            ),
+            'ExecuteWorkload': grpc.stream_stream_rpc_method_handler(
+                    servicer.ExecuteWorkload,
+                    request_deserializer=protocol_dot_core__pb2.ExecuteWorkloadOptions.FromString,
+                    response_serializer=protocol_dot_core__pb2.AttachWorkloadMessage.SerializeToString,
+            ),
+            'ReallocResource': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReallocResource,
+                    request_deserializer=protocol_dot_core__pb2.ReallocOptions.FromString,
+                    response_serializer=protocol_dot_core__pb2.ReallocResourceMessage.SerializeToString,
+            ),
+            'LogStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.LogStream,
+                    request_deserializer=protocol_dot_core__pb2.LogStreamOptions.FromString,
+                    response_serializer=protocol_dot_core__pb2.LogStreamMessage.SerializeToString,
+            ),
+            'RunAndWait': grpc.stream_stream_rpc_method_handler(
+                    servicer.RunAndWait,
+                    request_deserializer=protocol_dot_core__pb2.RunAndWaitOptions.FromString,
+                    response_serializer=protocol_dot_core__pb2.AttachWorkloadMessage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -145,6 +609,249 @@ class CoreRPC:
             _registered_method=True)
 
     @staticmethod
+    def AddPod(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.CoreRPC/AddPod',
+            protocol_dot_core__pb2.AddPodOptions.SerializeToString,
+            protocol_dot_core__pb2.Pod.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemovePod(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.CoreRPC/RemovePod',
+            protocol_dot_core__pb2.RemovePodOptions.SerializeToString,
+            protocol_dot_core__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPod(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.CoreRPC/GetPod',
+            protocol_dot_core__pb2.GetPodOptions.SerializeToString,
+            protocol_dot_core__pb2.Pod.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPods(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.CoreRPC/ListPods',
+            protocol_dot_core__pb2.Empty.SerializeToString,
+            protocol_dot_core__pb2.Pods.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPodResource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pb.CoreRPC/GetPodResource',
+            protocol_dot_core__pb2.GetPodOptions.SerializeToString,
+            protocol_dot_core__pb2.NodeResource.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNodeResource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.CoreRPC/GetNodeResource',
+            protocol_dot_core__pb2.GetNodeResourceOptions.SerializeToString,
+            protocol_dot_core__pb2.NodeResource.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.CoreRPC/AddNode',
+            protocol_dot_core__pb2.AddNodeOptions.SerializeToString,
+            protocol_dot_core__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.CoreRPC/RemoveNode',
+            protocol_dot_core__pb2.RemoveNodeOptions.SerializeToString,
+            protocol_dot_core__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPodNodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pb.CoreRPC/ListPodNodes',
+            protocol_dot_core__pb2.ListNodesOptions.SerializeToString,
+            protocol_dot_core__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetNode(request,
             target,
             options=(),
@@ -161,6 +868,60 @@ class CoreRPC:
             '/pb.CoreRPC/GetNode',
             protocol_dot_core__pb2.GetNodeOptions.SerializeToString,
             protocol_dot_core__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.CoreRPC/SetNode',
+            protocol_dot_core__pb2.SetNodeOptions.SerializeToString,
+            protocol_dot_core__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNodeStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.CoreRPC/GetNodeStatus',
+            protocol_dot_core__pb2.GetNodeStatusOptions.SerializeToString,
+            protocol_dot_core__pb2.NodeStatusStreamMessage.FromString,
             options,
             channel_credentials,
             insecure,
@@ -199,6 +960,60 @@ class CoreRPC:
             _registered_method=True)
 
     @staticmethod
+    def NodeStatusStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pb.CoreRPC/NodeStatusStream',
+            protocol_dot_core__pb2.Empty.SerializeToString,
+            protocol_dot_core__pb2.NodeStatusStreamMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWorkloadsStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.CoreRPC/GetWorkloadsStatus',
+            protocol_dot_core__pb2.WorkloadIDs.SerializeToString,
+            protocol_dot_core__pb2.WorkloadsStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def SetWorkloadsStatus(request,
             target,
             options=(),
@@ -215,6 +1030,438 @@ class CoreRPC:
             '/pb.CoreRPC/SetWorkloadsStatus',
             protocol_dot_core__pb2.SetWorkloadsStatusOptions.SerializeToString,
             protocol_dot_core__pb2.WorkloadsStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WorkloadStatusStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pb.CoreRPC/WorkloadStatusStream',
+            protocol_dot_core__pb2.WorkloadStatusStreamOptions.SerializeToString,
+            protocol_dot_core__pb2.WorkloadStatusStreamMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CalculateCapacity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.CoreRPC/CalculateCapacity',
+            protocol_dot_core__pb2.DeployOptions.SerializeToString,
+            protocol_dot_core__pb2.CapacityMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWorkload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.CoreRPC/GetWorkload',
+            protocol_dot_core__pb2.WorkloadID.SerializeToString,
+            protocol_dot_core__pb2.Workload.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWorkloads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.CoreRPC/GetWorkloads',
+            protocol_dot_core__pb2.WorkloadIDs.SerializeToString,
+            protocol_dot_core__pb2.Workloads.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkloads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pb.CoreRPC/ListWorkloads',
+            protocol_dot_core__pb2.ListWorkloadsOptions.SerializeToString,
+            protocol_dot_core__pb2.Workload.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNodeWorkloads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.CoreRPC/ListNodeWorkloads',
+            protocol_dot_core__pb2.GetNodeOptions.SerializeToString,
+            protocol_dot_core__pb2.Workloads.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Send(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pb.CoreRPC/Send',
+            protocol_dot_core__pb2.SendOptions.SerializeToString,
+            protocol_dot_core__pb2.SendMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateWorkload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pb.CoreRPC/CreateWorkload',
+            protocol_dot_core__pb2.DeployOptions.SerializeToString,
+            protocol_dot_core__pb2.CreateWorkloadMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplaceWorkload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pb.CoreRPC/ReplaceWorkload',
+            protocol_dot_core__pb2.ReplaceOptions.SerializeToString,
+            protocol_dot_core__pb2.ReplaceWorkloadMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveWorkload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pb.CoreRPC/RemoveWorkload',
+            protocol_dot_core__pb2.RemoveWorkloadOptions.SerializeToString,
+            protocol_dot_core__pb2.RemoveWorkloadMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DissociateWorkload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pb.CoreRPC/DissociateWorkload',
+            protocol_dot_core__pb2.DissociateWorkloadOptions.SerializeToString,
+            protocol_dot_core__pb2.DissociateWorkloadMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ControlWorkload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pb.CoreRPC/ControlWorkload',
+            protocol_dot_core__pb2.ControlWorkloadOptions.SerializeToString,
+            protocol_dot_core__pb2.ControlWorkloadMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExecuteWorkload(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/pb.CoreRPC/ExecuteWorkload',
+            protocol_dot_core__pb2.ExecuteWorkloadOptions.SerializeToString,
+            protocol_dot_core__pb2.AttachWorkloadMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReallocResource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.CoreRPC/ReallocResource',
+            protocol_dot_core__pb2.ReallocOptions.SerializeToString,
+            protocol_dot_core__pb2.ReallocResourceMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pb.CoreRPC/LogStream',
+            protocol_dot_core__pb2.LogStreamOptions.SerializeToString,
+            protocol_dot_core__pb2.LogStreamMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunAndWait(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/pb.CoreRPC/RunAndWait',
+            protocol_dot_core__pb2.RunAndWaitOptions.SerializeToString,
+            protocol_dot_core__pb2.AttachWorkloadMessage.FromString,
             options,
             channel_credentials,
             insecure,

@@ -21,6 +21,7 @@ from django.db.models import Count, QuerySet, Sum
 
 import schema
 from clusters import permissions
+from clusters.errors import quota_refused
 from clusters.models import AuditEvent, Pod, Quota, Team, Workload
 from clusters.quotas import AXES, Amount, Ask, Limits, excess, percent, refusal, show
 from clusters.services._common import Actor, audit, invalid
@@ -115,7 +116,7 @@ def require_quota(*, pod: Pod, team: Team | None, ask: Ask, field: str | Mapping
         return
     if not isinstance(field, str):
         field = field[excess(limits, use, ask)[0]]
-    raise invalid(field, message)
+    raise quota_refused(field, message)
 
 
 @dataclass(frozen=True)

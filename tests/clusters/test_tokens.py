@@ -153,7 +153,7 @@ class _Context:
 def test_a_read_only_token_makes_only_reads_at_the_grpc_door(
     admin_user: Any, ui_pod: Pod, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(grpc_server, "close_old_connections", lambda: None)  # the test's transaction
+    monkeypatch.setattr(grpc_server.base, "close_old_connections", lambda: None)  # the test's transaction
     _, plaintext = _token(admin_user, read_only=True)
     assert principals.authenticate([("admin", plaintext)]).read_only  # type: ignore[union-attr]
     assert principals.authenticate([("token", plaintext)]).read_only  # type: ignore[union-attr]

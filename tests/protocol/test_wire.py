@@ -14,60 +14,9 @@ from google.protobuf.message import Message
 
 from protocol import core_pb2
 from protocol.generate import ROOT, generate
+from tests.protocol.eru_table import ERU_ENUMS, ERU_MESSAGES, ERU_METHODS
 
-# Eru's messages as its core.proto has them: field -> (number, type, label). A map is a repeated field of
-# entry messages on the wire, so its label is "repeated".
-ERU_MESSAGES: dict[str, dict[str, tuple[int, str, str]]] = {
-    "Empty": {},
-    "CoreInfo": {
-        "version": (1001, "string", "singular"),
-        "revison": (1002, "string", "singular"),  # sic
-        "build_at": (1003, "string", "singular"),
-        "golang_version": (1004, "string", "singular"),
-        "os_arch": (1005, "string", "singular"),
-        "identifier": (1006, "string", "singular"),
-    },
-    "GetNodeOptions": {
-        "nodename": (1001, "string", "singular"),
-        "labels": (1002, "map<string,string>", "repeated"),
-    },
-    "Node": {
-        "name": (1001, "string", "singular"),
-        "endpoint": (1002, "string", "singular"),
-        "podname": (1003, "string", "singular"),
-        "available": (1004, "bool", "singular"),
-        "bypass": (1005, "bool", "singular"),
-        "labels": (1006, "map<string,string>", "repeated"),
-        "info": (1007, "string", "singular"),
-        "resource_capacity": (1008, "string", "singular"),
-        "resource_usage": (1009, "string", "singular"),
-        "test": (1010, "bool", "singular"),
-    },
-    "SetNodeStatusOptions": {
-        "nodename": (1001, "string", "singular"),
-        "ttl": (1002, "int64", "singular"),
-    },
-    "SetWorkloadsStatusOptions": {"status": (1001, "WorkloadStatus", "repeated")},
-    "WorkloadStatus": {
-        "id": (1001, "string", "singular"),
-        "running": (1002, "bool", "singular"),
-        "healthy": (1003, "bool", "singular"),
-        "networks": (1004, "map<string,string>", "repeated"),
-        "extension": (1005, "bytes", "singular"),
-        "ttl": (1006, "int64", "singular"),
-        "appname": (1007, "string", "singular"),
-        "nodename": (1008, "string", "singular"),
-        "entrypoint": (1009, "string", "singular"),
-    },
-    "WorkloadsStatus": {"status": (1001, "WorkloadStatus", "repeated")},
-}
-# Eru's service pb.CoreRPC: method -> (request, response).
-ERU_METHODS = {
-    "Info": ("Empty", "CoreInfo"),
-    "GetNode": ("GetNodeOptions", "Node"),
-    "SetNodeStatus": ("SetNodeStatusOptions", "Empty"),
-    "SetWorkloadsStatus": ("SetWorkloadsStatusOptions", "WorkloadsStatus"),
-}
+# Eru's messages, enums and calls: tests/protocol/eru_table.py.
 # Our replies that are Eru's message plus fields of ours only (numbered from 10001).
 OUR_REPLIES = {"NodeStatusReply": "Empty"}
 EXTENSION_FROM = 10001
@@ -79,12 +28,15 @@ SCALARS = {
     FieldDescriptor.TYPE_INT32: "int32",
     FieldDescriptor.TYPE_BYTES: "bytes",
     FieldDescriptor.TYPE_DOUBLE: "double",
+    FieldDescriptor.TYPE_UINT64: "uint64",
 }
 LABELS = {"singular": FieldDescriptor.LABEL_OPTIONAL, "repeated": FieldDescriptor.LABEL_REPEATED}
 
 
 def type_name(field: FieldDescriptor) -> str:
-    """The field's type as the .proto writes it."""
+    """The field's type as the .proto writes it (an enum: its name, nested ones as Outer.Inner)."""
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        return str(field.enum_type.full_name).removeprefix("pb.")
     if field.type != FieldDescriptor.TYPE_MESSAGE:
         return SCALARS[field.type]
     entry = field.message_type
@@ -128,12 +80,29 @@ def test_service() -> None:
     service = core_pb2.DESCRIPTOR.services_by_name["CoreRPC"]
     assert service.full_name == "pb.CoreRPC"
     assert sorted(service.methods_by_name) == sorted(ERU_METHODS)
-    for name, (request, response) in ERU_METHODS.items():
+    for name, (request, response, client_streaming, server_streaming) in ERU_METHODS.items():
         method = service.methods_by_name[name]
         assert method.input_type.name == request, name
         assert OUR_REPLIES.get(method.output_type.name, method.output_type.name) == response, name
-        assert not method.client_streaming, name
-        assert not method.server_streaming, name
+        assert method.client_streaming == client_streaming, name
+        assert method.server_streaming == server_streaming, name
+
+
+@pytest.mark.parametrize("enum", sorted(ERU_ENUMS))
+def test_enums(enum: str) -> None:
+    outer, _, inner = enum.rpartition(".")
+    if outer:
+        ours = core_pb2.DESCRIPTOR.message_types_by_name[outer].enum_types_by_name[inner]
+    else:
+        ours = core_pb2.DESCRIPTOR.enum_types_by_name[enum]
+    assert {v.name: v.number for v in ours.values} == ERU_ENUMS[enum]
+
+
+def test_every_message_of_ours_is_in_the_table() -> None:
+    """A message added to the .proto is Eru's (in the table) or ours (numbered from 10001 or in
+    pb.PortalRPC's messages, which this list names)."""
+    ours_only = {"NodeStatusReply", "PublishedPort", "SetWorkloadsUsageOptions", "WorkloadUsage"}
+    assert set(core_pb2.DESCRIPTOR.message_types_by_name) == set(ERU_MESSAGES) | ours_only
 
 
 # The bytes Eru's side sends and reads, worked out by hand. A field's tag is the varint of
@@ -181,23 +150,41 @@ def test_golden_bytes(message: Message, hex_bytes: str) -> None:
 
 @functools.cache
 def eru_classes() -> dict[str, type[Message]]:
-    """Eru's messages, built from ERU_MESSAGES alone in a pool of the test's own (package erutest)."""
+    """Eru's messages, built from the table alone in a pool of the test's own (package erutest)."""
     file = descriptor_pb2.FileDescriptorProto(name="erutest/core.proto", package="erutest", syntax="proto3")
     types = {v: k for k, v in SCALARS.items()}
+    nested: dict[str, descriptor_pb2.DescriptorProto] = {}
+    for enum_name, values in ERU_ENUMS.items():
+        outer, _, inner = enum_name.rpartition(".")
+        if outer:
+            nested.setdefault(outer, file.message_type.add(name=outer))
+            enum = nested[outer].enum_type.add(name=inner)
+        else:
+            enum = file.enum_type.add(name=inner)
+        for value_name, number in values.items():
+            enum.value.add(name=value_name, number=number)
+
+    def kind_of(field: descriptor_pb2.FieldDescriptorProto, kind: str) -> None:
+        if kind in types:
+            field.type = types[kind]
+        else:
+            field.type = FieldDescriptor.TYPE_ENUM if kind in ERU_ENUMS else FieldDescriptor.TYPE_MESSAGE
+            field.type_name = f".erutest.{kind}"
+
     for message_name, fields in ERU_MESSAGES.items():
-        message = file.message_type.add(name=message_name)
+        message = nested.get(message_name) or file.message_type.add(name=message_name)
         for name, (number, kind, label) in fields.items():
             field = message.field.add(name=name, number=number, label=LABELS[label])
-            field.type = types.get(kind, FieldDescriptor.TYPE_MESSAGE)
             if kind.startswith("map<"):  # a nested entry message: key = 1, value = 2
-                entry = message.nested_type.add(name=f"{name.title()}Entry")
+                entry = message.nested_type.add(name=f"{name.title().replace('_', '')}Entry")
                 entry.options.map_entry = True
                 key, value = kind[4:-1].split(",")
                 entry.field.add(name="key", number=1, type=types[key], label=LABELS["singular"])
-                entry.field.add(name="value", number=2, type=types[value], label=LABELS["singular"])
+                kind_of(entry.field.add(name="value", number=2, label=LABELS["singular"]), value)
+                field.type = FieldDescriptor.TYPE_MESSAGE
                 field.type_name = f".erutest.{message_name}.{entry.name}"
-            elif field.type == FieldDescriptor.TYPE_MESSAGE:
-                field.type_name = f".erutest.{kind}"
+            else:
+                kind_of(field, kind)
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file)
     return {

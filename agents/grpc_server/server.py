@@ -1,0 +1,36 @@
+"""The door itself: Eru's pb.CoreRPC made of the call groups (each in its own module), and this
+project's pb.PortalRPC, on one grpcio server."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+from django.conf import settings
+
+from agents.grpc_server.agent_calls import AgentCalls, PortalService
+from protocol import core_pb2_grpc as pb_grpc
+
+
+class CoreService(AgentCalls, pb_grpc.CoreRPCServicer):
+    """pb.CoreRPC: a call no group defines is UNIMPLEMENTED (grpcio's default)."""
+
+
+def serve(
+    address: str | None = None, *, workers: int | None = None, streams: int | None = None
+) -> tuple[grpc.Server, int]:
+    """Start the door (not blocking): the server and the port it listens on (address port 0: any).
+    Threads: `workers` for unary calls plus `streams` for long ones (base.streams bounds those)."""
+    threads = (workers or settings.ERU_GRPC_WORKERS) + (streams or settings.ERU_GRPC_STREAMS)
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
+        options=[("grpc.so_reuseport", 0)],
+        maximum_concurrent_rpcs=threads,
+    )
+    pb_grpc.add_CoreRPCServicer_to_server(CoreService(), server)
+    pb_grpc.add_PortalRPCServicer_to_server(PortalService(), server)
+    port = server.add_insecure_port(address or settings.ERU_GRPC_ADDRESS)
+    if port == 0:
+        raise OSError(f"cannot listen on {address or settings.ERU_GRPC_ADDRESS}")
+    server.start()
+    return server, port
