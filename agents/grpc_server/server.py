@@ -9,10 +9,13 @@ import grpc
 from django.conf import settings
 
 from agents.grpc_server.agent_calls import AgentCalls, PortalService
+from agents.grpc_server.deploy_calls import DeployCalls
+from agents.grpc_server.pod_calls import PodCalls
+from agents.grpc_server.workload_calls import WorkloadCalls
 from protocol import core_pb2_grpc as pb_grpc
 
 
-class CoreService(AgentCalls, pb_grpc.CoreRPCServicer):
+class CoreService(AgentCalls, PodCalls, DeployCalls, WorkloadCalls, pb_grpc.CoreRPCServicer):
     """pb.CoreRPC: a call no group defines is UNIMPLEMENTED (grpcio's default)."""
 
 
