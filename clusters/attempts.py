@@ -77,6 +77,17 @@ class SharedCache(BaseCache):
 SHARED = SharedCache()
 
 
+def blocked(scope: str, client: str) -> bool:
+    """Whether `client` used up its failed attempts in `scope` (counted by `failed`)."""
+    return int(SHARED.get(f"attempts:{scope}:{client}", 0) or 0) >= RATE
+
+
+def failed(scope: str, client: str) -> None:
+    """One more failed attempt of `client` in `scope`: a right password costs nothing, so a script
+    calling often with its own credential is never locked out by itself."""
+    SHARED.count(f"attempts:{scope}:{client}", WINDOW)
+
+
 def allowed(scope: str, client: str) -> bool:
     """One more password attempt of `client` (an address, or an account) in `scope`: whether it may go."""
     return SHARED.count(f"attempts:{scope}:{client}", WINDOW) <= RATE

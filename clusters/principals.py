@@ -108,9 +108,12 @@ def _verify(key: str, secret: str, digest: str) -> Principal | None:
     if secret.startswith(authentication.TOKEN_PREFIX):
         read_only = tokens.filter(user=user, digest=digest).values_list("read_only", flat=True).first()
         return None if read_only is None else Principal(user.username, user=user, read_only=read_only)
-    if not attempts.allowed("grpc", user.username):  # password guessing, per account, across processes
+    if attempts.blocked("grpc", user.username):  # password guessing, per account, across processes
         return None
-    return Principal(user.username, user=user) if user.check_password(secret) else None
+    if user.check_password(secret):
+        return Principal(user.username, user=user)
+    attempts.failed("grpc", user.username)
+    return None
 
 
 _KEY = RegexValidator(

@@ -320,6 +320,8 @@ Things to try:
   4. Each node's agent reports over Eru's gRPC protocol (127.0.0.1:{grpc_port()}): bin/eru logs agent-node1
   5. Metrics for Prometheus: curl -H "Authorization: Token $TOKEN" http://127.0.0.1:{port}/metrics
      (the core's) and curl http://127.0.0.1:{agent_api_base() + 1}/metrics (node1's agent)
+  6. Eru's own erucli, unchanged, drives this core over gRPC:
+       erucli -e 127.0.0.1:{grpc_port()} -u {user} -p "$TOKEN" pod nodes eru
 
 bin/eru status · bin/eru logs · bin/eru down
 """

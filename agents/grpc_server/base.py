@@ -62,6 +62,21 @@ class Streams:
 streams = Streams(settings.ERU_GRPC_STREAMS)
 
 
+def _once(action: Callable[[], None]) -> Callable[[], None]:
+    """`action`, run by the first of several callers only (a stream's end and its client's going)."""
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def run() -> None:
+        with lock:
+            if done.is_set():
+                return
+            done.set()
+        action()
+
+    return run
+
+
 def idle() -> None:
     """Before a stream waits: give its database connection back (the next query opens one)."""
     if not connection.in_atomic_block:
@@ -128,24 +143,27 @@ def stream(
         @functools.wraps(method)
         def wrapper(self: Any, request: Any, context: Context) -> Iterator[T]:
             close_old_connections()
-            slot = False
+            give, taken = _once(streams.give), False
             try:
                 principal = _principal(method.__name__, context, agent=False, write=write)
                 if long:
-                    slot = streams.take()
-                    if not slot:
+                    if not streams.take():
                         context.abort(
                             grpc.StatusCode.RESOURCE_EXHAUSTED,
                             f"this core serves at most {streams.limit} streams at once "
                             "(ERU_GRPC_STREAMS); try again, or another core",
                         )
+                    taken = True
+                    # A client gone while the handler waits between messages: its slot is free at
+                    # once, not when the suspended generator is collected.
+                    context.add_callback(give)
                 yield from method(self, request, context, principal)
             except Exception as exc:  # noqa: BLE001 — mapped to a status, or re-raised
                 _abort_for(exc, context)
                 raise
             finally:
-                if slot:
-                    streams.give()
+                if taken:
+                    give()
                 close_old_connections()
 
         return wrapper

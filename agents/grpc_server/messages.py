@@ -61,9 +61,13 @@ def publish_of(w: Workload) -> dict[str, str]:
     return {str(net): ",".join(f"{ip}:{port}" for port in ports) for net, ip in w.networks.items() if ip}
 
 
-def workload_message(w: Workload, user: Any) -> pb.Workload:
-    """user: who reads it; one who may not see the pod's secrets gets env keys without values."""
-    env = [str(e) for e in w.env] if permissions.can_see_secrets(user, w.pod) else secrets.mask_env(w.env)
+def workload_message(w: Workload, user: Any, seen: dict[int, bool] | None = None) -> pb.Workload:
+    """user: who reads it; one who may not see the pod's secrets gets env keys without values.
+    seen: whether the user may, per pod id, kept across the rows of one answer (one role query a pod)."""
+    seen = {} if seen is None else seen
+    if w.pod_id not in seen:
+        seen[w.pod_id] = permissions.can_see_secrets(user, w.pod)
+    env = [str(e) for e in w.env] if seen[w.pod_id] else secrets.mask_env(w.env)
     return pb.Workload(
         id=w.container_id,
         podname=w.pod.name,

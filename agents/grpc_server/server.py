@@ -8,14 +8,16 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 from django.conf import settings
 
+from agents.grpc_server import base
 from agents.grpc_server.agent_calls import AgentCalls, PortalService
 from agents.grpc_server.deploy_calls import DeployCalls
 from agents.grpc_server.pod_calls import PodCalls
+from agents.grpc_server.stream_calls import StreamCalls
 from agents.grpc_server.workload_calls import WorkloadCalls
 from protocol import core_pb2_grpc as pb_grpc
 
 
-class CoreService(AgentCalls, PodCalls, DeployCalls, WorkloadCalls, pb_grpc.CoreRPCServicer):
+class CoreService(AgentCalls, PodCalls, DeployCalls, WorkloadCalls, StreamCalls, pb_grpc.CoreRPCServicer):
     """pb.CoreRPC: a call no group defines is UNIMPLEMENTED (grpcio's default)."""
 
 
@@ -24,6 +26,8 @@ def serve(
 ) -> tuple[grpc.Server, int]:
     """Start the door (not blocking): the server and the port it listens on (address port 0: any).
     Threads: `workers` for unary calls plus `streams` for long ones (base.streams bounds those)."""
+    if streams is not None:
+        base.streams = base.Streams(streams)
     threads = (workers or settings.ERU_GRPC_WORKERS) + (streams or settings.ERU_GRPC_STREAMS)
     server = grpc.server(
         ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 from django.db import transaction
 
 from clusters import permissions, sync
+from clusters.errors import state_refused
 from clusters.models import AuditEvent, Dissociated, Node, Workload
 from clusters.services._common import Actor, audit, invalid
 from clusters.services.workloads import release
@@ -39,11 +40,13 @@ def workload_dissociate(*, actor: Actor, workloads: list[Workload]) -> list[Diss
         for w in found:
             if w.state not in Workload.OBSERVED or not w.container_id or w.action:
                 why = f"busy (a {w.action} in flight)" if w.action else w.state
-                raise invalid("ids", f"workload {w.name} is {why}; only running or stopped ones dissociate")
+                raise state_refused(
+                    "ids", f"workload {w.name} is {why}; only running or stopped ones dissociate"
+                )
             if w.lambda_run_id:
-                raise invalid("ids", f"workload {w.name} is a lambda's; it is removed when it ends")
+                raise state_refused("ids", f"workload {w.name} is a lambda's; it is removed when it ends")
             if w.borrows:
-                raise invalid(
+                raise state_refused(
                     "ids", f"workload {w.name} is replacing #{w.replaces_id}; it is not swapped in yet"
                 )
             release(w)

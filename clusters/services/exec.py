@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import transaction
 
 from clusters import permissions, selectors
+from clusters.errors import state_refused
 from clusters.models import AuditEvent, Workload
 from clusters.services._common import Actor, audit, invalid
 from engine import docker
@@ -73,7 +74,7 @@ def workload_exec(
         or not workload.container_id
     ):
         what = workload.state if workload.state != Workload.State.RUNNING else workload.get_status_display()
-        raise invalid("workload", f"workload {workload.name} is {what}; exec needs a running container")
+        raise state_refused("workload", f"workload {workload.name} is {what}; exec needs a running container")
     asked = {
         "command": argv,
         "env": [entry.partition("=")[0] for entry in entries],  # keys only: values may be secrets

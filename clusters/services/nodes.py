@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -11,6 +12,7 @@ from django.db import transaction
 
 import scheduling
 from clusters import crypto, etcd, permissions, queue, selectors, sync
+from clusters.errors import state_refused
 from clusters.models import AuditEvent, Node, Pod, Workload
 from clusters.services._common import NAME_RE, Actor, audit, clean_labels, invalid
 from engine import docker
@@ -142,16 +144,23 @@ def node_set(
     memory: int | str | None = None,
     delta: bool = False,
     over_commit: bool = False,
+    endpoint: str = "",
+    ca: str = "",
+    cert: str = "",
+    key: str = "",
 ) -> Node:
     """Eru's SetNode: replace labels (the whole map, like `erucli node set --label`), set up/down,
     and change the capacity (`node set --cpu --memory [--delta]`, scheduling.set_capacity): `cpu` a
     number of cores or a cpu map ("0:100,1:200" or a mapping), `memory` bytes or a size; absolute,
     or added with `delta`. Refused with nothing changed below what the workloads hold, and beyond
-    the engine's NCPU (its last probe) without `over_commit`. A new capacity is remapped."""
+    the engine's NCPU (its last probe) without `over_commit`. A new capacity is remapped.
+    A new `endpoint` or TLS material (`ca`, `cert`, `key`; empty: kept) is probed first and taken only
+    if the same Docker engine answers with it."""
     permissions.require_admin(actor.user)
     new_labels = clean_labels(labels) if labels is not None else None
     cpu = None if cpu == "" else cpu
     mem = _size(memory)
+    engine = _engine_change(node, endpoint, ca, cert, key)
     with transaction.atomic():
         node = Node.objects.select_for_update(of=("self",)).select_related("pod").get(pk=node.pk)
         before = _node_state(node)
@@ -159,6 +168,10 @@ def node_set(
             node.labels = new_labels
         if bypass is not None:
             node.bypass = bypass
+        if engine is not None:
+            node.endpoint = engine.endpoint
+            node.tls_ca, node.tls_cert, node.tls_key = (crypto.encrypt(t) for t in engine.tls)
+            node.info = {**node.info, **engine.info}
         if cpu is not None or mem is not None:
             ncpu = selectors.engine_ncpu(node)
             try:
@@ -172,15 +185,54 @@ def node_set(
                 )
             except scheduling.InvalidRequest as exc:
                 raise invalid(exc.field, str(exc)) from exc
-        node.save(update_fields=["labels", "bypass", "cpu_map", "memory"])
+        fields = ["labels", "bypass", "cpu_map", "memory"]
+        fields += ["endpoint", "tls_ca", "tls_cert", "tls_key", "info"] if engine is not None else []
+        node.save(update_fields=fields)
         action = AuditEvent.Action.NODE_SET
-        if labels is None and bypass is not None and cpu is None and mem is None:
+        if labels is None and bypass is not None and cpu is None and mem is None and engine is None:
             action = AuditEvent.Action.NODE_DOWN if bypass else AuditEvent.Action.NODE_UP
-        audit(actor, action, node, pod=node.pod, before=before, after=_node_state(node))
+        after = _node_state(node)
+        if engine is not None and engine.tls_changed:
+            after["tls"] = "changed"  # never the material itself
+        audit(actor, action, node, pod=node.pod, before=before, after=after)
         sync.push_node(node.pk)
         if (node.cpu_map, node.memory) != (before["cpu_map"], before["memory"]):
             queue.enqueue("agents.remap_node", node.pk)
     return node
+
+
+@dataclass
+class _Engine:
+    endpoint: str
+    tls: tuple[str, str, str]
+    tls_changed: bool
+    info: dict[str, Any]
+
+
+def _engine_change(node: Node, endpoint: str, ca: str, cert: str, key: str) -> _Engine | None:
+    """A node's new endpoint or TLS material (what is empty stays), once the node's own engine has
+    answered with it (docker info, the same engine ID); None: nothing asked."""
+    endpoint = (endpoint or "").strip()
+    if not (endpoint or ca or cert or key):
+        return None
+    current = node.tls()
+    tls = (ca or current[0], cert or current[1], key or current[2])
+    target = endpoint or node.endpoint
+    try:
+        info = docker.engine_info(docker.connect(target, docker.TLSMaterial(*tls), timeout=10))
+    except docker.DockerError as exc:
+        field = "endpoint" if endpoint else "ca"
+        raise invalid(
+            field, f"node {node.name}: nothing changed, {target} did not answer with it: {exc}"
+        ) from exc
+    known = node.info.get("ID") if isinstance(node.info, dict) else None
+    if known and info.id and info.id != known:
+        raise invalid(
+            "endpoint",
+            f"node {node.name}: {target} is another Docker engine (ID {info.id}), not this node's ({known})",
+        )
+    seen = {"ID": info.id, "Name": info.name, "NCPU": info.ncpu, "MemTotal": info.mem_total}
+    return _Engine(target, tls, tls != current, {**seen, "ServerVersion": info.server_version})
 
 
 def node_resource_fix(*, actor: Actor, node: Node) -> dict[str, Any]:
@@ -204,7 +256,7 @@ def node_remove(*, actor: Actor, node: Node) -> None:
     with transaction.atomic():
         node = Node.objects.select_for_update(of=("self",)).select_related("pod").get(pk=node.pk)
         if node.workloads.filter(state__in=Workload.HOLDING).exists():
-            raise invalid("node", "node not empty, still has workloads associated")
+            raise state_refused("node", f"node {node.name} not empty, still has workloads associated")
         audit(actor, AuditEvent.Action.NODE_REMOVE, node, pod=node.pod, before=_node_state(node))
         keys = [
             etcd.node_key(node.name),

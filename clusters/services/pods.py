@@ -10,6 +10,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from clusters import etcd, permissions, sync
+from clusters.errors import state_refused
 from clusters.models import AuditEvent, Pod, PodMember
 from clusters.services._common import NAME_RE, Actor, audit, invalid
 
@@ -39,7 +40,7 @@ def pod_remove(*, actor: Actor, pod: Pod) -> None:
     with transaction.atomic():
         nodes = pod.nodes.count()
         if nodes:
-            raise invalid("pod", f"pod {pod.name} still has {nodes} nodes, delete them first")
+            raise state_refused("pod", f"pod {pod.name} still has {nodes} nodes, delete them first")
         # Its deployments stay (their pod empties, pod_name stays), as its audit rows do: the pod's
         # name finds them (a filter by pod reads pod_name), this row among them.
         before = {

@@ -11,6 +11,7 @@ from django.db import transaction
 
 import scheduling
 from clusters import permissions, quotas, selectors, sync
+from clusters.errors import state_refused
 from clusters.models import AuditEvent, Node, Workload
 from clusters.services._common import Actor, audit, invalid
 from clusters.services.nodes import set_usage
@@ -92,17 +93,19 @@ def workload_realloc(*, actor: Actor, workload: Workload, change: Change) -> Wor
         )
         node = Node.objects.select_for_update().get(pk=w.node_id)
         if w.state not in Workload.OBSERVED or not w.container_id:
-            raise invalid(
+            raise state_refused(
                 "workload", f"workload {w.name} is {w.state}; realloc needs a running or stopped one"
             )
         if w.action:
-            raise invalid(
+            raise state_refused(
                 "workload", f"workload {w.name} has a {w.action} in flight; try again when it is done"
             )
         if w.lambda_run_id:
-            raise invalid("workload", f"workload {w.name} is a lambda's; its resources stay as they are")
+            raise state_refused(
+                "workload", f"workload {w.name} is a lambda's; its resources stay as they are"
+            )
         if w.borrows:
-            raise invalid(
+            raise state_refused(
                 "workload", f"workload {w.name} is replacing #{w.replaces_id}; realloc it once swapped in"
             )
         old = selectors.request_of(w)

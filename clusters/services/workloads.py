@@ -12,6 +12,7 @@ from django.utils import timezone
 
 import scheduling
 from clusters import etcd, permissions, queue, selectors, sync
+from clusters.errors import state_refused
 from clusters.models import AuditEvent, Deployment, Node, Workload
 from clusters.services._common import SYSTEM, Actor, audit, invalid
 from clusters.services.nodes import set_usage
@@ -158,7 +159,9 @@ def workload_control(*, actor: Actor, workload: Workload, action: str) -> Worklo
     if action not in CONTROL_ACTIONS:
         raise invalid("action", f"unknown control type {action!r}; use one of {', '.join(CONTROL_ACTIONS)}")
     if workload.state not in (Workload.State.RUNNING, Workload.State.STOPPED):
-        raise invalid("action", f"workload {workload.name} is {workload.state}; only running or stopped ones")
+        raise state_refused(
+            "action", f"workload {workload.name} is {workload.state}; only running or stopped ones"
+        )
     _require_not_replacing(workload, "action")
     task_id = uuid.uuid4().hex
     with transaction.atomic():
@@ -231,7 +234,7 @@ def workload_remove(*, actor: Actor, workload: Workload, force: bool = False) ->
         if w is None:
             raise invalid("workload", f"workload {workload.name} no longer exists")
         if w.state in (Workload.State.PENDING, Workload.State.CREATING):
-            raise invalid(
+            raise state_refused(
                 "workload", f"workload {w.name} is still being created; remove it once it is running"
             )
         before = {"state": w.state, "container_id": w.container_id}
@@ -260,7 +263,7 @@ def _require_not_replacing(w: Workload, field: str) -> None:
     cancel its deployment (or wait) first."""
     if w.action == "replace" or w.borrows:
         what = "is being replaced" if w.action == "replace" else f"is replacing workload #{w.replaces_id}"
-        raise invalid(field, f"workload {w.name} {what}; wait for that replace to end, or cancel it")
+        raise state_refused(field, f"workload {w.name} {what}; wait for that replace to end, or cancel it")
 
 
 def _down(node: Node) -> bool:

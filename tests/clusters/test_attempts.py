@@ -45,3 +45,10 @@ def test_the_grpc_door_counts_password_guesses_per_account(admin_user: Any) -> N
     attempts.SHARED.clear()
     principals.forget()
     assert principals.authenticate([("admin", "pw-admin-1")]) is not None
+
+
+def test_a_right_password_at_the_grpc_door_costs_no_attempt(admin_user: Any) -> None:
+    for _ in range(attempts.RATE + 5):
+        principals.forget()  # no cache: every call checks the password again
+        assert principals.authenticate([("admin", "pw-admin-1")]) is not None
+    assert not attempts.blocked("grpc", "admin")

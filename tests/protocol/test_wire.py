@@ -234,3 +234,47 @@ def test_we_decode_erus_bytes() -> None:
 def test_committed_modules_are_generated(tmp_path: Path, name: str) -> None:
     generate(tmp_path)
     assert (tmp_path / "protocol" / name).read_bytes() == (ROOT / "protocol" / name).read_bytes()
+
+
+def _erucli_deploy(classes: dict[str, type[Message]]) -> Message:
+    """A DeployOptions as erucli sends it (cmd/workload/deploy.go): dashed resource keys, a storage entry."""
+    resources = {
+        "cpumem": b'{"cpu-request": 0.1, "cpu-limit": 1, "memory-request": 0, "memory-limit": 536870912}',
+        "storage": b'{"storage-request": 0, "storage-limit": 0, "volumes-request": null}',
+    }
+    entry = classes["EntrypointOptions"](name="web", commands=["sleep", "60"], publish=["80"])
+    entry.healthcheck.CopyFrom(classes["HealthCheckOptions"](tcp_ports=["80"]))
+    options = classes["DeployOptions"](
+        name="app", entrypoint=entry, podname="eru", image="eru/busybox:latest", count=2,
+        networks={"host": ""}, user="root", deploy_strategy=2, nodes_limit=1, resources=resources,
+    )  # fmt: skip
+    options.node_filter.includes.append("node1")
+    return options
+
+
+def test_we_decode_erucli_deploy_options() -> None:
+    classes = eru_classes()
+    eru = _erucli_deploy(classes)
+    ours = core_pb2.DeployOptions.FromString(eru.SerializeToString())
+    assert ours.SerializeToString(deterministic=True) == eru.SerializeToString(deterministic=True)
+    assert ours.deploy_strategy == core_pb2.DeployOptions.EACH
+    assert ours.entrypoint.healthcheck.tcp_ports == ["80"]
+    assert ours.node_filter.includes == ["node1"]
+    assert set(ours.resources) == {"cpumem", "storage"}
+    run = classes["RunAndWaitOptions"](deploy_options=eru, cmd=b"stdin", async_timeout=5)
+    decoded = core_pb2.RunAndWaitOptions.FromString(run.SerializeToString())
+    assert decoded.deploy_options.name == "app"
+    assert decoded.cmd == b"stdin"
+
+
+def test_eru_decodes_our_attach_and_create_messages() -> None:
+    classes = eru_classes()
+    attach = core_pb2.AttachWorkloadMessage(
+        workload_id="abc", data=b"[exitcode] 3", std_stream_type=core_pb2.ERUERROR
+    )
+    eru = classes["AttachWorkloadMessage"].FromString(attach.SerializeToString())
+    assert (eru.workload_id, eru.data, eru.std_stream_type) == ("abc", b"[exitcode] 3", -1)
+    created = core_pb2.CreateWorkloadMessage(id="abc", success=True, publish={"bridge": "10.0.0.2:80"})
+    eru = classes["CreateWorkloadMessage"].FromString(created.SerializeToString())
+    assert eru.success
+    assert dict(eru.publish) == {"bridge": "10.0.0.2:80"}
