@@ -31,6 +31,7 @@ T = TypeVar("T")
 Principal = principals.Principal
 Context = grpc.ServicerContext
 
+FIRST_WAIT = 10.0  # s a bidirectional call's first message (its options) is waited for
 NO_CREDENTIAL = (
     "no valid credential: send one metadata entry, key = username (node.<name> for an agent), "
     "value = password, API token or node secret"
@@ -62,21 +63,6 @@ class Streams:
 streams = Streams(settings.ERU_GRPC_STREAMS)
 
 
-def _once(action: Callable[[], None]) -> Callable[[], None]:
-    """`action`, run by the first of several callers only (a stream's end and its client's going)."""
-    done = threading.Event()
-    lock = threading.Lock()
-
-    def run() -> None:
-        with lock:
-            if done.is_set():
-                return
-            done.set()
-        action()
-
-    return run
-
-
 def idle() -> None:
     """Before a stream waits: give its database connection back (the next query opens one)."""
     if not connection.in_atomic_block:
@@ -97,7 +83,34 @@ def _abort_for(exc: Exception, context: Context) -> None:
         context.abort(grpc.StatusCode.NOT_FOUND, str(exc) or "not found")
     if isinstance(exc, etcd.EtcdError):
         context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-    raise exc
+    if (type(exc) is Exception and not exc.args) or isinstance(exc, grpc.RpcError):
+        raise exc  # context.abort's own (grpcio raises a bare Exception), or the client went away
+    # Not one of the project's errors: a bug, logged with its trace; the caller is told so (INTERNAL,
+    # never grpcio's UNKNOWN), without the exception's text.
+    log.exception("gRPC door: %s failed", type(exc).__name__)
+    context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); the core's log has it")
+
+
+def first_message(requests: Iterator[T], context: Context, *, timeout: float | None = None) -> T | None:
+    """The first message of a client stream (its options), within `timeout` s — a client that opens a
+    call and sends nothing holds no slot for long — or None if the client closed it without one.
+    grpcio's sync iterator blocks: it is read on a thread of its own."""
+    got: list[T | None] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        try:
+            got.append(next(requests, None))
+        except Exception:  # noqa: BLE001 — the call ended (cancelled): no message
+            got.append(None)
+        ready.set()
+
+    timeout = FIRST_WAIT if timeout is None else timeout
+    idle()
+    threading.Thread(target=read, daemon=True, name="grpc-first").start()
+    if not ready.wait(timeout):
+        context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"no first message within {timeout:.0f} s")
+    return got[0]
 
 
 def _principal(name: str, context: Context, *, agent: bool, write: bool) -> Principal:
@@ -143,7 +156,7 @@ def stream(
         @functools.wraps(method)
         def wrapper(self: Any, request: Any, context: Context) -> Iterator[T]:
             close_old_connections()
-            give, taken = _once(streams.give), False
+            taken = False
             try:
                 principal = _principal(method.__name__, context, agent=False, write=write)
                 if long:
@@ -153,17 +166,14 @@ def stream(
                             f"this core serves at most {streams.limit} streams at once "
                             "(ERU_GRPC_STREAMS); try again, or another core",
                         )
-                    taken = True
-                    # A client gone while the handler waits between messages: its slot is free at
-                    # once, not when the suspended generator is collected.
-                    context.add_callback(give)
+                    taken = True  # given back when the handler ends (its thread is free), not before
                 yield from method(self, request, context, principal)
             except Exception as exc:  # noqa: BLE001 — mapped to a status, or re-raised
                 _abort_for(exc, context)
                 raise
             finally:
                 if taken:
-                    give()
+                    streams.give()
                 close_old_connections()
 
         return wrapper

@@ -3,7 +3,7 @@
 Each goes through the services the REST API uses (validation with the gRPC entry's defaults, the
 pod's spec policy, quotas, audit via grpc); agents.grpc_server.options maps Eru's options. The
 streams answer as the work ends: CreateWorkload and ReplaceWorkload poll the deployment's rows (a
-short interval that grows while nothing changes; no database connection held between polls), and
+short interval that grows while nothing changes; no database connection held once quiet), and
 RunAndWait follows the lambda's output stream (clusters.lambda_output) as Eru's lambda does:
 every workload's id first, then its output, then `[exitcode] N`."""
 
@@ -13,7 +13,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import grpc
@@ -21,7 +21,7 @@ import redis
 from django.core.exceptions import ValidationError
 
 from agents.grpc_server import options
-from agents.grpc_server.base import Context, Principal, actor, idle, stream, unary, workload_of
+from agents.grpc_server.base import Context, Principal, actor, first_message, idle, stream, unary, workload_of
 from agents.grpc_server.messages import publish_of, resources_json
 from clusters import lambda_output, permissions, selectors, services
 from clusters.models import Deployment, LambdaRun, Pod, Workload
@@ -30,6 +30,7 @@ from protocol import core_pb2 as pb
 
 POLL_MIN = 0.02  # s between two looks at a deployment's rows while they change
 POLL_MAX = 0.1  # s at most, while nothing changes
+QUIET, QUIET_POLL = 1.0, 0.5  # s: after this long with no change, no connection held, looks this far apart
 OUTPUT_IDLE = 1.0  # s a lambda's output stream is waited on before the client is looked at again
 STDIN_QUIET = 0.5  # s without a stdin message after which a lambda's stdin is taken as complete
 STDIN_WAIT = 30.0  # s at most that stdin is collected before the lambda starts
@@ -106,14 +107,22 @@ def created_message(w: Workload) -> pb.CreateWorkloadMessage:
 
 
 class _Poll:
-    """The wait between two looks: short while rows change, longer while nothing does."""
+    """The wait between two looks: short while rows change, longer while nothing does. The database
+    connection is kept while rows change (a reconnect per poll would cost more than the look) and
+    given back once nothing changed for QUIET seconds; the looks are then QUIET_POLL apart."""
 
     def __init__(self) -> None:
         self.wait = POLL_MIN
+        self.since = time.monotonic()
 
     def sleep(self, changed: bool) -> None:
+        now = time.monotonic()
+        if changed:
+            self.since = now
         self.wait = POLL_MIN if changed else min(POLL_MAX, self.wait * 1.5)
-        idle()
+        if now - self.since >= QUIET:
+            idle()
+            self.wait = QUIET_POLL
         time.sleep(self.wait)
 
 
@@ -149,6 +158,7 @@ class _Stdin(threading.Thread):
         self.requests = requests
         self.chunks: queue.Queue[bytes | None] = queue.Queue()
         self.collected = threading.Event()
+        self.cancelled = False  # the call ended before stdin did: the client went away
 
     def run(self) -> None:
         try:
@@ -157,7 +167,7 @@ class _Stdin(threading.Thread):
                     continue  # the lambda has its stdin already: the rest is read and dropped
                 self.chunks.put(r.cmd)
         except Exception:  # noqa: BLE001 — the call ended (cancelled): so does stdin
-            pass
+            self.cancelled = True
         self.chunks.put(None)
 
     def collect(self) -> bytes:
@@ -204,36 +214,35 @@ def _exit_messages(entry: dict[str, Any]) -> list[pb.AttachWorkloadMessage]:
     return out
 
 
-def _output(run: LambdaRun, context: Context, who: services.Actor) -> Iterator[pb.AttachWorkloadMessage]:
-    """The run's output as Eru's lambda sends it, until its end (or the client goes: it is cancelled)."""
-    done = False
-    try:
-        idle()
-        for item in lambda_output.entries(run.pk, idle=OUTPUT_IDLE):
-            if item is None:
-                if not context.is_active():
-                    return
-                run.refresh_from_db()
-                idle()
-                if run.is_final and not lambda_output.exists(run.pk):  # its end never reached the stream
-                    done = True
-                    return
-                continue
-            entry = item[1]
-            event = entry["event"]
-            if event == "line":
-                kind = Type.STDERR if entry.get("stream") == "stderr" else Type.STDOUT
-                yield _attach(str(entry.get("name", "")), f"{entry.get('data', '')}\n".encode(), kind)
-            elif event == "exit":
-                yield from _exit_messages(entry)
-            elif event == "end":
-                done = True
-                return
-    finally:
-        if not done:  # the client went away before the end: Eru's lambda ends with its call
+def _output(run: LambdaRun, context: Context) -> Generator[pb.AttachWorkloadMessage, None, bool]:
+    """The run's output as Eru's lambda sends it, until its end: True; False when the client went."""
+    idle()
+    for item in lambda_output.entries(run.pk, idle=OUTPUT_IDLE):
+        if item is None:
+            if not context.is_active():
+                return False
             run.refresh_from_db()
-            if not run.is_final:
-                services.lambda_cancel(actor=who, run=run)
+            idle()
+            if run.is_final and not lambda_output.exists(run.pk):  # its end never reached the stream
+                return True
+            continue
+        entry = item[1]
+        event = entry["event"]
+        if event == "line":
+            kind = Type.STDERR if entry.get("stream") == "stderr" else Type.STDOUT
+            yield _attach(str(entry.get("name", "")), f"{entry.get('data', '')}\n".encode(), kind)
+        elif event == "exit":
+            yield from _exit_messages(entry)
+        elif event == "end":
+            return True
+    return True
+
+
+def _cancel_unless_final(run: LambdaRun, who: services.Actor) -> None:
+    """Eru's lambda ends with its call: a client gone before the end cancels the run."""
+    run.refresh_from_db()
+    if not run.is_final:
+        services.lambda_cancel(actor=who, run=run)
 
 
 def _replace_pod(principal: Principal, r: options.Replace, ws: list[Workload], context: Context) -> Pod:
@@ -257,10 +266,7 @@ def _replace_pod(principal: Principal, r: options.Replace, ws: list[Workload], c
 
 def _replaced(d: Deployment, context: Context) -> Iterator[pb.ReplaceWorkloadMessage]:
     """One message per replacement as it ends: swapped in (create and remove), or failed (error)."""
-    old = {
-        pk: cid
-        for pk, cid in Workload.objects.filter(deployment=d).values_list("pk", "replaces__container_id")
-    }
+    old: dict[str, str] = d.spec.get("containers", {})  # new row's name -> the old container's id
     sent: set[int] = set()
     poll = _Poll()
     while True:
@@ -269,16 +275,16 @@ def _replaced(d: Deployment, context: Context) -> Iterator[pb.ReplaceWorkloadMes
         changed = False
         for w in rows.order_by("pk"):
             if w.state == Workload.State.FAILED:
-                remove = pb.RemoveWorkloadMessage(id=old.get(w.pk) or "", success=False)
+                remove = pb.RemoveWorkloadMessage(id=old.get(w.name, ""), success=False)
                 yield pb.ReplaceWorkloadMessage(remove=remove, error=w.error or "replace failed")
             elif w.replaces_id is None and w.state in Workload.OBSERVED:
-                remove = pb.RemoveWorkloadMessage(id=old.get(w.pk) or "", success=True)
+                remove = pb.RemoveWorkloadMessage(id=old.get(w.name, ""), success=True)
                 yield pb.ReplaceWorkloadMessage(create=created_message(w), remove=remove)
             else:
                 continue
             sent.add(w.pk)
             changed = True
-        if len(sent) >= len(old) or state != Deployment.State.RUNNING or not context.is_active():
+        if len(sent) >= d.total or state != Deployment.State.RUNNING or not context.is_active():
             return
         poll.sleep(changed)
 
@@ -310,7 +316,7 @@ class DeployCalls:
     def RunAndWait(  # noqa: N802
         self, request: Iterator[pb.RunAndWaitOptions], context: Context, principal: Principal
     ) -> Iterator[pb.AttachWorkloadMessage]:
-        first = next(request, None)
+        first = first_message(request, context)
         if first is None or not first.HasField("deploy_options"):
             raise ValidationError(
                 {"deploy_options": ["deploy_options: the first message must carry the deploy options"]}
@@ -326,21 +332,29 @@ class DeployCalls:
         if first.deploy_options.open_stdin and not is_async:  # Eru: async has no stdin
             reader = _Stdin(request)
             reader.start()
+            idle()
             raw = reader.collect()
+            if reader.cancelled or not context.is_active():
+                return  # the client went away mid-stdin: nothing was made
             try:
                 stdin = raw.decode()
             except UnicodeDecodeError:
                 raise ValidationError({"cmd": ["cmd: stdin must be UTF-8 text here"]}) from None
+        who = actor(principal)
         with _hinting(data):
-            run = services.lambda_create(actor=actor(principal), spec=spec, timeout=timeout, stdin=stdin)
-        names = Workload.objects.filter(lambda_run=run).order_by("seq").values_list("name", flat=True)
-        for name in names:  # Eru: every workload's id first (here its name: Eru's ids resolve names too)
-            yield _attach(name, b"", Type.TYPEWORKLOADID)
-        if not is_async:
-            try:
-                yield from _output(run, context, actor(principal))
-            except redis.RedisError as exc:  # its output out of reach: cancelled, as if the client went
-                context.abort(grpc.StatusCode.UNAVAILABLE, f"lambda output: Redis: {exc}")
+            run = services.lambda_create(actor=who, spec=spec, timeout=timeout, stdin=stdin)
+        ended = is_async  # an async run goes on without its caller, as Eru's
+        try:
+            names = Workload.objects.filter(lambda_run=run).order_by("seq").values_list("name", flat=True)
+            for name in list(names):  # Eru: every workload's id first (here its name: ids resolve names)
+                yield _attach(name, b"", Type.TYPEWORKLOADID)
+            if not is_async:
+                ended = yield from _output(run, context)
+        except redis.RedisError as exc:  # its output out of reach: cancelled, as if the client went
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"lambda output: Redis: {exc}")
+        finally:
+            if not ended:
+                _cancel_unless_final(run, who)
 
     @stream(long=True)
     def ReplaceWorkload(  # noqa: N802

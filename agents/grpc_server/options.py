@@ -13,6 +13,7 @@ What erucli sends, and how it is taken (runtime-notes §7):
 from __future__ import annotations
 
 import json
+import math
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -105,7 +106,7 @@ def _json(raw: bytes, name: str, errors: _Errors) -> dict[str, Any]:
 
 
 def _number(value: Any, name: str, errors: _Errors, *, whole: bool = False) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         errors.add(name, f"{value!r} is not a number")
         return None
     if whole and value != int(value):
@@ -126,7 +127,9 @@ def resources_fields(resources: Mapping[str, bytes]) -> dict[str, Any]:
     return out
 
 
-def _resources(resources: Mapping[str, bytes], errors: _Errors) -> dict[str, Any]:
+def _resources(resources: Mapping[str, bytes], errors: _Errors, *, capacity: bool = False) -> dict[str, Any]:
+    """capacity: erucli's `pod capacity`, which sends `cpu` and `memory` (each both request and limit)
+    and a storage entry {"storage": 0}."""
     out: dict[str, Any] = {}
     for plugin in sorted(resources):
         if plugin not in ("cpumem", "storage"):
@@ -137,7 +140,10 @@ def _resources(resources: Mapping[str, bytes], errors: _Errors) -> dict[str, Any
     cpumem = _json(resources.get("cpumem", b""), "resources.cpumem", errors)
     for key, value in cpumem.items():
         name = f"resources.cpumem.{key}"
-        if key not in CPUMEM:
+        if capacity and key in ("cpu", "memory"):
+            if (number := _number(value, name, errors, whole=key == "memory")) is not None:
+                out[f"{key}_request"] = out[f"{key}_limit"] = number
+        elif key not in CPUMEM:
             errors.add(name, f"unknown parameter (cpumem takes {', '.join(CPUMEM)})")
         elif key == "cpu-bind":
             if not isinstance(value, bool):
@@ -151,9 +157,9 @@ def _resources(resources: Mapping[str, bytes], errors: _Errors) -> dict[str, Any
     storage = _json(resources.get("storage", b""), "resources.storage", errors)
     for key, value in storage.items():
         name = f"resources.storage.{key}"
-        if key not in STORAGE:
+        if key not in STORAGE and not (capacity and key == "storage"):
             errors.add(name, f"unknown parameter; {NO_STORAGE}")
-        elif key in ("storage-request", "storage-limit"):
+        elif key in ("storage-request", "storage-limit", "storage"):
             if value not in (None, 0, "", "0"):
                 errors.add(name, f"{value!r}: {NO_STORAGE}")
         elif value not in (None, []) and not (
@@ -266,11 +272,13 @@ def _fields(opts: pb.DeployOptions, call: Call, errors: _Errors) -> dict[str, An
     labels = {**opts.nodelabels, **nf.labels}
     if labels:
         data["node_labels"] = labels
-    if opts.deploy_strategy != pb.DeployOptions.DUMMY:
+    if opts.deploy_strategy not in pb.DeployOptions.Strategy.values():
+        errors.add("deploy_strategy", f"{opts.deploy_strategy} is none of Eru's strategies")
+    elif opts.deploy_strategy != pb.DeployOptions.DUMMY:
         data["strategy"] = pb.DeployOptions.Strategy.Name(opts.deploy_strategy)
     if opts.nodes_limit:
         data["nodes_limit"] = opts.nodes_limit
-    resources = _resources(opts.resources, errors)
+    resources = _resources(opts.resources, errors, capacity=call == "CalculateCapacity")
     if "volumes" in resources:
         data["volumes"] = resources.pop("volumes")
     data.update(resources)

@@ -16,7 +16,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from agents.grpc_server.base import Context, Principal, actor, idle, stream, workload_of
+from agents.grpc_server.base import Context, Principal, actor, first_message, idle, stream, workload_of
 from agents.grpc_server.messages import status_message, workload_message
 from agents.grpc_server.workload_calls import eru_workloads, labels_match
 from clusters import logs, permissions, services
@@ -169,7 +169,7 @@ class StreamCalls:
         """Non-interactive (no tty, no stdin): the first message says what to run; the answer is the
         output, line by line per stream, then "[exitcode] N" (Eru's last message). A command past
         its time ends the call DEADLINE_EXCEEDED; a node that fails mid-way, UNAVAILABLE."""
-        first = next(request, None)
+        first = first_message(request, context)
         if first is None:
             raise invalid("workload_id", "send ExecuteWorkloadOptions first: workload_id and commands")
         if first.open_stdin:

@@ -145,6 +145,9 @@ def workload_replace(*, actor: Actor, pod: Pod, data: Mapping[str, Any]) -> Depl
             row.name = f"{row.app}_{row.entrypoint}_{_ident(taken)}"
             row.task_id = "sent" if i < first else ""  # the rest wait for their turn (_next)
         _unique_names(rows, taken)
+        # Which container each replaces, for those who report the swap after the old row is gone.
+        d.spec["containers"] = {row.name: w.container_id for row, w in zip(rows, old, strict=True)}
+        d.save(update_fields=["spec"])
         rows = Workload.objects.bulk_create(rows)
         # Busy until their replacement is done or given up: no control, remove, realloc or
         # dissociate meanwhile. task_id keeps whether each ran, for a worker that takes over.

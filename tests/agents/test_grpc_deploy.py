@@ -346,3 +346,39 @@ def test_a_workload_that_fails_is_a_message_with_its_error(
     assert "nosuch" in m.error
     assert m.name == Workload.objects.get().name
     assert Deployment.objects.get().state == Deployment.State.FAILED
+
+
+def test_a_client_gone_after_the_ids_cancels_and_one_gone_mid_stdin_makes_nothing(
+    stub: pb_grpc.CoreRPCStub, dora: Any, worker: Any, docker_clean: dict[str, Any]
+) -> None:
+    call = stub.RunAndWait(iter(Requests(_lambda_options("sleep", "60"))), metadata=DORA, timeout=60)
+    assert next(call).std_stream_type == pb.TYPEWORKLOADID
+    call.cancel()  # before any output: the run must not go on unwatched
+    run = wait_for(lambda: (r := LambdaRun.objects.get()).is_final and r, timeout=20)
+    assert run.state == LambdaRun.State.CANCELLED
+    requests = Requests(_lambda_options("cat", open_stdin=True))
+    requests.send(b"\n")
+    for _ in range(3):
+        requests.send(b"x")  # then the client dies, mid-stdin: no lambda with half its stdin
+    call = stub.RunAndWait(iter(requests), metadata=DORA, timeout=60)
+    time.sleep(0.2)
+    call.cancel()
+    time.sleep(1.0)  # past STDIN_QUIET: a lambda would have been made by now
+    assert LambdaRun.objects.count() == 1
+
+
+def test_a_bidirectional_call_with_no_first_message_ends_in_time(
+    stub: pb_grpc.CoreRPCStub, dora: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agents.grpc_server import base
+
+    monkeypatch.setattr(base, "FIRST_WAIT", 0.5)
+    silent: queue.Queue[int] = queue.Queue()  # a client that opens the call and says nothing
+    for call in (stub.RunAndWait, stub.ExecuteWorkload):
+        began = time.monotonic()
+        code, text = _code(lambda call=call: list(call(iter(silent.get, 0), metadata=DORA, timeout=10)))
+        assert code == grpc.StatusCode.DEADLINE_EXCEEDED, text
+        assert "no first message" in text
+        assert time.monotonic() - began < 5
+        silent.put(0)  # the client's own sending thread ends
+    wait_for(lambda: base.streams.open == 0, timeout=5)

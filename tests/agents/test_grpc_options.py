@@ -212,3 +212,39 @@ def test_a_replace_refuses_by_name() -> None:
     assert "deployOpt.name" in _refused(
         lambda: options.replace_fields(erucli_replace(deployOpt=erucli_deploy(name="")))
     )
+
+
+def test_erucli_pod_capacity_s_shape_is_taken() -> None:
+    """cmd/pod/capacity.go: cpu and memory (request and limit), storage {"storage": 0}, DUMMY."""
+    resources = {"cpumem": b'{"cpu": 0.5, "memory": 268435456}', "storage": b'{"storage": 0}'}
+    opts = pb.DeployOptions(
+        podname="eru",
+        entrypoint=pb.EntrypointOptions(name="0b6f2b1e-5a7c-4f51-9c1e-3d2a1b0c9d8e"),
+        deploy_strategy=pb.DeployOptions.DUMMY,
+        resources=resources,
+    )
+    data = options.deploy_fields(opts, "CalculateCapacity").data
+    assert (data["cpu_request"], data["cpu_limit"]) == (0.5, 0.5)
+    assert (data["memory_request"], data["memory_limit"]) == (256 * MiB, 256 * MiB)
+    assert "strategy" not in data
+    refused = _refused(lambda: options.deploy_fields(pb.DeployOptions(**{**_fields(opts), "resources": {
+        "cpumem": b'{"cpu": 1}', "storage": b'{"storage": 1024}'}}), "CalculateCapacity"))  # fmt: skip
+    assert "no storage plugin" in " ".join(refused["resources.storage.storage"])
+    with pytest.raises(ValidationError):  # a deploy takes no `cpu` key: erucli never sends one there
+        options.deploy_fields(erucli_deploy(resources={"cpumem": b'{"cpu": 1}'}))
+
+
+def _fields(opts: pb.DeployOptions) -> dict[str, Any]:
+    return {f.name: v for f, v in opts.ListFields()}
+
+
+@pytest.mark.parametrize("value", ["Infinity", "NaN", "1e400", "-Infinity"])
+def test_numbers_that_are_not_finite_are_refused_by_name(value: str) -> None:
+    cpumem = f'{{"cpu-limit": {value}}}'.encode()
+    refused = _refused(lambda: options.deploy_fields(erucli_deploy(resources={"cpumem": cpumem})))
+    assert "resources.cpumem.cpu-limit" in refused
+
+
+def test_a_strategy_outside_eru_s_is_refused_by_name() -> None:
+    refused = _refused(lambda: options.deploy_fields(erucli_deploy(deploy_strategy=9)))  # type: ignore[arg-type]
+    assert "deploy_strategy" in refused

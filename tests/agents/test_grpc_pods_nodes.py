@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -493,6 +494,7 @@ def test_node_status_stream_tells_liveness_changes(
     viewer_call = stub.NodeStatusStream(pb.Empty(), metadata=VIEWER, timeout=30)
     admin_seen, viewer_seen = _follow(admin_call), _follow(viewer_call)
     wait_for(lambda: base.streams.open == 2, timeout=5, interval=0.01)
+    time.sleep(0.2)  # a few polls: each stream has read its baseline (a slot is taken before that)
     etcd.heartbeat("ghost", "eru", ttl=9)  # a key of a node this core does not know
     etcd.delete_heartbeat("node2")  # a node in a pod the viewer does not see
     etcd.delete_heartbeat("node1")
