@@ -103,7 +103,7 @@ def test_the_core_polls_nodes_without_an_agent_from_two_one_shot_samples(deploy:
     etcd.client().delete(etcd.key("/status:node/node1"))  # node1 down: not polled
     time.sleep(1)
     assert [p.node for p in usage.poll()] == ["node2"]
-    assert 0.4 <= (_latest_cpu(w.pk) or 0) <= 0.6
+    assert 0.25 <= (_latest_cpu(w.pk) or 0) <= 0.6  # its quota is 0.5; a loaded host gives it less
     # The latest bucket of each (the polls may straddle a 15 s boundary): its one workload's rate.
     latest = NodeUsage.objects.filter(node=w.node, step=15).order_by("-at").first()
     assert latest is not None
