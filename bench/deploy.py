@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -55,15 +56,25 @@ def load_env(
     return env
 
 
-def start(env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
+def start(
+    env: dict[str, str],
+    *,
+    port: int | None = None,
+    extra: Sequence[str] = (),
+    ready: Callable[[], object] | None = None,
+) -> list[subprocess.Popen[bytes]]:
+    """The web server on `port` (PORT), a Celery worker and beat, and the `extra` commands (run from
+    the checkout, `{py}` the venv's python), once the web answers and `ready` returns."""
     py = str(ROOT / ".venv" / "bin" / "python")
+    port = port or PORT
     (DIR / "bench.sqlite3").unlink(missing_ok=True)
     sh(f"{py} manage.py migrate --noinput", env)
     sh(f"{py} manage.py eru_bootstrap", env)
     logs = open(DIR / "bench-procs.log", "ab")  # noqa: SIM115 — kept open for the children
     bin_dir = ROOT / ".venv" / "bin"
     commands = [
-        f"{bin_dir}/gunicorn eru_site.wsgi --bind 127.0.0.1:{PORT} --workers 2",
+        f"{bin_dir}/gunicorn eru_site.wsgi --bind 127.0.0.1:{port} --workers 2",
+        *(cmd.format(py=py) for cmd in extra),
         f"{bin_dir}/celery -A eru_site worker --pool=threads -Q celery,heartbeat,lambda -c 8 "
         "--without-gossip --without-mingle --without-heartbeat -l warning",
         f"{bin_dir}/celery -A eru_site beat -l warning --schedule {DIR / 'beat-schedule'}",
@@ -74,9 +85,11 @@ def start(env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            requests.get(f"http://127.0.0.1:{PORT}/api/", timeout=1)
+            requests.get(f"http://127.0.0.1:{port}/api/", timeout=1)
+            if ready is not None:
+                ready()
             break
-        except requests.RequestException:
+        except Exception:  # noqa: BLE001 — not up yet (requests' or `ready`'s error): look again
             time.sleep(0.2)
     time.sleep(2)  # the worker connects to the broker
     return procs

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import statistics
 import subprocess
 import sys
@@ -41,32 +40,12 @@ MiB = 1 << 20
 
 def start(env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
     """bench/deploy.py's processes (its own directory and ports), and the gRPC door."""
-    py = str(ROOT / ".venv" / "bin" / "python")
-    (DIR / "bench.sqlite3").unlink(missing_ok=True)
-    sh(f"{py} manage.py migrate --noinput", env)
-    sh(f"{py} manage.py eru_bootstrap", env)
-    logs = open(DIR / "bench-procs.log", "ab")  # noqa: SIM115 — kept open for the children
-    bin_dir = ROOT / ".venv" / "bin"
-    commands = [
-        f"{bin_dir}/gunicorn eru_site.wsgi --bind 127.0.0.1:{PORT} --workers 2",
-        f"{py} manage.py eru_grpc --address {GRPC}",
-        f"{bin_dir}/celery -A eru_site worker --pool=threads -Q celery,heartbeat,lambda -c 8 "
-        "--without-gossip --without-mingle --without-heartbeat -l warning",
-        f"{bin_dir}/celery -A eru_site beat -l warning --schedule {DIR / 'beat-schedule'}",
-    ]
-    procs = [
-        subprocess.Popen(shlex.split(cmd), cwd=ROOT, env=env, stdout=logs, stderr=logs) for cmd in commands
-    ]
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            requests.get(f"{API}/", timeout=1)
-            grpc.channel_ready_future(grpc.insecure_channel(GRPC)).result(timeout=1)
-            break
-        except (requests.RequestException, grpc.FutureTimeoutError):
-            time.sleep(0.2)
-    time.sleep(2)  # the worker connects to the broker
-    return procs
+    return deploy.start(
+        env,
+        port=PORT,
+        extra=[f"{{py}} manage.py eru_grpc --address {GRPC}"],
+        ready=lambda: grpc.channel_ready_future(grpc.insecure_channel(GRPC)).result(timeout=1),
+    )
 
 
 def token(session: requests.Session) -> None:

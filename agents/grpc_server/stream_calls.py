@@ -90,14 +90,9 @@ class StreamCalls:
         wanted = dict(request.labels)
 
         def rows() -> QuerySet[Workload]:
-            qs = eru_workloads(principal)
-            if request.appname:
-                qs = qs.filter(app=request.appname)
-            if request.entrypoint:
-                qs = qs.filter(entrypoint=request.entrypoint)
-            if request.nodename:
-                qs = qs.filter(node__name=request.nodename)
-            return qs
+            return eru_workloads(
+                principal, appname=request.appname, entrypoint=request.entrypoint, nodename=request.nodename
+            )
 
         gone = _cancelled(context)
         look = timezone.now()

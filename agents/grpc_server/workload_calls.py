@@ -40,14 +40,19 @@ def labels_match(labels: Mapping[str, Any], wanted: Mapping[str, str]) -> bool:
     return all(k in labels and str(labels[k]) == v for k, v in wanted.items())
 
 
-def eru_workloads(principal: Principal) -> QuerySet[Workload]:
-    """The workloads the principal may see that Eru would know: those with a container."""
-    return (
-        permissions.visible_workloads(principal.user)
-        .exclude(container_id="")
-        .select_related("pod", "node")
-        .order_by("pk")
-    )
+def eru_workloads(
+    principal: Principal, *, appname: str = "", entrypoint: str = "", nodename: str = ""
+) -> QuerySet[Workload]:
+    """The workloads the principal may see that Eru would know (those with a container), of the app,
+    entrypoint and node given (each filter on its own; empty: any)."""
+    rows = permissions.visible_workloads(principal.user).exclude(container_id="")
+    if appname:
+        rows = rows.filter(app=appname)
+    if entrypoint:
+        rows = rows.filter(entrypoint=entrypoint)
+    if nodename:
+        rows = rows.filter(node__name=nodename)
+    return rows.select_related("pod", "node").order_by("pk")
 
 
 def workloads_of(ids: Iterable[str], principal: Principal, context: Context) -> list[Workload]:
@@ -215,13 +220,9 @@ class WorkloadCalls:
     def ListWorkloads(
         self, request: pb.ListWorkloadsOptions, context: Context, principal: Principal
     ) -> Iterator[pb.Workload]:
-        rows = eru_workloads(principal)
-        if request.appname:
-            rows = rows.filter(app=request.appname)
-        if request.entrypoint:
-            rows = rows.filter(entrypoint=request.entrypoint)
-        if request.nodename:
-            rows = rows.filter(node__name=request.nodename)
+        rows = eru_workloads(
+            principal, appname=request.appname, entrypoint=request.entrypoint, nodename=request.nodename
+        )
         wanted = dict(request.labels)
         found = [w for w in rows if labels_match(w.labels, wanted)]
         if request.limit > 0:

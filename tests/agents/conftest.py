@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from django import db
 
 from clusters import principals, services
 from clusters.models import Node
+from protocol import core_pb2_grpc as pb_grpc
 from tests.conftest import SOCKETS, TLS_DIR, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +50,14 @@ def core(transactional_db: Any) -> Iterator[Core]:
     selfmon.stop()
     server.stop(grace=1).wait()
     db.connections.close_all()
+
+
+@pytest.fixture
+def stub(core: Core) -> Iterator[pb_grpc.CoreRPCStub]:
+    """A client of the door built from protocol/core.proto, as Eru's erucli is from Eru's."""
+    channel = grpc.insecure_channel(core.address)
+    yield pb_grpc.CoreRPCStub(channel)
+    channel.close()
 
 
 class AgentProcess:

@@ -18,7 +18,6 @@ from clusters import etcd, services, sync
 from clusters.models import AuditEvent, Deployment, LambdaRun, Node, PodMember, Workload
 from protocol import core_pb2 as pb
 from protocol import core_pb2_grpc as pb_grpc
-from tests.agents.conftest import Core
 from tests.conftest import IMAGE, wait_for
 
 pytestmark = pytest.mark.services
@@ -50,13 +49,6 @@ def erucli(*command: str, network: str = "host", **over: Any) -> pb.DeployOption
     }
     fields.update(over)
     return pb.DeployOptions(**fields)
-
-
-@pytest.fixture
-def stub(core: Core) -> Iterator[pb_grpc.CoreRPCStub]:
-    channel = grpc.insecure_channel(core.address)
-    yield pb_grpc.CoreRPCStub(channel)
-    channel.close()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import pytest
 
 from protocol import core_pb2 as pb
 from protocol import core_pb2_grpc as pb_grpc
-from tests.agents.conftest import Core
 
 pytestmark = pytest.mark.services
 
@@ -35,8 +34,7 @@ def _call(stub: pb_grpc.CoreRPCStub, method: Any, metadata: tuple[tuple[str, str
 
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.name)
-def test_served_and_guarded(core: Core, admin_user: Any, method: Any) -> None:
-    stub = pb_grpc.CoreRPCStub(grpc.insecure_channel(core.address))
+def test_served_and_guarded(stub: pb_grpc.CoreRPCStub, admin_user: Any, method: Any) -> None:
     code = _call(stub, method, (("admin", "pw-admin-1"),))
     if method.name == "Send":
         assert code == grpc.StatusCode.UNIMPLEMENTED

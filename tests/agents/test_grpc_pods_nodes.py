@@ -20,7 +20,6 @@ from clusters import etcd, services
 from clusters.models import AuditEvent, Node, Pod, PodMember, Workload
 from protocol import core_pb2 as pb
 from protocol import core_pb2_grpc as pb_grpc
-from tests.agents.conftest import Core
 from tests.conftest import NODES, TLS_DIR, wait_for
 from tests.factories import WorkloadFactory
 
@@ -31,13 +30,6 @@ VIEWER = (("vic", "pw-vic-1"),)
 OUTSIDER = (("olga", "pw-olga-1"),)
 GIB = 1 << 30
 NOTHING_STORED = json.dumps({}).encode()  # erucli's storage entry when no storage flag is given
-
-
-@pytest.fixture
-def stub(core: Core) -> Iterator[pb_grpc.CoreRPCStub]:
-    channel = grpc.insecure_channel(core.address)
-    yield pb_grpc.CoreRPCStub(channel)
-    channel.close()
 
 
 def _code(call: Callable[[], Any]) -> tuple[grpc.StatusCode, str]:

@@ -19,7 +19,6 @@ from clusters import etcd, services
 from clusters.models import Dissociated, PodMember, Workload
 from protocol import core_pb2 as pb
 from protocol import core_pb2_grpc as pb_grpc
-from tests.agents.conftest import Core
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.services
@@ -29,13 +28,6 @@ VIC = (("vic", "pw-vic-1"),)
 OLGA = (("olga", "pw-olga-1"),)
 ADMIN = (("admin", "pw-admin-1"),)
 Md = tuple[tuple[str, str], ...]
-
-
-@pytest.fixture
-def stub(core: Core) -> Iterator[pb_grpc.CoreRPCStub]:
-    channel = grpc.insecure_channel(core.address)
-    yield pb_grpc.CoreRPCStub(channel)
-    channel.close()
 
 
 @pytest.fixture
