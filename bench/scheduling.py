@@ -8,6 +8,14 @@ for 1024 more: ~70 ms; (b) bound capacity over 10,000 nodes x 24 cores, share ba
 (180,000 instances in all): ~400 ms; (c) unbound, memory-driven capacity over 10,000 nodes x 128 GiB
 for 128 MiB instances: < 60 ms.
 
+(d) GLOBAL, issue 16's target: 180,000 instances over 10,000 nodes in at most 20 ms. Two fleets: nodes
+of 24/32/48/64 cores a random 0..50 % used (usage and rate as the bound resource model gives them,
+1.3 cpu each), and 10,000 48-core nodes, every other one running one instance already, where the
+last level is a 10,000-way tie of equal floats, split by input order. Printed beside
+today's implementation before the water level (the heap popped once per run of instances, kept as
+``strategies._global_heap``) and the oracle (one pop per instance), each run once, all three in the
+same run and asserted equal.
+
 The in-run references are the step-by-step implementations kept as test oracles
 (tests/scheduling/scheduling_oracle.py): one heap pop per instance for AUTO, Eru's literal cpu plan
 search (every conversion rebuilt) for bound capacity; they run on a slice and are scaled up.
@@ -37,7 +45,8 @@ from scheduling import (  # noqa: E402
     normalize_request,
     plan,
 )
-from tests.scheduling.scheduling_oracle import go_cpu_plans, heap_auto  # noqa: E402
+from scheduling.strategies import _global_heap  # noqa: E402
+from tests.scheduling.scheduling_oracle import go_cpu_plans, heap_auto, heap_global  # noqa: E402
 
 T = TypeVar("T")
 NODES = 10_000
@@ -118,11 +127,53 @@ def bench_unbound() -> None:
     ratio("figure", seconds, "original", 0.060)
 
 
+GLOBAL_NEED = 180_000
+GLOBAL_TARGET = 0.020
+
+
+def global_fleets() -> list[tuple[str, list[NodeInfo]]]:
+    rng = random.Random(16)
+    mixed = []
+    for i in range(NODES):
+        cores = rng.choice((24, 32, 48, 64))
+        used = round(rng.randrange(0, cores * 5) / 10, 1)  # cpu in use, 0..50 % of the cores
+        capacity = int((cores - used) / 1.3)
+        mixed.append(NodeInfo(f"node{i}", capacity, 0, used / cores / 100, 1.3 / cores / 100))
+    # 48 cores, every other node already running one 1.3 cpu instance: the 19th key of an idle node
+    # is the 18th of a busy one, the same float, so the last level is a 10,000-way tie.
+    rate = 1.3 / 48 / 100
+    alike = [NodeInfo(f"node{i}", 36 - i % 2, 0, rate * (i % 2), rate) for i in range(NODES)]
+    return [("mixed nodes", mixed), ("48-core nodes, a 10,000-way tie", alike)]
+
+
+def bench_global() -> None:
+    print(f"(d) GLOBAL: {GLOBAL_NEED:,} instances over {NODES:,} nodes (water level, best of {4 * REPEAT})")
+    for label, infos in global_fleets():
+        total = sum(info.capacity for info in infos)
+        seconds, deploy = best_of(
+            lambda infos=infos, total=total: plan("GLOBAL", infos, GLOBAL_NEED, total), repeat=4 * REPEAT
+        )
+        today_seconds, today = best_of(lambda infos=infos: _global_heap(infos, GLOBAL_NEED), repeat=1)
+        oracle_seconds, oracle = best_of(
+            lambda infos=infos, total=total: heap_global(infos, GLOBAL_NEED, total, 0), repeat=1
+        )
+        assert deploy == today == oracle  # the same answer, exactly
+        assert sum(deploy.values()) == GLOBAL_NEED
+        print(
+            f"    {label} (room for {total:,}): water level {ms(seconds)}, heap per run {ms(today_seconds)},"
+        )
+        print(f"    heap per instance (oracle) {ms(oracle_seconds)}")
+        ratio("figure", seconds, "target", GLOBAL_TARGET)
+        ratio("figure", seconds, "heap per run", today_seconds)
+        ratio("figure", seconds, "oracle", oracle_seconds)
+
+
 def main() -> None:
     print(f"scheduling bench, Python {sys.version.split()[0]}, best of {REPEAT} (references: one run)")
     bench_auto()
     bench_bound()
     bench_unbound()
+    bench_global()
 
 
 if __name__ == "__main__":

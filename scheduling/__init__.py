@@ -4,7 +4,8 @@ Imports nothing from Django or the rest of the project. Public face::
 
     from scheduling import NodeInfo, plan, CPUPlan, cpu_plans, cpu_plan_count, SchedulingError
 
-Modules: ``strategies`` (AUTO, FILL, EACH, GLOBAL, DRAINED), ``cpuplans`` (bound cpu plans),
+Modules: ``strategies`` (AUTO, FILL, EACH, GLOBAL, DRAINED), ``waterlevel`` (GLOBAL's counts from a
+water level, float sums exact), ``cpuplans`` (bound cpu plans),
 ``resources`` (requests, node capacity, allocate/release/realloc, remap pool, engine capacity,
 Docker settings), ``errors``. ``str(error)`` is always Eru's message.
 
