@@ -1,15 +1,20 @@
 """Reconcile: every row against its container, node by node. What it finds, it reports; with `repair`
 it fixes what it safely can and says what it left:
 
-- orphans: ERU containers made under the node's name that no live row claims → removed (not the
-  dissociated ones: forgotten on purpose, they run on unmanaged);
-- rogues: ERU containers without `eru.nodename` that no row of any node claims by name → removed;
+- orphans: ERU containers made under the node's name that no live row claims → removed, audited
+  (not the dissociated ones: forgotten on purpose, they run on unmanaged);
+- rogues: ERU containers without `eru.nodename` that no row of any node claims by name → removed,
+  audited;
 - adoptable: rows still `creating` whose container already runs, or was made more than `grace`
   seconds ago and not started (a worker died after making it) → started if need be and adopted at
   once, instead of waiting for their claim to go stale;
 - changed: rows whose recorded status is not what Docker shows (the sweep missed it) → recorded;
 - missing: rows whose container is gone → left: their allocation is held (as in Eru) until an operator
-  removes the workload.
+  removes the workload;
+- usage: the node's recorded usage is not what its rows hold (an allocation no workload holds, or one
+  not counted) → recounted from the rows, audited (services.node_resource_fix).
+Creations and control requests whose message was lost are sent again by agents.tasks; a lambda whose
+worker was lost is ended, its container removed, by the re-sent task (agents/lambdas.py).
 Containers younger than `grace` seconds may belong to a row committed a moment ago and are left alone.
 Docker is listed before the rows are read, and rows commit before their containers exist, so a
 container created meanwhile is always claimed."""
@@ -21,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import docker as docker_sdk
+from django.db import transaction
 from django.utils import timezone
 
 from agents import sweep
@@ -41,13 +47,14 @@ class Report:
     adoptable: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)  # "name: before -> after"
     missing: list[str] = field(default_factory=list)
+    usage: list[str] = field(default_factory=list)  # how the recorded usage differs from the rows'
     repaired: list[str] = field(default_factory=list)
     left: list[str] = field(default_factory=list)
 
     @property
     def drift(self) -> int:
         found = (self.orphans, self.rogues, self.adoptable, self.changed, self.missing)
-        return sum(map(len, found)) + (1 if self.error else 0)
+        return sum(map(len, found)) + (1 if self.usage else 0) + (1 if self.error else 0)
 
     def lines(self) -> list[str]:
         if self.error:
@@ -63,6 +70,8 @@ class Report:
                 ("workload(s) whose container is missing", self.missing),
             )
         ]
+        if self.usage:
+            found.append(f"usage not as its workloads hold ({'; '.join(self.usage)})")
         lines = [f"{self.node}: " + "; ".join(found)]
         lines += [f"{self.node}:   repaired: {r}" for r in self.repaired]
         lines += [f"{self.node}:   left: {r}" for r in self.left]
@@ -109,7 +118,9 @@ def reconcile_node(node: Node, *, repair: bool, grace: float = ORPHAN_GRACE) -> 
     report.adoptable = [c.name for c in made]
     try:
         if repair:
-            _repair(client, report, made, creating)
+            gone = set(report.orphans) | set(report.rogues)
+            orphans = [c for c in containers if c.name in gone]
+            _repair(client, node, report, orphans, made, creating)
         rows = selectors.observations([node.pk], before=looked_at)[node.pk]
         seen = sweep.seen_of(client, mine, rows, looked_at)
     except docker.DockerError as exc:  # the node went away meanwhile: what was done is reported
@@ -138,18 +149,35 @@ def reconcile_node(node: Node, *, repair: bool, grace: float = ORPHAN_GRACE) -> 
         f"{name}: its container is missing; remove the workload to free what it holds"
         for name in report.missing
     ]
+    report.usage = _usage(node, repair=repair)
+    if repair and report.usage:
+        report.repaired.append("recounted its usage from its workloads")
     return report
+
+
+def _usage(node: Node, *, repair: bool) -> list[str]:
+    """How the node's recorded usage differs from what its rows hold, read under the node's lock (a
+    deploy commits its rows and the usage together); with `repair`, recounted and audited."""
+    if repair:
+        return list(services.node_resource_fix(actor=services.SYSTEM, node=node)["fixed"])
+    with transaction.atomic():
+        locked = Node.objects.select_for_update(of=("self",)).get(pk=node.pk)
+        return list(selectors.node_resource_check(locked)["diffs"])
 
 
 def _repair(
     client: docker_sdk.DockerClient,
+    node: Node,
     report: Report,
+    orphans: list[docker.ContainerInfo],
     made: list[docker.ContainerInfo],
     creating: dict[str, int],
 ) -> None:
-    for name in report.orphans + report.rogues:
-        docker.remove(client, name)
-        report.repaired.append(f"removed {name}")
+    for c in orphans:
+        docker.remove(client, c.name)
+        why = "no workload holds it" if c.name in report.orphans else "no eru.nodename, no workload holds it"
+        services.container_orphan_removed(node=node, name=c.name, container_id=c.id, why=why)
+        report.repaired.append(f"removed {c.name}")
     for c in made:
         info = c if c.status == "running" else docker.start(client, c.id)
         services.workload_started(

@@ -8,10 +8,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import TypeVar
 
 import docker as docker_sdk
-from celery import Task, shared_task, signals
+from celery import Task, current_app, shared_task, signals
 from django import db
 from django.conf import settings
 from django.utils import timezone
@@ -29,26 +30,41 @@ MAX_RETRIES = 5
 STALE_CLAIM = 4 * settings.ERU_DOCKER_TIMEOUT + 60
 # A pending row or an unfinished removal untouched this long lost its message.
 STALE_MESSAGE = 60
+# A start/stop/restart no worker claimed within this long lost its message (asked while the broker was
+# down, or lost by it): agents.resend_actions, every 5 s, sends it again.
+STALE_ACTION = 10
 T = TypeVar("T")
 BoundTask = Task[..., None]  # what a bind=True task receives as `self`
 
 
-def _retry_if_transient(task: BoundTask, exc: docker.DockerError) -> None:
+def _retry_if_transient(
+    task: BoundTask, exc: docker.DockerError, kwargs: dict[str, object] | None = None
+) -> None:
     """Raise Celery's Retry (backing off 0.5 s, 1 s, … up to 10 s) while the error may pass and
-    retries are left; return for the caller to record a permanent failure otherwise."""
+    retries are left; return for the caller to record a permanent failure otherwise. `kwargs`: the
+    retry's arguments, when it must carry more than the first message did (a claim's token)."""
     retries = task.request.retries
     if not exc.permanent and retries < MAX_RETRIES:
-        raise task.retry(exc=exc, countdown=min(0.5 * 2**retries, 10.0)) from exc
+        countdown = min(0.5 * 2**retries, 10.0)
+        if kwargs is not None:
+            raise task.retry(exc=exc, countdown=countdown, args=(), kwargs=kwargs) from exc
+        raise task.retry(exc=exc, countdown=countdown) from exc
 
 
-def _attempt(task: BoundTask, what: str, call: Callable[[], T], fail: Callable[[str], object]) -> T | None:
+def _attempt(
+    task: BoundTask,
+    what: str,
+    call: Callable[[], T],
+    fail: Callable[[str], object],
+    retry_kwargs: Callable[[], dict[str, object]] | None = None,
+) -> T | None:
     """One Docker step of a task: its result, or None once `fail` has recorded why on the row.
     A transient Docker error is retried first; anything that is not Docker's doing (TLS material
     that no longer decrypts, a bug) fails the row too, so that no row is stranded mid-way."""
     try:
         return call()
     except docker.DockerError as exc:
-        _retry_if_transient(task, exc)
+        _retry_if_transient(task, exc, retry_kwargs() if retry_kwargs else None)
         fail(str(exc))
     except Exception as exc:
         log.exception("%s failed", what)
@@ -93,6 +109,23 @@ def create_workload(self: BoundTask, workload_id: int) -> None:
     )
     if started is not None:
         metrics.DEPLOY_SECONDS.observe((timezone.now() - started.created_at).total_seconds())
+
+
+@shared_task(name="agents.create_workloads", acks_late=True, ignore_result=True)
+def create_workloads(workload_ids: list[int]) -> None:
+    """A deployment's creations in one message (clusters.services.deploy sends one per few hundred
+    workloads, not one per workload): each one still pending is handed on as its own
+    agents.create_workload message, through one broker connection, so that the workers make the
+    containers in parallel and each creation keeps its own claim and retries. Safe to run twice: a
+    second copy of a creation finds it claimed or done; a lost message leaves its rows pending, for
+    reconcile to send again one by one."""
+    pending = Workload.objects.filter(pk__in=list(workload_ids), state=Workload.State.PENDING)
+    ids = list(pending.order_by("pk").values_list("pk", flat=True))
+    if not ids:
+        return
+    with current_app.producer_or_acquire() as producer:
+        for workload_id in ids:
+            create_workload.apply_async(args=(workload_id,), producer=producer)
 
 
 @shared_task(name="agents.run_lambda", bind=True, acks_late=True)
@@ -142,13 +175,18 @@ _CONTROL = {"start": docker.start, "stop": docker.stop, "restart": docker.restar
 
 
 @shared_task(name="agents.control_workload", bind=True, acks_late=True, max_retries=MAX_RETRIES)
-def control_workload(self: BoundTask, workload_id: int, action: str) -> None:
+def control_workload(self: BoundTask, workload_id: int, action: str, claim: str = "") -> None:
     """Carry out a start/stop/restart once: the request is claimed by this message's id, so the same
-    message delivered again after it was done finds nothing to do."""
+    message delivered again after it was done finds nothing to do, and a copy reconcile sent finds it
+    claimed. `claim`: the claim's token (its time), which a retry of the claiming message carries."""
     task_id = self.request.id or ""
-    w = services.workload_control_claim(workload_id=workload_id, action=action, task_id=task_id)
+    w = services.workload_control_claim(
+        workload_id=workload_id, action=action, task_id=task_id, stale_after=STALE_CLAIM,
+        held=datetime.fromisoformat(claim) if claim else None,
+    )  # fmt: skip
     if w is None:
         return
+    token = [w.claimed_at]  # the holder's: renewed between hook commands
     was_running = w.state == Workload.State.RUNNING
 
     def fail(error: str) -> None:
@@ -159,21 +197,44 @@ def control_workload(self: BoundTask, workload_id: int, action: str) -> None:
     operation = _CONTROL[action]
     client = selectors.node_client
     target = w.container_id or w.name
+
+    def renew() -> None:  # a hook may run for minutes: the claim stays fresh, so it is not sent again
+        again = services.workload_control_claim(
+            workload_id=w.pk, action=action, task_id=task_id, stale_after=STALE_CLAIM, held=token[0]
+        )
+        if again is not None:
+            token[0] = again.claimed_at
+
+    def retry_kwargs() -> dict[str, object]:
+        held = token[0]
+        return {"workload_id": w.pk, "action": action, "claim": held.isoformat() if held else ""}
+
     if action in ("stop", "restart") and was_running:
-        refused = hooks.hooked(_hook_client(w.node), target, w.options, "before_stop", w.name)
+        refused = hooks.hooked(_hook_client(w.node), target, w.options, "before_stop", w.name, renew)
         if refused:  # a forced before_stop failed: no stop
             fail(refused)
             return
-    info = _attempt(self, f"{action} of {w.name}", lambda: operation(client(w.node), target), fail)
+    info = _attempt(
+        self, f"{action} of {w.name}", lambda: operation(client(w.node), target), fail, retry_kwargs
+    )
     if info is None:
         return
     error = ""
     if action in ("start", "restart") and info.status == "running":
-        error = hooks.hooked(_hook_client(w.node), target, w.options, "after_start", w.name) or ""
+        error = hooks.hooked(_hook_client(w.node), target, w.options, "after_start", w.name, renew) or ""
     services.workload_record_state(
         workload_id=w.pk, running=info.status == "running", task_id=task_id, exit_code=info.exit_code,
         error=error,
     )  # fmt: skip
+
+
+@shared_task(name="agents.resend_actions", ignore_result=True)
+def resend_actions() -> None:
+    """Every 5 s (and with reconcile): the start/stop/restart requests whose message was lost, or
+    whose worker died, go again — each under its request's task id, so one copy alone carries it out."""
+    sent = services.workload_resend_actions(unclaimed_after=STALE_ACTION, claim_after=STALE_CLAIM)
+    if sent:
+        log.warning("control request(s) of workload(s) %s sent again (message lost)", sent)
 
 
 @shared_task(name="agents.remove_workload", bind=True, acks_late=True, max_retries=MAX_RETRIES)
@@ -245,6 +306,22 @@ def reconcile_etcd() -> None:
             log.warning("could not release the reconcile lock: %s", exc)
 
 
+MIRROR_RETRIES = 100  # backing off to every 3 s: about 5 minutes, then reconcile_etcd has them
+
+
+@shared_task(name=sync.RETRY_TASK, bind=True, ignore_result=True, max_retries=MIRROR_RETRIES)
+def mirror_retry(self: BoundTask, keys: list[str]) -> None:
+    """Mirror keys etcd refused after a commit: written again from the rows as they are now (so an
+    older value never lands over a newer one), 0.5 s, 1 s, 2 s, then every 3 s while etcd refuses."""
+    try:
+        sync.rewrite(keys)
+    except etcd.EtcdError as exc:
+        retries = self.request.retries
+        if retries < MIRROR_RETRIES:
+            raise self.retry(exc=exc, countdown=min(0.5 * 2**retries, 3.0)) from exc
+        log.warning("etcd mirror: %d key(s) left to the repair task: %s", len(keys), exc)
+
+
 @shared_task(name="agents.reconcile_containers", ignore_result=True)
 def reconcile_containers() -> None:
     """Re-send work whose message was lost or whose worker died, then reconcile every reachable node
@@ -254,6 +331,7 @@ def reconcile_containers() -> None:
         create_workload.delay(workload_id)
     for workload_id in remove:
         remove_workload.delay(workload_id)
+    resend_actions()
     services.workload_clear_stale_actions(older_than=STALE_CLAIM)
     replace.finish_stuck(STALE_CLAIM + settings.ERU_REPLACE_HEALTH_TIMEOUT)
     nodes = list(Node.objects.all())

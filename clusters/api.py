@@ -27,8 +27,8 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 import scheduling
 import schema
+from clusters import etcd, lambda_stream, logs, metrics, permissions, services
 from clusters import filters as f
-from clusters import lambda_stream, logs, metrics, permissions, services
 from clusters import serializers as s
 from clusters.api_common import actor as _actor
 from clusters.api_exec import WorkloadExecMixin
@@ -44,9 +44,23 @@ from clusters.models import AuditEvent, Deployment, LambdaRun, Pod, PodMember, W
 from clusters.pagination import bounded_int
 
 
+class EtcdUnavailable(exceptions.APIException):
+    """etcd is down: a write that needs it (liveness, the mirror) is refused for now, not for good."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "etcd_unavailable"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.wait = etcd.OUTAGE_RETRY_AFTER  # DRF's handler sends it as Retry-After
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """Domain validation errors (django ValidationError from services) become 400 with field errors."""
-    if isinstance(exc, DjangoValidationError):
+    """Domain validation errors (django ValidationError from services) become 400 with field errors;
+    an etcd outage behind one (or raised as such) is a 503 with Retry-After instead."""
+    if (down := etcd.outage(exc)) is not None:
+        exc = EtcdUnavailable(etcd.outage_message(down))
+    elif isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         exc = exceptions.ValidationError(detail)
     return drf_exception_handler(exc, context)

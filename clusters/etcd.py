@@ -7,10 +7,13 @@ Keys (relative to settings.ERU_ETCD_PREFIX, default /eru), as in Eru's store/etc
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -24,10 +27,31 @@ RETRY_AFTER = 2.0
 _local = threading.local()
 
 
+# What an etcd outage answers to a write that needs etcd: 503 with this Retry-After (s), the client
+# endpoint being tried again after RETRY_AFTER.
+OUTAGE_RETRY_AFTER = 5
+
+
 class EtcdError(Exception):
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+def outage(exc: BaseException | None) -> EtcdError | None:
+    """The etcd error an exception is, or was raised from (`raise … from`, however deep): a request
+    that failed on it is answered 503 with Retry-After, not as the caller's error."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, EtcdError):
+            return None if exc.permanent else exc  # a refusal that will not pass by waiting: no 503
+        seen.add(id(exc))
+        exc = exc.__cause__
+    return None
+
+
+def outage_message(exc: EtcdError) -> str:
+    return f"etcd, the cluster's store, cannot be reached ({exc}); nothing was changed. Try again shortly."
 
 
 def client() -> etcd3.MultiEndpointEtcd3Client:
@@ -126,7 +150,7 @@ def alive_nodes(*, strict: bool = False) -> set[str]:
         keys = [meta.key.decode() for _, meta in client().get_prefix(prefix, keys_only=True)]
     except Exception as exc:
         if strict:
-            raise EtcdError(f"etcd unreachable: {exc}") from exc
+            raise EtcdError(f"etcd unreachable at {', '.join(settings.ERU_ETCD_ENDPOINTS)}: {exc}") from exc
         log.warning("etcd unreachable while reading node status: %s", exc)
         return set()
     return {k[len(prefix) :] for k in keys}
@@ -213,3 +237,117 @@ def resign(path: str, lease_id: int) -> None:
     except Exception as exc:
         raise EtcdError(f"etcd resign failed: {exc}") from exc
     log.debug("resigned %s", path)
+
+
+# --- the set of live nodes, read per deploy in one round trip ---------------------------------------
+class _LiveSet:
+    """One process's copy of the heartbeat keys' names under one prefix: a range read at revision R,
+    then a watch from R + 1 (a lease's keepalive changes no key, so only nodes coming and going are
+    events). Every range read starts a new watch (a new generation; the old one is cancelled and its
+    late callbacks ignored), so no event after R is lost or applied twice, however many events share a
+    revision. The copy is read whole again when it is older than FULL_READ seconds, when its watch
+    broke, or when it does not add up to the key count a deploy reads."""
+
+    FULL_READ = 30.0
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.lock = threading.Lock()  # every field below
+        self.sync_lock = threading.Lock()  # one range read at a time
+        self.names: set[str] = set()
+        self.frozen: frozenset[str] | None = None
+        self.read_rev = 0  # the range's revision: events at or below it are in `names` already
+        self.generation = 0
+        self.watching = False
+        self.read_at = 0.0
+        self.watch_id: Any = None
+        self.watcher: etcd3.MultiEndpointEtcd3Client | None = None
+
+    def on_watch(self, generation: int, response: Any) -> None:
+        """The watch's thread: apply what changed after the range; an error (the stream broke, the
+        revision was compacted) ends the watch, and the next call reads everything again."""
+        from pyetcd.events import DeleteEvent
+
+        with self.lock:
+            if generation != self.generation:
+                return  # a cancelled watch's late word
+            events = getattr(response, "events", None)
+            if events is None:
+                self.watching = False
+                return
+            for event in events:
+                if int(event.mod_revision) <= self.read_rev:  # a deletion's is the deleting revision
+                    continue
+                name = event.key.decode()[len(self.prefix) :]
+                if isinstance(event, DeleteEvent):
+                    self.names.discard(name)
+                else:
+                    self.names.add(name)
+                self.frozen = None
+
+    def current(self, count: int) -> frozenset[str] | None:
+        with self.lock:
+            fresh = time.monotonic() - self.read_at < self.FULL_READ
+            if not self.watching or not fresh or len(self.names) != count:
+                return None
+            if self.frozen is None:
+                self.frozen = frozenset(self.names)
+            return self.frozen
+
+    def read_all(self) -> frozenset[str]:
+        """Read every key (one range), then watch anew from the revision after it."""
+        with self.sync_lock:
+            response = client().get_prefix_response(self.prefix, keys_only=True)
+            revision = int(response.header.revision)
+            names = {kv.key.decode()[len(self.prefix) :] for kv in response.kvs}
+            if self.watcher is None:
+                self.watcher = _new_client()
+            with self.lock:
+                old, self.watch_id = self.watch_id, None
+                self.generation += 1
+                generation = self.generation
+                self.names, self.read_rev, self.frozen = names, revision, frozenset(names)
+                self.read_at = time.monotonic()
+                self.watching = True  # before the watch: an error it reports at once is not overwritten
+                found = self.frozen
+            if old is not None:
+                with contextlib.suppress(Exception):  # gone with its stream already
+                    self.watcher.cancel_watch(old)
+            watch_id = self.watcher.add_watch_prefix_callback(
+                self.prefix, functools.partial(self.on_watch, generation), start_revision=revision + 1
+            )
+            with self.lock:
+                if self.generation == generation:
+                    self.watch_id = watch_id
+            return found
+
+
+_live_sets: dict[tuple[int, str, tuple[str, ...]], _LiveSet] = {}
+_live_sets_lock = threading.Lock()
+
+
+def _new_client() -> etcd3.MultiEndpointEtcd3Client:
+    endpoints = [
+        etcd3.Endpoint(host or "127.0.0.1", int(port), secure=False, time_retry=RETRY_AFTER)
+        for host, _, port in (e.rpartition(":") for e in settings.ERU_ETCD_ENDPOINTS)
+    ]
+    return etcd3.MultiEndpointEtcd3Client(endpoints=endpoints, timeout=5, failover=len(endpoints) > 1)
+
+
+def live_nodes() -> frozenset[str]:
+    """alive_nodes(strict=True)'s set, without reading every heartbeat key on every call: a watch
+    keeps this process's copy (see _LiveSet), and each call checks it against the number of keys
+    etcd holds now (one small range: a count). A copy that is not watched or does not add up is
+    read again whole. Raises EtcdError when etcd cannot be read."""
+    prefix = key("/status:node/")
+    ident = (os.getpid(), prefix, tuple(settings.ERU_ETCD_ENDPOINTS))
+    with _live_sets_lock:
+        live = _live_sets.get(ident)
+        if live is None:
+            live = _live_sets[ident] = _LiveSet(prefix)
+    try:
+        count = int(client().get_prefix_response(prefix, count_only=True).count)
+        found = live.current(count)
+        return found if found is not None else live.read_all()
+    except Exception as exc:
+        raise EtcdError(f"etcd unreachable: {exc}") from exc

@@ -5,6 +5,9 @@ from collections.abc import Callable
 from http import HTTPStatus
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template import engines
+
+from clusters import etcd
 
 
 class RequestIdMiddleware:
@@ -32,7 +35,9 @@ DETAILS = {
 class ApiJsonErrorsMiddleware:
     """Every error under /api/ answers in DRF's shape, `{"detail": …}` as JSON: Django's own pages
     (an unknown URL's 404, a 405 of a plain view, the 500 of an uncaught exception) are HTML and
-    are replaced; DRF's answers, already JSON, pass unchanged. Headers such as Allow are kept."""
+    are replaced; DRF's answers, already JSON, pass unchanged. Headers such as Allow are kept.
+    An etcd outage that a view lets through (a write that needs etcd) is a 503 with Retry-After,
+    everywhere: JSON under /api/, a page naming etcd elsewhere (htmx shows its heading)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -53,6 +58,33 @@ class ApiJsonErrorsMiddleware:
             if header in response:
                 json[header] = response[header]
         return json
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        down = etcd.outage(exception)
+        if down is None:
+            return None
+        detail = etcd.outage_message(down)
+        response: HttpResponse
+        if request.path.startswith(API_PREFIX):
+            response = JsonResponse({"detail": detail}, status=503)
+        else:
+            page = engines["django"].from_string(OUTAGE_PAGE).render({"detail": detail}, request)
+            response = HttpResponse(page, status=503)
+        response["Retry-After"] = str(etcd.OUTAGE_RETRY_AFTER)
+        return response
+
+
+OUTAGE_PAGE = """{% extends "base.html" %}
+{% block title %}etcd unreachable{% endblock %}
+{% block content %}
+<section class="error-page card">
+  <p class="code">503</p>
+  <h1>The cluster store (etcd) cannot be reached</h1>
+  <p class="detail">{{ detail }}</p>
+  <p class="muted">Pages still show what the portal knows; writes that need etcd wait until it answers.</p>
+</section>
+{% endblock %}
+"""
 
 
 def _phrase(code: int) -> str:

@@ -5,15 +5,27 @@ the usage history the pages draw."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import docker as docker_sdk
 from django.conf import settings
-from django.db.models import Count, Max, Q, QuerySet, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models import (
+    BigIntegerField,
+    Count,
+    ExpressionWrapper,
+    F,
+    Max,
+    Q,
+    QuerySet,
+    Sum,
+    TextField,
+    Value,
+)
+from django.db.models.functions import Cast, Coalesce
 
 import scheduling
 import schema
@@ -46,8 +58,12 @@ def node_resources(node: Node) -> scheduling.NodeResources:
 def share_pool(node: Node) -> list[str]:
     """Eru's remap pool of the node (the cores no bound workload holds a whole of, else all), kept to
     the cores its engine has: an over-committed declaration names cores Docker cannot pin to."""
-    pool = scheduling.share_pool(node_resources(node))
-    ncpu = engine_ncpu(node)
+    return share_pool_of(node_resources(node), engine_ncpu(node))
+
+
+def share_pool_of(resources: scheduling.NodeResources, ncpu: int | None) -> list[str]:
+    """share_pool() of a node with these resources, whose engine reported `ncpu` cores (None: none)."""
+    pool = scheduling.share_pool(resources)
     if ncpu:
         pool = [core for core in pool if core.isdigit() and int(core) < ncpu] or [str(i) for i in range(ncpu)]
     return pool
@@ -71,13 +87,22 @@ def request_of(w: Workload) -> scheduling.ResourceRequest:
     )
 
 
-def available_nodes(pod: Pod) -> list[Node]:
-    """Nodes of the pod that may take new workloads: not bypassed and heartbeat key present."""
+_SCAN = etcd.alive_nodes  # the whole prefix read; a stand-in put in its place (tests) is honoured
+
+
+def alive_names() -> Set[str]:
+    """The names of the nodes whose heartbeat key exists now (etcd.live_nodes: one round trip
+    however many nodes there are), or the pod-level error a deploy answers when etcd cannot tell."""
     try:
-        alive = etcd.alive_nodes(strict=True)
+        return etcd.alive_nodes(strict=True) if etcd.alive_nodes is not _SCAN else etcd.live_nodes()
     except etcd.EtcdError as exc:
         raise invalid("pod", f"cannot tell which nodes are up: {exc}") from exc
-    return [n for n in pod.nodes.filter(bypass=False) if n.is_available(alive)]
+
+
+def available_nodes(pod: Pod) -> list[Node]:
+    """Nodes of the pod that may take new workloads: not bypassed and heartbeat key present."""
+    alive = alive_names()
+    return [n for n in pod.nodes.filter(bypass=False) if n.name in alive]
 
 
 def deploy_candidates(pod: Pod, node_names: Sequence[str], node_labels: Mapping[str, str]) -> list[Node]:
@@ -97,6 +122,130 @@ def deploy_candidates(pod: Pod, node_names: Sequence[str], node_labels: Mapping[
     if not nodes:
         raise invalid("pod", "node map is empty: no available node matches this deploy")
     return nodes
+
+
+@dataclass(frozen=True, slots=True)
+class NodeState:
+    """A node as the scheduler reads it, without a model instance: what a plan needs of it."""
+
+    pk: int
+    name: str
+    pod_id: int
+    bypass: bool
+    labels: Mapping[str, Any]
+    resources: scheduling.NodeResources
+
+
+# Each JSON text once per process (a fleet's nodes mostly share a handful of distinct cpu maps and
+# label sets), and each node's resources while its row says the same. Never mutated: read-only.
+_decoded: dict[str, Any] = {}
+_states: dict[int, tuple[tuple[Any, ...], NodeState]] = {}
+_MEMO_MAX = 200_000
+
+
+def _json(text: str | None) -> Any:
+    if text is None:
+        return {}
+    value = _decoded.get(text)
+    if value is None:
+        if len(_decoded) >= _MEMO_MAX:
+            _decoded.clear()
+        value = _decoded[text] = json.loads(text)
+    return value
+
+
+_COLUMNS = ("pk", "name", "pod_id", "bypass", "share_base", "memory", "used_cpu", "used_memory")
+_JSON = {"t_labels": "labels", "t_cpu_map": "cpu_map", "t_used_cpu_map": "used_cpu_map"}
+
+
+def node_states(
+    nodes: QuerySet[Node], *, lock: bool = False, order: Sequence[str] = ("name",), limit: int | None = None
+) -> list[NodeState]:
+    """The nodes of the queryset in name order (or `order`; the first `limit`), in one query of
+    their columns only, each JSON text decoded once. `lock`: SELECT … FOR UPDATE, taken in that
+    order (PostgreSQL; SQLite's immediate transaction holds the whole database already)."""
+    rows = nodes.order_by(*order).annotate(**{k: Cast(v, TextField()) for k, v in _JSON.items()})
+    if lock:
+        rows = rows.select_for_update(of=("self",))
+    if limit is not None:
+        rows = rows[:limit]
+    found: list[NodeState] = []
+    fmax = settings.ERU_MAX_FRAGMENT_CORES
+    for row in rows.values_list(*_COLUMNS, *_JSON):
+        pk, name, pod_id, bypass, share_base, memory, used_cpu, used_memory, labels, cpu_map, used = row
+        memo = _states.get(pk)
+        if memo is not None and memo[0] == row and memo[1].resources.max_fragment_cores == fmax:
+            found.append(memo[1])
+            continue
+        resources = scheduling.NodeResources(
+            name=name,
+            cpu_map=_json(cpu_map),
+            memory=memory,
+            used_cpu_map=_json(used),
+            used_cpu=used_cpu,
+            used_memory=used_memory,
+            share_base=share_base,
+            max_fragment_cores=fmax,
+        )
+        state = NodeState(pk, name, pod_id, bypass, _json(labels), resources)
+        if len(_states) >= _MEMO_MAX:
+            _states.clear()
+        _states[pk] = (row, state)
+        found.append(state)
+    return found
+
+
+def node_states_by_pk(pks: Sequence[int], *, lock: bool = False, chunk: int = 5000) -> list[NodeState]:
+    """node_states() of these nodes (given in name order), in queries of at most `chunk` ids (more
+    than one only past schema.MAX_DEPLOY_COUNT nodes), each chunk in name order."""
+    found: list[NodeState] = []
+    for i in range(0, len(pks), chunk):
+        found += node_states(Node.objects.filter(pk__in=pks[i : i + chunk]), lock=lock)
+    return found
+
+
+def roomiest_nodes(pod: Pod, memory_request: int, limit: int) -> list[NodeState]:
+    """The pod's nodes not set down that have room for an unbound instance of `memory_request`
+    bytes by memory, most instances of it first (scheduling's capacity: free memory // request;
+    ties in name order, as the scheduler breaks them), the first `limit` of them: the order of an
+    AUTO plan among nodes that hold none of the app. Without a memory request every node has room
+    without end: name order."""
+    nodes = Node.objects.filter(pod=pod, bypass=False)
+    order: tuple[str, ...] = ("name",)
+    if memory_request > 0:
+        room = ExpressionWrapper(F("memory") - F("used_memory"), output_field=BigIntegerField())
+        per = Cast(Value(memory_request), BigIntegerField())
+        fits = ExpressionWrapper(F("room") / per, output_field=BigIntegerField())
+        nodes = nodes.annotate(room=room).filter(room__gte=memory_request).annotate(fits=fits)
+        order = ("-fits", "name")
+    # The ids first (PostgreSQL would make the text of every node's JSON before sorting), then them.
+    ids = list(nodes.order_by(*order).values_list("pk", flat=True)[:limit])
+    place = {pk: i for i, pk in enumerate(ids)}
+    return sorted(node_states(Node.objects.filter(pk__in=ids)), key=lambda s: place[s.pk])
+
+
+def deploy_snapshot(pod: Pod, node_names: Sequence[str], node_labels: Mapping[str, str]) -> list[NodeState]:
+    """deploy_candidates() as NodeStates, read without locks (the snapshot a plan is made against):
+    one read of the live set, one query of the pod's nodes."""
+    alive = alive_names()
+    every = node_states(Node.objects.filter(pod=pod))
+    states = [s for s in every if not s.bypass and s.name in alive]
+    if node_names:
+        known = {s.name for s in every}
+        unknown = [n for n in node_names if n not in known]
+        if unknown:
+            raise invalid("node_names", f"no such node in pod {pod.name}: {', '.join(unknown)}")
+        up = {s.name for s in states}
+        down = [n for n in node_names if n not in up]
+        if down:
+            raise invalid("node_names", f"node is down (set down or no heartbeat): {', '.join(down)}")
+        wanted = set(node_names)
+        states = [s for s in states if s.name in wanted]
+    if node_labels:
+        states = [s for s in states if all(s.labels.get(k) == v for k, v in node_labels.items())]
+    if not states:
+        raise invalid("pod", "node map is empty: no available node matches this deploy")
+    return states
 
 
 @dataclass(frozen=True)

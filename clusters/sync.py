@@ -11,10 +11,12 @@ from typing import Any
 
 from django.db import transaction
 
-from clusters import etcd
+from clusters import etcd, queue
 from clusters.models import Node, Pod, Workload
 
 log = logging.getLogger(__name__)
+# The task that writes again, within seconds, what etcd refused (agents.tasks.mirror_retry).
+RETRY_TASK = "agents.mirror_retry"
 
 # The prefixes the mirror owns: the rows, and the workloads' observed status (written by the sweep
 # with the row). Node liveness keys (/status:node/…, on a lease) belong to the heartbeats.
@@ -63,15 +65,16 @@ def workload_all_keys(w: Workload) -> list[str]:
 
 
 def push(puts: Mapping[str, Any] | None = None, deletes: Iterable[str] = ()) -> None:
-    """Write to etcd once the surrounding transaction commits. A failure is logged, not raised:
-    the DB is the truth and the reconcile task repairs the drift."""
+    """Write to etcd once the surrounding transaction commits. A failure is logged, not raised (the
+    DB is the truth): the keys are written again within seconds, from the rows as they are then
+    (retry_later); the repair task, every 5 minutes, is the safety net."""
     puts, deletes = dict(puts or {}), list(deletes)
 
     def _apply() -> None:
         try:
             etcd.apply(puts, deletes)
         except etcd.EtcdError as exc:
-            log.warning("etcd mirror write deferred to reconcile: %s", exc)
+            retry_later([*puts, *deletes], exc)
 
     transaction.on_commit(_apply, robust=True)
 
@@ -84,12 +87,73 @@ def push_node(node_id: int) -> None:
         node = Node.objects.select_related("pod").filter(pk=node_id).first()
         if node is None:
             return
+        keys = node_keys(node)
         try:
-            etcd.apply(node_keys(node))
+            etcd.apply(keys)
         except etcd.EtcdError as exc:
-            log.warning("etcd mirror write deferred to reconcile: %s", exc)
+            retry_later(keys, exc)
 
     transaction.on_commit(_apply, robust=True)
+
+
+def retry_later(keys: Iterable[str], exc: Exception) -> None:
+    """Hand keys etcd refused to the retry task (it backs off from half a second to 3 s)."""
+    names = sorted(set(keys))
+    if not names:
+        return
+    log.warning("etcd mirror write of %d key(s) failed; retrying within seconds: %s", len(names), exc)
+    queue.enqueue(RETRY_TASK, names)
+
+
+def owners(keys: Iterable[str]) -> tuple[set[str], set[str], set[str]]:
+    """Pure: the rows mirrored keys belong to — (pod names, node names, container ids). Keys of no
+    row of the mirror (outside the prefix, a heartbeat) are no one's. Names hold no `:` or `/`."""
+    pods: set[str] = set()
+    nodes: set[str] = set()
+    containers: set[str] = set()
+    root = etcd.key("/")
+    for k in keys:
+        if not k.startswith(root):
+            continue
+        parts = k[len(root) :].split("/")
+        head, rest = parts[0], parts[1:]
+        if head == "pod" and len(rest) == 2 and rest[0] == "info":
+            pods.add(rest[1])
+        elif head == "node" and len(rest) == 1 and ":" not in rest[0]:
+            nodes.add(rest[0])  # /node/{node}
+        elif head == "node" and len(rest) == 2 and rest[0].endswith(":pod"):
+            nodes.add(rest[1])  # /node/{pod}:pod/{node}
+        elif head == "node" and len(rest) == 2 and rest[0].endswith(":workloads"):
+            containers.add(rest[1])  # /node/{node}:workloads/{id}
+        elif head == "workloads" and len(rest) == 1:
+            containers.add(rest[0])
+        elif head in ("deploy", "status") and len(rest) == 4:
+            containers.add(rest[3])  # /deploy|status/{app}/{entry}/{node}/{id}
+        elif head == "resource" and len(rest) == 2 and rest[0] == "cpumem":
+            nodes.add(rest[1])
+    return pods, nodes, containers
+
+
+def rewrite(keys: Iterable[str]) -> int:
+    """Write these keys again as the rows now say (the ones no row has any more are deleted): the
+    retry of a mirror write etcd refused. Keys of no row of the mirror are left. How many keys were
+    written; EtcdError while etcd still refuses."""
+    wanted = set(keys)
+    pods, nodes, containers = owners(wanted)
+    desired: dict[str, Any] = {}
+    for pod in Pod.objects.filter(name__in=pods):
+        desired.update(pod_keys(pod))
+    for node in Node.objects.select_related("pod").filter(name__in=nodes):
+        desired.update(node_keys(node))
+    holding = Workload.objects.filter(container_id__in=containers, state__in=Workload.HOLDING)
+    for w in holding.select_related("pod", "node"):
+        desired.update(workload_keys(w))
+        desired.update(workload_status_keys(w))
+    mine = {k for k in wanted if owners([k]) != (set(), set(), set())}
+    puts = {k: v for k, v in desired.items() if k in mine}
+    deletes = sorted(mine - puts.keys())
+    etcd.apply(puts, deletes)
+    return len(puts) + len(deletes)
 
 
 # --- drift --------------------------------------------------------------------------------------

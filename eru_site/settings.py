@@ -253,6 +253,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A lambda holds its worker thread for its whole run: lambdas have a queue (and bin/eru a worker) of
 # their own, so they never keep a deploy, a removal or reconcile waiting.
 CELERY_TASK_ROUTES = {"agents.sweep_nodes": {"queue": "heartbeat"}, "agents.run_lambda": {"queue": "lambda"}}
+# The safety nets that repair what a crash left (the re-send of lost work and the adoption of containers
+# a dead worker made; the rewrite of the etcd mirror) run every 120 s and 300 s; ERU_RECONCILE_INTERVAL
+# (s) sets both — `bin/eru --ha`, where crashes are what the mode is for, sets 15.
+ERU_RECONCILE_INTERVAL = float(os.environ.get("ERU_RECONCILE_INTERVAL") or 0)
 CELERY_BEAT_SCHEDULE = {
     # A sweep that could not run within its interval is dropped, not piled up.
     "sweep-nodes": {
@@ -268,8 +272,13 @@ CELERY_BEAT_SCHEDULE = {
     "prune-usage": {"task": "agents.prune_usage", "schedule": 60.0},
     "prune-audit": {"task": "agents.prune_audit", "schedule": 86400.0},
     "expire-deployments": {"task": "agents.expire_deployments", "schedule": 5.0, "options": {"expires": 5.0}},
-    "reconcile-etcd": {"task": "agents.reconcile_etcd", "schedule": 300.0},
-    "reconcile-containers": {"task": "agents.reconcile_containers", "schedule": 120.0},
+    # A start/stop/restart whose message the broker never had (or lost) goes again within seconds.
+    "resend-actions": {"task": "agents.resend_actions", "schedule": 5.0, "options": {"expires": 5.0}},
+    "reconcile-etcd": {"task": "agents.reconcile_etcd", "schedule": ERU_RECONCILE_INTERVAL or 300.0},
+    "reconcile-containers": {
+        "task": "agents.reconcile_containers",
+        "schedule": ERU_RECONCILE_INTERVAL or 120.0,
+    },
 }
 
 

@@ -71,6 +71,8 @@ def idle() -> None:
 
 def _abort_for(exc: Exception, context: Context) -> None:
     """Abort the call with the status code of one of the project's errors (re-raise others)."""
+    if (down := etcd.outage(exc)) is not None:  # also a field error raised from one: not the caller's
+        context.abort(grpc.StatusCode.UNAVAILABLE, etcd.outage_message(down))
     if isinstance(exc, PermissionDenied):
         context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc) or "permission denied")
     if isinstance(exc, QuotaExceeded):
@@ -81,8 +83,6 @@ def _abort_for(exc: Exception, context: Context) -> None:
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(exc.messages))
     if isinstance(exc, Http404 | ObjectDoesNotExist):
         context.abort(grpc.StatusCode.NOT_FOUND, str(exc) or "not found")
-    if isinstance(exc, etcd.EtcdError):
-        context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
     if (type(exc) is Exception and not exc.args) or isinstance(exc, grpc.RpcError):
         raise exc  # context.abort's own (grpcio raises a bare Exception), or the client went away
     # Not one of the project's errors: a bug, logged with its trace; the caller is told so (INTERNAL,

@@ -76,7 +76,10 @@ def _hinting(data: dict[str, Any]) -> Iterator[None]:
     try:
         yield
     except ValidationError as exc:
-        raise _hinted(exc, data) from None
+        hinted = _hinted(exc, data)
+        if hinted is exc:
+            raise
+        raise hinted from exc  # its cause kept: an etcd outage behind it is still one (UNAVAILABLE)
 
 
 def _spec(

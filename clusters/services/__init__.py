@@ -62,6 +62,7 @@ from clusters.services.usage import Use, usage_prune, usage_record
 from clusters.services.users import USER_FIELDS, user_add, user_password_set, user_remove, user_set
 from clusters.services.workloads import (
     CONTROL_ACTIONS,
+    container_orphan_removed,
     workload_claim,
     workload_clear_stale_actions,
     workload_collect_stale,
@@ -72,6 +73,7 @@ from clusters.services.workloads import (
     workload_remove,
     workload_remove_failed,
     workload_removed,
+    workload_resend_actions,
     workload_started,
 )
 
@@ -143,6 +145,7 @@ __all__ = [
     "user_password_set",
     "user_remove",
     "user_set",
+    "container_orphan_removed",
     "workload_claim",
     "workload_clear_stale_actions",
     "workload_collect_stale",
@@ -156,6 +159,7 @@ __all__ = [
     "workload_record_state",
     "workload_remove",
     "workload_remove_failed",
+    "workload_resend_actions",
     "workload_removed",
     "workload_started",
 ]

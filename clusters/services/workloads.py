@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -174,15 +174,28 @@ def workload_control(*, actor: Actor, workload: Workload, action: str) -> Worklo
     return workload
 
 
-def workload_control_claim(*, workload_id: int, action: str, task_id: str) -> Workload | None:
-    """The worker's claim on a control request: only the message of the request still asked for (a
-    retry of it too: same task id). None: nothing to do — done already, or replaced by a newer one."""
+def workload_control_claim(
+    *, workload_id: int, action: str, task_id: str, stale_after: float, held: datetime | None = None
+) -> Workload | None:
+    """The worker's claim on a control request: only the message of the request still asked for,
+    and only one copy of it (reconcile may have sent it again, under the same task id): a claimed
+    request is claimed again only by its holder — `held`, the claim time it got, is its token (a retry
+    of the claiming message carries it; so does a renewal between hook commands) — or by anyone once
+    the claim is older than `stale_after` seconds (its worker died). The workload, whose claimed_at
+    is the holder's new token; None: nothing to do — done already, replaced by a newer one, or
+    another copy carries it out."""
+    now = timezone.now()
+    if held is not None:
+        mine = Q(claimed_at=held)
+    else:
+        mine = Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - timedelta(seconds=stale_after))
     claimed = Workload.objects.filter(
+        mine,
         pk=workload_id,
         action=action,
         task_id=task_id,
         state__in=(Workload.State.RUNNING, Workload.State.STOPPED),
-    ).update(claimed_at=timezone.now())
+    ).update(claimed_at=now)
     return Workload.objects.select_related("pod", "node").get(pk=workload_id) if claimed else None
 
 
@@ -294,6 +307,23 @@ def workload_removed(*, workload_id: int) -> None:
         _drop(w)
 
 
+def container_orphan_removed(*, node: Node, name: str, container_id: str, why: str) -> AuditEvent:
+    """Reconcile removed an ERU container that no row holds (its workload gone, a crash between
+    making it and recording it, one made by hand): audited, the container being the target."""
+    return AuditEvent.objects.create(
+        actor_name=SYSTEM.principal,
+        via=SYSTEM.via,
+        action=Action.WORKLOAD_REMOVED,
+        target_type="container",
+        target_id=container_id[:64],
+        target_name=name[:200],
+        pod=node.pod,
+        pod_name=node.pod.name,
+        before={"container_id": container_id, "node": node.name},
+        after={"orphan": why},
+    )
+
+
 def workload_collect_stale(*, pending_after: int, claim_after: int) -> tuple[list[int], list[int]]:
     """Work whose message was lost or whose worker died: (to create, to remove). Pending rows
     untouched for `pending_after` seconds, creation claims older than `claim_after`, and removals
@@ -315,9 +345,34 @@ def workload_collect_stale(*, pending_after: int, claim_after: int) -> tuple[lis
     return create, list(remove)
 
 
+def workload_resend_actions(*, unclaimed_after: float, claim_after: float) -> list[int]:
+    """Start/stop/restart requests whose message was lost — the broker was down when they were asked,
+    or lost the message — or whose worker died: none claimed within `unclaimed_after` seconds, or a
+    claim older than `claim_after`. Each is sent again under its own task id (so whichever copy comes
+    first claims it, and the others find it claimed or done: it runs once), and not again before
+    another `unclaimed_after`. The ids of the workloads whose request went again."""
+    now = timezone.now()
+    quiet = Q(updated_at__lt=now - timedelta(seconds=unclaimed_after))
+    dead = Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - timedelta(seconds=claim_after))
+    with transaction.atomic():
+        found = Workload.objects.filter(
+            quiet & dead, action__in=CONTROL_ACTIONS, state__in=Workload.OBSERVED
+        ).values_list("pk", "action", "task_id")
+        rows = list(found)
+        if rows:
+            Workload.objects.filter(pk__in=[pk for pk, *_ in rows]).update(updated_at=now)
+            calls = [(pk, action) for pk, action, _ in rows]
+            queue.enqueue_each("agents.control_workload", calls, task_ids=[t for *_, t in rows])
+    return [pk for pk, *_ in rows]
+
+
 def workload_clear_stale_actions(*, older_than: int) -> int:
-    """Forget start/stop/restart requests no worker answered (a lost message): pages stop polling."""
+    """Forget start/stop/restart requests that can no longer be carried out (the workload is no
+    longer running or stopped: being removed) so that pages stop polling. The others are sent again
+    until a worker carries them out (workload_resend_actions)."""
     cutoff = timezone.now() - timedelta(seconds=older_than)
     # Not a replace's mark: it lasts as long as the replace (its batch may wait its turn for long).
-    stale = Workload.objects.exclude(action="").exclude(action="replace").filter(updated_at__lt=cutoff)
+    stale = Workload.objects.filter(action__in=CONTROL_ACTIONS, updated_at__lt=cutoff).exclude(
+        state__in=Workload.OBSERVED
+    )
     return stale.update(action="", task_id="", claimed_at=None)

@@ -374,3 +374,19 @@ def test_a_bidirectional_call_with_no_first_message_ends_in_time(
         assert time.monotonic() - began < 5
         silent.put(0)  # the client's own sending thread ends
     wait_for(lambda: base.streams.open == 0, timeout=5)
+
+
+def test_a_deploy_while_etcd_is_down_is_unavailable_and_makes_nothing(
+    stub: pb_grpc.CoreRPCStub, dora: Any, cluster: Any
+) -> None:
+    cluster.stop("etcd")
+    try:
+        code, text = _code(
+            lambda: list(stub.CreateWorkload(erucli(network="bridge"), metadata=DORA, timeout=30))
+        )
+        assert code == grpc.StatusCode.UNAVAILABLE, text
+        assert "etcd" in text
+        assert stub.ListPods(pb.Empty(), metadata=DORA, timeout=10).pods  # reads keep working
+    finally:
+        cluster.start("etcd")
+    assert not Deployment.objects.exists()
