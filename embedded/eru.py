@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from embedded import ha
 from embedded.config import ROOT, Config, apply_env_file
 from embedded.procs import Daemon, ServiceError, listeners, log, stop, strays, tail
 from embedded.services import Cluster, Status, print_status, require_root
@@ -31,6 +32,9 @@ bin/eru — the embedded Eru cluster on this machine (like Eru's quickstart).
   bin/eru logs [NAME]   follow the logs (web, worker, liveness, beat, grpc, agent-node1, …;
                    default all of them)
   bin/eru token [USER]  print a new API token for USER (default: the admin user)
+  bin/eru --ha up|down|status|logs|token   (or ERU_HA=1 bin/eru …) the high-availability mode:
+                   everything doubled (etcd: 3 members) under var/ha-cluster, ports 26000-26299;
+                   `bin/eru --ha` alone prints its usage
 
 Environment: ERU_NODES_COUNT (default 1), ERU_PORT (8000), ERU_GRPC_PORT (5001), ERU_ADMIN_USER (admin),
 ERU_ADMIN_PASSWORD (else one is generated and printed once by eru_bootstrap).
@@ -386,6 +390,10 @@ def cmd_token(user: str | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--ha":
+        return ha.main(argv[1:])
+    if os.environ.get("ERU_HA", "") == "1":
+        return ha.main(argv)
     command, args = (argv[0], list(argv[1:])) if argv else ("", [])
     os.chdir(ROOT)
     try:
