@@ -117,8 +117,9 @@ def create_workloads(workload_ids: list[int]) -> None:
     workloads, not one per workload): each one still pending is handed on as its own
     agents.create_workload message, through one broker connection, so that the workers make the
     containers in parallel and each creation keeps its own claim and retries. Safe to run twice: a
-    second copy of a creation finds it claimed or done; a lost message leaves its rows pending, for
-    reconcile to send again one by one."""
+    second copy hands on again the rows still pending, and each creation's claim by its row makes the
+    extra message do nothing; a lost message leaves its rows pending, for reconcile to send again one
+    by one."""
     pending = Workload.objects.filter(pk__in=list(workload_ids), state=Workload.State.PENDING)
     ids = list(pending.order_by("pk").values_list("pk", flat=True))
     if not ids:

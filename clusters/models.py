@@ -439,6 +439,8 @@ class Workload(models.Model):
             models.Index(fields=["app", "entrypoint", "node"]),
             # The sweep's question, every few seconds: did any observed row of these nodes change?
             models.Index(fields=["node", "state", "updated_at"]),
+            # The re-send's question, every 5 s: which start/stop/restart requests wait? (Few rows do.)
+            models.Index(fields=["action"], condition=~models.Q(action=""), name="workload_action_asked"),
         ]
 
     def __str__(self) -> str:

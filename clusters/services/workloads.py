@@ -355,9 +355,11 @@ def workload_resend_actions(*, unclaimed_after: float, claim_after: float) -> li
     quiet = Q(updated_at__lt=now - timedelta(seconds=unclaimed_after))
     dead = Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - timedelta(seconds=claim_after))
     with transaction.atomic():
-        found = Workload.objects.filter(
-            quiet & dead, action__in=CONTROL_ACTIONS, state__in=Workload.OBSERVED
-        ).values_list("pk", "action", "task_id")
+        found = (
+            Workload.objects.exclude(action="")  # the index's condition (workload_action_asked)
+            .filter(quiet & dead, action__in=CONTROL_ACTIONS, state__in=Workload.OBSERVED)
+            .values_list("pk", "action", "task_id")
+        )
         rows = list(found)
         if rows:
             Workload.objects.filter(pk__in=[pk for pk, *_ in rows]).update(updated_at=now)
