@@ -259,6 +259,16 @@ def test_a_retry_that_waited_past_its_claim_leaves_the_request_to_the_copy_that_
             raise docker.DockerError("connection reset", permanent=False)
         return real_stop(client, target)
 
+    from celery import current_app
+
+    send = current_app.send_task
+
+    def held_back(name: str, args: Any = None, task_id: str | None = None, **kw: Any) -> Any:
+        if name == "agents.control_workload":  # this test delivers it itself, eagerly
+            return None
+        return send(name, args=args, task_id=task_id, **kw)
+
+    monkeypatch.setattr(queue.current_app, "send_task", held_back)
     monkeypatch.setitem(tasks._CONTROL, "stop", flaky)
     services.workload_control(actor=services.SYSTEM, workload=w, action="stop")
     task_id = _row(w).task_id
