@@ -596,6 +596,8 @@ def cmd_down(args: Sequence[str]) -> int:
     for p in reversed(apps(config)):
         p.stop()
     HACluster(config).down(purge=bool(args))
+    if args:  # also a cluster another checkout left (its rows' TLS material is under another key)
+        shutil.rmtree(config.pg_dir, ignore_errors=True)
     return 0
 
 
