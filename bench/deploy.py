@@ -140,10 +140,15 @@ def via_api(session: requests.Session, count: int, round_no: int) -> float:
         "memory_limit": "16M",
         "cpu_bind": False,
     }
+    return deployed(session, f"http://127.0.0.1:{PORT}/api", body)
+
+
+def deployed(session: requests.Session, api: str, body: dict[str, object]) -> float:
+    """Seconds from the REST API's POST of a deploy until polling finds it done (exits if it failed)."""
     t0 = time.perf_counter()
-    r = session.post(f"http://127.0.0.1:{PORT}/api/deployments/", json=body, timeout=30)
+    r = session.post(f"{api}/deployments/", json=body, timeout=30)
     r.raise_for_status()
-    url = f"http://127.0.0.1:{PORT}/api/deployments/{r.json()['id']}/"
+    url = f"{api}/deployments/{r.json()['id']}/"
     while True:
         d = session.get(url, timeout=10).json()
         if d["state"] != "running":

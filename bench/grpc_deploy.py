@@ -57,18 +57,7 @@ def token(session: requests.Session) -> None:
 def via_api(session: requests.Session, count: int, app: str) -> float:
     body = {"pod": "eru", "app": app, "entrypoint": "api", "image": IMAGE, "count": count,
             "command": COMMAND, "cpu_limit": 0.05, "memory_limit": "16M", "cpu_bind": False}  # fmt: skip
-    t0 = time.perf_counter()
-    r = session.post(f"{API}/deployments/", json=body, timeout=30)
-    r.raise_for_status()
-    url = f"{API}/deployments/{r.json()['id']}/"
-    while True:
-        d = session.get(url, timeout=10).json()
-        if d["state"] != "running":
-            elapsed = time.perf_counter() - t0
-            if d["state"] != "done":
-                sys.exit(f"deployment ended {d['state']}: {d}")
-            return elapsed
-        time.sleep(0.02)
+    return deploy.deployed(session, API, body)
 
 
 def via_grpc(stub: pb_grpc.CoreRPCStub, count: int, app: str) -> float:
