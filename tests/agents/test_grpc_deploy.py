@@ -365,10 +365,14 @@ def test_a_bidirectional_call_with_no_first_message_ends_in_time(
     from agents.grpc_server import base
 
     monkeypatch.setattr(base, "FIRST_WAIT", 0.5)
-    silent: queue.Queue[int] = queue.Queue()  # a client that opens the call and says nothing
     for call in (stub.RunAndWait, stub.ExecuteWorkload):
+        # a client that opens the call and says nothing; one queue each, so the 0 that ends the
+        # first client's sending thread cannot be taken by the second call's (it half-closes then)
+        silent: queue.Queue[int] = queue.Queue()
         began = time.monotonic()
-        code, text = _code(lambda call=call: list(call(iter(silent.get, 0), metadata=DORA, timeout=10)))
+        code, text = _code(
+            lambda call=call, silent=silent: list(call(iter(silent.get, 0), metadata=DORA, timeout=10))
+        )
         assert code == grpc.StatusCode.DEADLINE_EXCEEDED, text
         assert "no first message" in text
         assert time.monotonic() - began < 5
