@@ -342,6 +342,8 @@ def racer(backend: str, index: int, team: str, seconds: float, barrier: Any) -> 
     errors: list[str] = []
     latencies = []
     barrier.wait(timeout=120)
+    services_before = service_cpu() if index == 0 else {}
+    cpu_start = time.process_time()
     t_start = time.perf_counter()
     deadline = t_start + seconds
     while (now := time.perf_counter()) < deadline:
@@ -353,13 +355,47 @@ def racer(backend: str, index: int, team: str, seconds: float, barrier: Any) -> 
             refused += 1
             errors.append("; ".join(exc.messages)[:200])
         latencies.append(time.perf_counter() - now)
+    cpu = time.process_time() - cpu_start
+    services_after = service_cpu() if index == 0 else {}
     return {
+        "cpu": cpu,
+        "services_before": services_before,
+        "services_after": services_after,
         "granted": granted,
         "refused": refused,
         "errors": errors[:3],
         "elapsed": time.perf_counter() - t_start,
         "latencies": latencies,
     }
+
+
+def service_cpu() -> dict[str, float]:
+    """CPU seconds used so far by the services' processes (PostgreSQL's backends included), by name."""
+    import psutil
+
+    names = {"postgres": "postgres", "etcd": "etcd", "redis-server": "redis"}
+    found = dict.fromkeys(names.values(), 0.0)
+    for proc in psutil.process_iter(["name", "cpu_times"]):
+        name = names.get(proc.info["name"] or "")
+        times = proc.info["cpu_times"]
+        where = " ".join(_cmdline(proc)) + " " + _cwd(proc)  # PostgreSQL's backends: their cwd
+        if name and times is not None and (str(DIR) in where or f"-{PORT_BASE}" in where):
+            found[name] += times.user + times.system
+    return found
+
+
+def _cmdline(proc: Any) -> list[str]:
+    try:
+        return list(proc.cmdline())
+    except Exception:
+        return []
+
+
+def _cwd(proc: Any) -> str:
+    try:
+        return str(proc.cwd())
+    except Exception:
+        return ""
 
 
 def concurrent(backend: str, procs: int, seconds: float, shared: bool) -> dict[str, Any]:
@@ -373,6 +409,9 @@ def concurrent(backend: str, procs: int, seconds: float, shared: bool) -> dict[s
         found = pool.starmap(racer, jobs)
     broker_messages()
     granted = sum(f["granted"] for f in found)
+    cpu = {"deployers": sum(f["cpu"] for f in found)}
+    before, after = found[0]["services_before"], found[0]["services_after"]
+    cpu.update({k: after[k] - before[k] for k in after})
     elapsed = max(f["elapsed"] for f in found)
     latencies = sorted(x for f in found for x in f["latencies"])
     return {
@@ -385,6 +424,7 @@ def concurrent(backend: str, procs: int, seconds: float, shared: bool) -> dict[s
         "rate": granted / elapsed,
         "p50": latencies[len(latencies) // 2] if latencies else 0.0,
         "p99": latencies[int(len(latencies) * 0.99)] if latencies else 0.0,
+        "cpu_per_deploy": {k: v / max(granted, 1) for k, v in cpu.items()},
         "overcommits": overcommits(),
     }
 
@@ -497,7 +537,8 @@ def report(found: dict[str, dict[str, Any]], args: argparse.Namespace) -> bool:
             print(
                 f"{backend:<9}{c['procs']} processes, {c['teams']:<9}: {c['rate']:7.1f} deploys/s "
                 f"({c['granted']} granted, {c['refused']} refused; p50 {c['p50'] * 1000:.1f} ms, "
-                f"p99 {c['p99'] * 1000:.1f} ms), over-commits {c['overcommits']}"
+                f"p99 {c['p99'] * 1000:.1f} ms), over-commits {c['overcommits']}; CPU per deploy "
+                + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in c["cpu_per_deploy"].items())
                 + (f" — target ≥ 200/s, 0 over-commits: {'met' if met else 'NOT met'}" if target else "")
                 + (f" errors: {c['errors']}" if c["errors"] else "")
             )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime
@@ -206,22 +207,27 @@ def node_states_by_pk(pks: Sequence[int], *, lock: bool = False, chunk: int = 50
 
 def roomiest_nodes(pod: Pod, memory_request: int, limit: int) -> list[NodeState]:
     """The pod's nodes not set down that have room for an unbound instance of `memory_request`
-    bytes by memory, most instances of it first (scheduling's capacity: free memory // request;
-    ties in name order, as the scheduler breaks them), the first `limit` of them: the order of an
-    AUTO plan among nodes that hold none of the app. Without a memory request every node has room
-    without end: name order."""
+    bytes by memory, most instances of it first (scheduling's capacity: free memory // request),
+    the first `limit` of them: the order of an AUTO plan among nodes that hold none of the app.
+    Without a memory request every node has room without end. Ties are in random order, as Eru's
+    heap leaves them (the engine breaks them by input order): deploys racing into a pod of equal
+    nodes then lock different rows instead of queueing on the first by name."""
     nodes = Node.objects.filter(pod=pod, bypass=False)
-    order: tuple[str, ...] = ("name",)
+    order: tuple[str, ...] = ("?",)
     if memory_request > 0:
         room = ExpressionWrapper(F("memory") - F("used_memory"), output_field=BigIntegerField())
         per = Cast(Value(memory_request), BigIntegerField())
         fits = ExpressionWrapper(F("room") / per, output_field=BigIntegerField())
         nodes = nodes.annotate(room=room).filter(room__gte=memory_request).annotate(fits=fits)
-        order = ("-fits", "name")
-    # The ids first (PostgreSQL would make the text of every node's JSON before sorting), then them.
-    ids = list(nodes.order_by(*order).values_list("pk", flat=True)[:limit])
-    place = {pk: i for i, pk in enumerate(ids)}
-    return sorted(node_states(Node.objects.filter(pk__in=ids)), key=lambda s: place[s.pk])
+        order = ("-fits", "?")
+    # The ids in a subquery (PostgreSQL would make the text of every node's JSON before sorting),
+    # the rows of those in the same round trip; in the same order again here, ties shuffled.
+    ids = nodes.order_by(*order).values("pk")[:limit]
+    found = node_states(Node.objects.filter(pk__in=ids))
+    random.shuffle(found)
+    if memory_request > 0:
+        found.sort(key=lambda s: -((s.resources.memory - s.resources.used_memory) // memory_request))
+    return found
 
 
 def deploy_snapshot(pod: Pod, node_names: Sequence[str], node_labels: Mapping[str, str]) -> list[NodeState]:

@@ -248,6 +248,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = 120
 CELERY_TASK_TIME_LIMIT = 180
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A task running when the broker goes away finishes (a lambda's watch, a creation mid-Docker call);
+# its ack is lost with the connection, so it is delivered again, and every task is idempotent by
+# its claim (Celery 6 will cancel such tasks instead; said here, it no longer warns).
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # The sweep (container status, and the heartbeat of every node that answers) has a queue and a
 # worker of its own, so a big deploy cannot delay it past the heartbeat lease.
 # A lambda holds its worker thread for its whole run: lambdas have a queue (and bin/eru a worker) of

@@ -352,10 +352,11 @@ def _auto_roomiest(spec: DeploySpec) -> list[selectors.NodeState] | None:
     choose, read without reading every node — or None (then every candidate is read).
 
     AUTO (Eru's CommunismPlan) gives each instance to the node with the fewest of the app, ties to
-    the one with the most room left (count + capacity), then input order (name). While at least n
-    candidates hold none of the app, the n instances go one each to the n of those with the most
-    capacity, ties by name: for an unbound request capacity is free memory // memory request
-    (every node with enough cores), which the database orders (selectors.roomiest_nodes). Nodes
+    the one with the most room left (count + capacity), then input order (name; Eru's heap leaves
+    them unordered). While at least n candidates hold none of the app, the n instances go one each
+    to the n of those with the most capacity, ties at random (as Eru: racing deploys then take
+    different nodes): for an unbound request capacity is free memory // memory request (every node
+    with enough cores), which the database orders (selectors.roomiest_nodes). Nodes
     read that are down, lack the cores or labels, or hold the app, are skipped; while fewer than n
     remain, more are read."""
     r, res = spec.request, spec.resources
@@ -512,8 +513,9 @@ def _mirror(node_ids: list[int]) -> None:
 
     def _apply() -> None:
         puts: dict[str, Any] = {}
-        for node in Node.objects.select_related("pod").filter(pk__in=node_ids).iterator(chunk_size=2000):
-            puts.update(sync.node_keys(node))
+        for start in range(0, len(node_ids), 2000):  # lists: iterator() is a server-side cursor on PG
+            for node in Node.objects.select_related("pod").filter(pk__in=node_ids[start : start + 2000]):
+                puts.update(sync.node_keys(node))
         try:
             etcd.apply(puts)
         except etcd.EtcdError as exc:
@@ -558,8 +560,7 @@ def _workloads(
     rows = [_Row("", a.state.pk, cpu_map) for a in allocations for cpu_map in a.allocation.cpu_maps]
     for row, ident in zip(rows, _idents(len(rows), taken), strict=True):
         row.name = prefix + ident
-    _unique_rows(rows, prefix, taken)
-    return _insert(proto, rows)
+    return _insert(proto, rows, prefix, taken)
 
 
 @dataclass
@@ -583,16 +584,19 @@ def _unique_rows(rows: list[_Row], prefix: str, taken: set[str]) -> None:
 
 _VARYING = frozenset({"name", "node_id", "seq", "cpu_map"})
 INSERT_CHUNK = 500  # rows per INSERT (SQLite allows 32,766 bound values a statement, PostgreSQL 65,535)
+NAME_DRAWS = 8  # rounds of new names for rows whose name a workload has already (1 in 2 billion each)
 
 
-def _insert(proto: Workload, rows: list[_Row]) -> list[int]:
-    """bulk_create for rows that differ only in name, node, seq and cpu map, with the other columns
-    prepared for the database once instead of once per row (bulk_create's cost at 1,000 rows):
-    INSERT … VALUES … RETURNING id, INSERT_CHUNK rows a statement. A few rows, or a database that
-    cannot return the ids of a multi-row insert: bulk_create itself."""
+def _insert(proto: Workload, rows: list[_Row], prefix: str, taken: set[str]) -> list[int]:
+    """Insert rows that differ only in name, node, seq and cpu map, with the other columns prepared
+    for the database once instead of once per row (bulk_create's cost at 1,000 rows); their ids in
+    seq order. Names are random: a row whose name an existing workload has is skipped by the insert
+    (ON CONFLICT DO NOTHING, no query beforehand) and inserted again under a new one. A database
+    that cannot return the ids of a multi-row insert: a check of the names, then bulk_create."""
     conn = connections[Workload.objects.db or "default"]
     fields = [f for f in Workload._meta.concrete_fields if not f.primary_key]
-    if len(rows) <= CREATION_DIRECT or not conn.features.can_return_rows_from_bulk_insert:
+    if not conn.features.can_return_rows_from_bulk_insert:  # pragma: no cover — PostgreSQL, SQLite can
+        _unique_rows(rows, prefix, taken)
         made = [
             Workload(
                 **{f.attname: getattr(proto, f.attname) for f in fields if f.attname not in _VARYING},
@@ -602,43 +606,71 @@ def _insert(proto: Workload, rows: list[_Row]) -> list[int]:
         ]
         return [w.pk for w in Workload.objects.bulk_create(made)]
     prepared = {f.attname: f.get_db_prep_save(f.pre_save(proto, add=True), conn) for f in fields}
+    insert = _insert_pg if conn.vendor == "postgresql" else _insert_values
+    ids: dict[int, int] = {}  # seq -> id
+    waiting = list(enumerate(rows))
+    for _ in range(NAME_DRAWS):
+        ids.update(insert(conn, fields, prepared, waiting))
+        waiting = [(seq, row) for seq, row in waiting if seq not in ids]
+        if not waiting:
+            return [ids[seq] for seq in range(len(rows))]
+        for _, row in waiting:  # a name a workload has already: another
+            row.name = prefix + _ident(taken)
+    raise RuntimeError(f"workload names still taken after {NAME_DRAWS} draws: {waiting[0][1].name}")
+
+
+def _insert_pg(
+    conn: Any, fields: list[Any], prepared: dict[str, Any], rows: list[tuple[int, _Row]]
+) -> list[tuple[int, int]]:
+    """One statement: the varying columns as arrays; (seq, id) of the rows inserted."""
+    qn = conn.ops.quote_name
+    table, columns = qn(Workload._meta.db_table), ", ".join(qn(str(f.column)) for f in fields)
+    picks = [f"v.{f.attname}" if f.attname in _VARYING else f"%s::{f.cast_db_type(conn)}" for f in fields]
+    sql = (
+        f"INSERT INTO {table} ({columns}) SELECT {', '.join(picks)} FROM unnest("
+        "%s::text[], %s::bigint[], %s::integer[], %s::jsonb[]) AS v(name, node_id, seq, cpu_map) "
+        f"ON CONFLICT ({qn('name')}) DO NOTHING RETURNING {qn('id')}, {qn('seq')}"
+    )
+    params = [prepared[f.attname] for f in fields if f.attname not in _VARYING]
+    params += [
+        [row.name for _, row in rows],
+        [row.node_id for _, row in rows],
+        [seq for seq, _ in rows],
+        [json.dumps(row.cpu_map) for _, row in rows],
+    ]
+    with conn.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [(seq, pk) for pk, seq in cursor.fetchall()]
+
+
+def _insert_values(
+    conn: Any, fields: list[Any], prepared: dict[str, Any], rows: list[tuple[int, _Row]]
+) -> list[tuple[int, int]]:
+    """INSERT … VALUES …, INSERT_CHUNK rows a statement; (seq, id) of the rows inserted."""
     cpu_map = Workload._meta.get_field("cpu_map")
     qn = conn.ops.quote_name
     table, columns = qn(Workload._meta.db_table), ", ".join(qn(str(f.column)) for f in fields)
-    if conn.vendor == "postgresql":  # one statement: the varying columns as arrays
-        picks = [f"v.{f.attname}" if f.attname in _VARYING else f"%s::{f.cast_db_type(conn)}" for f in fields]
-        sql = (
-            f"INSERT INTO {table} ({columns}) SELECT {', '.join(picks)} FROM unnest("
-            "%s::text[], %s::bigint[], %s::integer[], %s::jsonb[]) AS v(name, node_id, seq, cpu_map) "
-            f"RETURNING {qn('id')}, {qn('seq')}"
-        )
-        params = [prepared[f.attname] for f in fields if f.attname not in _VARYING]
-        params += [
-            [r.name for r in rows],
-            [r.node_id for r in rows],
-            list(range(len(rows))),
-            [json.dumps(r.cpu_map) for r in rows],
-        ]
-        with conn.cursor() as cursor:
-            cursor.execute(sql, params)
-            return [pk for pk, _ in sorted(cursor.fetchall(), key=lambda found: found[1])]
     slots = {name: i for i, name in enumerate(f.attname for f in fields)}
     values = "(" + ", ".join(["%s"] * len(fields)) + ")"
     base = [prepared[f.attname] if f.attname not in _VARYING else None for f in fields]
-    ids: list[int] = []
+    found: list[tuple[int, int]] = []
     with conn.cursor() as cursor:
         for start in range(0, len(rows), INSERT_CHUNK):
             chunk = rows[start : start + INSERT_CHUNK]
             params = []
-            for seq, row in enumerate(chunk, start):
+            for seq, row in chunk:
                 one = list(base)
                 one[slots["name"]], one[slots["node_id"]], one[slots["seq"]] = row.name, row.node_id, seq
                 one[slots["cpu_map"]] = cpu_map.get_db_prep_save(row.cpu_map, conn)
                 params += one
             many = ", ".join([values] * len(chunk))
-            cursor.execute(f"INSERT INTO {table} ({columns}) VALUES {many} RETURNING {qn('id')}", params)
-            ids += [pk for (pk,) in cursor.fetchall()]
-    return ids
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) VALUES {many} ON CONFLICT ({qn('name')}) DO NOTHING "
+                f"RETURNING {qn('id')}, {qn('seq')}",
+                params,
+            )
+            found += [(seq, pk) for pk, seq in cursor.fetchall()]
+    return found
 
 
 def _row_fields(row: _Row, seq: int) -> dict[str, Any]:

@@ -94,8 +94,26 @@ def test_auto_over_the_roomiest_nodes_is_auto_over_every_candidate(
         roomiest = deploy._auto_roomiest(spec)
         if roomiest is None:
             continue  # the plan needs every candidate: the full read, as expected
-        assert expected == deploy._plan(spec, roomiest, {}), fields
-        assert len(roomiest) == spec.request.count
+        assert isinstance(expected, dict), (expected, fields)
+        got = deploy._plan(spec, roomiest, {})
+        assert len(roomiest) == spec.request.count == sum(got.values())
+        # Equal up to ties (as Eru's heap): one instance each on nodes of the same capacities, all
+        # of them candidates holding none of the app.
+        candidates = {s.name: s for s in deploy._snapshot(spec)}
+        holding = set(deploy._counts(spec))
+        assert set(got) <= set(candidates), fields
+        assert not {candidates[n].pk for n in got} & holding, fields
+        assert set(got.values()) == set(expected.values()) == {1}, fields
+        assert sorted(_fits(candidates[n], spec) for n in got) == sorted(
+            _fits(candidates[n], spec) for n in expected
+        ), fields
+
+
+def _fits(state: selectors.NodeState, spec: services.DeploySpec) -> float:
+    """How many unbound instances of the request the node takes by memory (without end: inf)."""
+    r = state.resources
+    ask = spec.resources.memory_request
+    return (r.memory - r.used_memory) // ask if ask else float("inf")
 
 
 @pytest.mark.django_db
@@ -107,8 +125,9 @@ def test_roomiest_nodes_skip_nodes_down_set_down_or_full(fleet: list[Node], ui_a
     spec = _spec(pod, count=3)
     roomiest = deploy._auto_roomiest(spec)
     assert roomiest is not None
-    # The least used (i % 4 == 0: n00, n04, n08) are set down, down or full: the next ones, by name.
-    assert [s.name for s in roomiest] == ["n01", "n05", "n09"]
+    # The least used (i % 4 == 0: n00, n04, n08) are set down, down or full: the next ones, in a
+    # random order (Eru's heap leaves ties unordered).
+    assert sorted(s.name for s in roomiest) == ["n01", "n05", "n09"]
     assert deploy._plan(spec, roomiest, {}) == deploy.deployment_plan(spec) == {"n01": 1, "n05": 1, "n09": 1}
 
 
@@ -220,6 +239,25 @@ def test_a_big_deploy_records_usage_and_sends_a_few_messages(
     assert w.team_id is None
     assert w.created_at is not None
     assert AuditEvent.objects.filter(action=AuditEvent.Action.DEPLOYMENT_CREATE, target_id=str(d.pk)).exists()
+    _consistent(pod, fleet)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("count", [1, 40])
+def test_names_an_existing_workload_has_are_drawn_again_by_the_insert(
+    fleet: list[Node], monkeypatch: pytest.MonkeyPatch, count: int
+) -> None:
+    pod = fleet[0].pod
+    first = _deploy(pod, count=count, app="clash")
+    taken = list(first.workloads.order_by("seq").values_list("name", flat=True))
+    drawn = [name.removeprefix("clash_e_") for name in taken]
+    monkeypatch.setattr(deploy, "_idents", lambda n, seen: drawn[:n])  # every name drawn is taken
+    again = _deploy(pod, count=count, app="clash")
+    rows = list(again.workloads.order_by("seq"))
+    assert [w.seq for w in rows] == list(range(count))
+    assert not {w.name for w in rows} & set(taken)
+    assert all(w.name.startswith("clash_e_") and len(w.name) == len("clash_e_") + 6 for w in rows)
+    assert Workload.objects.filter(app="clash").count() == 2 * count
     _consistent(pod, fleet)
 
 
