@@ -329,7 +329,9 @@ class DeploymentViewSet(
     @extend_schema(request=schema.DeployRequest, responses={200: dict})
     @action(detail=False, methods=["post"])
     def plan(self, request: Request) -> Response:
-        """Dry run: the plan {node: n} the strategy would make now. Changes nothing."""
+        """Dry run: the plan {node: n} the strategy would make now. Changes nothing. Nodes that tie
+        (as roomy, as many of the app) are named in name order here; a deploy may take another of
+        them (an AUTO deploy breaks such ties at random, as Eru does)."""
         spec = self._spec(request)
         permissions.require_deploy(request.user, spec.pod)
         deploy_plan = services.deployment_plan(spec)

@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
+from django.db.models import F
 
 from clusters import crypto
 
@@ -174,6 +175,16 @@ class Node(models.Model):
 
     class Meta:
         ordering = ["name"]
+        indexes = [
+            # AUTO's roomiest nodes (selectors.roomiest_nodes): the most free memory first, read from
+            # the index instead of sorting every node of the pod on every deploy.
+            models.Index(
+                F("pod"),
+                (F("memory") - F("used_memory")).desc(),
+                condition=models.Q(bypass=False),
+                name="node_free_memory",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -209,20 +209,18 @@ def roomiest_nodes(pod: Pod, memory_request: int, limit: int) -> list[NodeState]
     """The pod's nodes not set down that have room for an unbound instance of `memory_request`
     bytes by memory, most instances of it first (scheduling's capacity: free memory // request),
     the first `limit` of them: the order of an AUTO plan among nodes that hold none of the app.
-    Without a memory request every node has room without end. Ties are in random order, as Eru's
-    heap leaves them (the engine breaks them by input order): deploys racing into a pod of equal
-    nodes then lock different rows instead of queueing on the first by name."""
-    nodes = Node.objects.filter(pod=pod, bypass=False)
-    order: tuple[str, ...] = ("?",)
+    Without a memory request every node has room without end. They are read in order of free memory
+    (the index node_free_memory: no sort of the pod's nodes), whose first `limit` are the first by
+    capacity too; ties in capacity among them are put in random order, as Eru's heap leaves them
+    (the engine breaks them by input order): deploys racing into a pod of equal nodes then lock
+    different rows instead of queueing on the same one."""
+    room = ExpressionWrapper(F("memory") - F("used_memory"), output_field=BigIntegerField())
+    nodes = Node.objects.filter(pod=pod, bypass=False).annotate(room=room)
     if memory_request > 0:
-        room = ExpressionWrapper(F("memory") - F("used_memory"), output_field=BigIntegerField())
-        per = Cast(Value(memory_request), BigIntegerField())
-        fits = ExpressionWrapper(F("room") / per, output_field=BigIntegerField())
-        nodes = nodes.annotate(room=room).filter(room__gte=memory_request).annotate(fits=fits)
-        order = ("-fits", "?")
+        nodes = nodes.filter(room__gte=memory_request)
     # The ids in a subquery (PostgreSQL would make the text of every node's JSON before sorting),
-    # the rows of those in the same round trip; in the same order again here, ties shuffled.
-    ids = nodes.order_by(*order).values("pk")[:limit]
+    # the rows of those in the same round trip.
+    ids = nodes.order_by("-room").values("pk")[:limit]
     found = node_states(Node.objects.filter(pk__in=ids))
     random.shuffle(found)
     if memory_request > 0:

@@ -180,7 +180,9 @@ def _explained(spec: PlacementSpec, exc: ValidationError) -> ValidationError:
 
 
 def deployment_plan(spec: DeploySpec) -> dict[str, int]:
-    """The strategy's plan for the spec against current usage (a dry run: changes nothing)."""
+    """The strategy's plan for the spec against current usage (a dry run: changes nothing). Ties
+    in name order (the engine's); a deploy of unbound AUTO breaks them at random (_auto_roomiest),
+    so it may name other nodes of the same room."""
     try:
         return _plan(spec, _snapshot(spec), _counts(spec))
     except ValidationError as exc:

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, Exists, OuterRef, QuerySet, Sum
 
 import schema
 from clusters import permissions
@@ -47,9 +47,10 @@ def deploy_team(user: AnyUser | None, pod: Pod, name: str | None) -> Team | None
     and the system may name any team), else the user's only team. When some of the user's teams have
     a quota in this pod, it runs on one of those (the only one by default; several: choose): naming a
     team without one here does not step past the quota. None: no team (no quota applies)."""
-    mine = teams_of(user)
-    quoted_ids = set(Quota.objects.filter(pod=pod, team__in=mine).values_list("team_id", flat=True))
-    quoted = [t for t in mine if t.pk in quoted_ids]
+    here = Quota.objects.filter(pod=pod, team=OuterRef("pk"))
+    found = list(member_teams(user).annotate(quoted=Exists(here)))  # one query: teams and quotas
+    mine: list[Team] = list(found)
+    quoted: list[Team] = [t for t in found if t.quoted]
     privileged = user is None or permissions.can_admin(user)
     if name:
         team = next((t for t in mine if t.name == name), None)
@@ -81,12 +82,13 @@ def _amount(row: Mapping[str, Any]) -> Amount:
 
 
 def _use_rows(pod: Pod, teams: Iterable[Team]) -> dict[int, Amount]:
-    """Each team's use in the pod, in one query: the rows that hold an allocation."""
+    """Each team's use in the pod, in one query: the rows that hold an allocation, read from the
+    index workload_team_use alone (COUNT(*), not of a column outside it)."""
     rows = (
         Workload.objects.filter(Workload.holding(), pod=pod, team__in=list(teams))
         .order_by()
         .values("team")
-        .annotate(cpu=Sum("cpu_request"), memory=Sum("memory_request"), n=Count("id"))
+        .annotate(cpu=Sum("cpu_request"), memory=Sum("memory_request"), n=Count("*"))
     )
     return {int(row["team"]): _amount(row) for row in rows}
 
