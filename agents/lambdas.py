@@ -90,7 +90,9 @@ def _follow(
                     docker.kill(client, container)
             if now - renewed >= RENEW_EVERY:
                 renewed = now
-                services.workload_claim(workload_id=w.pk, task_id=task_id, stale_after=STALE)
+                services.workload_claim(
+                    workload_id=w.pk, task_id=task_id, stale_after=STALE, worker=w.claimed_by
+                )
         after = docker.inspect(client, container)
         if after is None or after.status not in ("running", "restarting", "paused"):
             return ended, "".join(kept), after

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from agents import hooks, lambdas, reconcile, remap, replace, sweep, usage
+from agents import liveness as _liveness  # noqa: F401 — connects the worker's liveness key (signals)
 from clusters import etcd, metrics, selectors, services, sync
 from clusters.models import Node, Workload
 from engine import docker
@@ -82,7 +83,10 @@ def create_workload(self: BoundTask, workload_id: int) -> None:
     if kind and kind[1] is not None:  # a replacement, re-sent by reconcile
         replace_workload.delay(workload_id)
         return
-    w = services.workload_claim(workload_id=workload_id, task_id=task_id, stale_after=STALE_CLAIM)
+    worker = _worker(self)
+    w = services.workload_claim(
+        workload_id=workload_id, task_id=task_id, stale_after=STALE_CLAIM, worker=worker
+    )
     if w is None:
         return
     spec = selectors.container_spec(w)
@@ -98,7 +102,7 @@ def create_workload(self: BoundTask, workload_id: int) -> None:
     if w.options.get("hook"):  # hooks may run for minutes: a longer timeout, the claim renewed between
 
         def renew() -> None:
-            services.workload_claim(workload_id=w.pk, task_id=task_id, stale_after=STALE_CLAIM)
+            services.workload_claim(workload_id=w.pk, task_id=task_id, stale_after=STALE_CLAIM, worker=worker)
 
         failed = hooks.hooked(_hook_client(w.node), info.id, w.options, "after_start", w.name, renew)
     if failed:  # a forced after_start failed: so does the workload, and its container goes
@@ -133,7 +137,9 @@ def create_workloads(workload_ids: list[int]) -> None:
 def run_lambda(self: BoundTask, workload_id: int) -> None:
     """A lambda's workload: run to its end, then gone (agents/lambdas.py). Its own queue (lambda)."""
     task_id = self.request.id or ""
-    w = services.workload_claim(workload_id=workload_id, task_id=task_id, stale_after=STALE_CLAIM)
+    w = services.workload_claim(
+        workload_id=workload_id, task_id=task_id, stale_after=STALE_CLAIM, worker=_worker(self)
+    )
     if w is not None:
         lambdas.run(w, task_id)
 
@@ -143,14 +149,24 @@ def replace_workload(self: BoundTask, workload_id: int) -> None:
     """One replacement of a replace deployment (agents/replace.py): the old container stopped, the
     new one up, then the old one removed — or the old one back."""
     task_id = self.request.id or ""
-    w = services.workload_claim(workload_id=workload_id, task_id=task_id, stale_after=STALE_CLAIM)
+    worker = _worker(self)
+    w = services.workload_claim(
+        workload_id=workload_id, task_id=task_id, stale_after=STALE_CLAIM, worker=worker
+    )
     if w is None:
         return
 
     def renew() -> None:
-        services.workload_claim(workload_id=workload_id, task_id=task_id, stale_after=STALE_CLAIM)
+        services.workload_claim(
+            workload_id=workload_id, task_id=task_id, stale_after=STALE_CLAIM, worker=worker
+        )
 
     replace.replace(w, renew)
+
+
+def _worker(task: BoundTask) -> str:
+    """The hostname of the worker running the task (claimed_by; agents/liveness.py keeps its key)."""
+    return str(task.request.hostname or "")
 
 
 def _hook_client(node: Node) -> docker_sdk.DockerClient:
@@ -181,9 +197,10 @@ def control_workload(self: BoundTask, workload_id: int, action: str, claim: str 
     message delivered again after it was done finds nothing to do, and a copy reconcile sent finds it
     claimed. `claim`: the claim's token (its time), which a retry of the claiming message carries."""
     task_id = self.request.id or ""
+    worker = _worker(self)
     w = services.workload_control_claim(
         workload_id=workload_id, action=action, task_id=task_id, stale_after=STALE_CLAIM,
-        held=datetime.fromisoformat(claim) if claim else None,
+        held=datetime.fromisoformat(claim) if claim else None, worker=worker,
     )  # fmt: skip
     if w is None:
         return
@@ -201,8 +218,9 @@ def control_workload(self: BoundTask, workload_id: int, action: str, claim: str 
 
     def renew() -> None:  # a hook may run for minutes: the claim stays fresh, so it is not sent again
         again = services.workload_control_claim(
-            workload_id=w.pk, action=action, task_id=task_id, stale_after=STALE_CLAIM, held=token[0]
-        )
+            workload_id=w.pk, action=action, task_id=task_id, stale_after=STALE_CLAIM, held=token[0],
+            worker=worker,
+        )  # fmt: skip
         if again is not None:
             token[0] = again.claimed_at
 

@@ -200,6 +200,43 @@ def delete_heartbeat(node: str) -> None:
         raise EtcdError(f"etcd delete failed: {exc}") from exc
 
 
+def worker_key(hostname: str) -> str:
+    """A Celery worker's liveness key (agents/liveness.py): present while the worker runs."""
+    return key(f"/status:worker/{hostname}")
+
+
+def worker_up(hostname: str, ttl: int) -> int:
+    """Put the worker's liveness key on a new lease of ttl seconds; the lease id (kept alive with
+    refresh_lease, given back with resign)."""
+    c = client()
+    try:
+        lease = c.lease(ttl)
+        c.put(worker_key(hostname), dumps({"Hostname": hostname}), lease=lease)
+        return int(lease.id)
+    except Exception as exc:
+        raise EtcdError(f"etcd worker key failed: {exc}") from exc
+
+
+def worker_seen(hostname: str) -> bool:
+    """Whether the worker's liveness key exists (one read)."""
+    try:
+        value, _ = client().get(worker_key(hostname))
+    except Exception as exc:
+        raise EtcdError(f"etcd unreachable: {exc}") from exc
+    return value is not None
+
+
+def live_workers() -> frozenset[str]:
+    """The hostnames of the workers whose liveness key exists now (one range read); EtcdError when
+    etcd cannot tell."""
+    prefix = worker_key("")
+    try:
+        found = client().get_prefix(prefix, keys_only=True)
+        return frozenset(meta.key.decode()[len(prefix) :] for _, meta in found)
+    except Exception as exc:
+        raise EtcdError(f"etcd read failed: {exc}") from exc
+
+
 def is_alive(node: str) -> bool:
     """Whether the node's heartbeat key exists now (one read); EtcdError when etcd cannot tell."""
     try:

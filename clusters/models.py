@@ -416,6 +416,9 @@ class Workload(models.Model):
     # creation task's, or the id a start/stop/restart request made for its message.
     task_id = models.CharField(max_length=64, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # The Celery worker (its hostname) holding the claim: once its liveness key in etcd is gone, the
+    # claim is lost sooner than by age (services.workloads.lost_claims); "": not known.
+    claimed_by = models.CharField(max_length=200, blank=True)
     networks = models.JSONField(default=dict, blank=True)  # network name -> IP
     error = models.TextField(blank=True)
     # Observed (written on transitions only; when it was last observed is the node's observed_at).

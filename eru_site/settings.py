@@ -250,7 +250,8 @@ CELERY_TASK_TIME_LIMIT = 180
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A task running when the broker goes away finishes (a lambda's watch, a creation mid-Docker call);
 # its ack is lost with the connection, so it is delivered again, and every task is idempotent by
-# its claim (Celery 6 will cancel such tasks instead; said here, it no longer warns).
+# its claim. Celery 6 will cancel such tasks instead; it warns of that on every connection loss
+# while this is False, said or not.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # The sweep (container status, and the heartbeat of every node that answers) has a queue and a
 # worker of its own, so a big deploy cannot delay it past the heartbeat lease.

@@ -63,20 +63,23 @@ def deployment_progress(deployment_id: int | None, *, ok: bool, n: int = 1) -> N
         d.save(update_fields=["state", "finished_at"])
 
 
-def workload_claim(*, workload_id: int, task_id: str, stale_after: int) -> Workload | None:
+def workload_claim(*, workload_id: int, task_id: str, stale_after: int, worker: str = "") -> Workload | None:
     """Claim a workload for creation, exclusively: a pending one is claimed by this task; a claimed
     one only by the same task again (a retry or redelivery, which finds its container by name), or
-    by any task once the claim is older than `stale_after` seconds (its worker died). Every attempt
-    renews the claim, so its age measures one attempt, not a whole chain of retries. None: not ours."""
+    by any task once the claim is older than `stale_after` seconds or lost (its worker died:
+    workload_collect_stale empties it). Every attempt renews the claim, so its age measures one
+    attempt, not a whole chain of retries. `worker`: the claiming worker's hostname (claimed_by).
+    None: not ours."""
     now = timezone.now()
     creating = Workload.objects.filter(pk=workload_id, state=Workload.State.CREATING)
     stale = Q(claimed_at__lt=now - timedelta(seconds=stale_after)) | Q(claimed_at__isnull=True)
+    claim = {"task_id": task_id, "claimed_at": now, "claimed_by": worker}
     claimed = (
         Workload.objects.filter(pk=workload_id, state=Workload.State.PENDING).update(
-            state=Workload.State.CREATING, task_id=task_id, claimed_at=now
+            state=Workload.State.CREATING, **claim
         )
-        or creating.filter(task_id=task_id).update(claimed_at=now)
-        or creating.filter(stale).update(task_id=task_id, claimed_at=now)
+        or creating.filter(task_id=task_id).update(**claim)
+        or creating.filter(stale).update(**claim)
     )
     return Workload.objects.select_related("pod", "node").get(pk=workload_id) if claimed else None
 
@@ -175,15 +178,22 @@ def workload_control(*, actor: Actor, workload: Workload, action: str) -> Worklo
 
 
 def workload_control_claim(
-    *, workload_id: int, action: str, task_id: str, stale_after: float, held: datetime | None = None
+    *,
+    workload_id: int,
+    action: str,
+    task_id: str,
+    stale_after: float,
+    held: datetime | None = None,
+    worker: str = "",
 ) -> Workload | None:
     """The worker's claim on a control request: only the message of the request still asked for,
     and only one copy of it (reconcile may have sent it again, under the same task id): a claimed
     request is claimed again only by its holder — `held`, the claim time it got, is its token (a retry
     of the claiming message carries it; so does a renewal between hook commands) — or by anyone once
-    the claim is older than `stale_after` seconds (its worker died). The workload, whose claimed_at
-    is the holder's new token; None: nothing to do — done already, replaced by a newer one, or
-    another copy carries it out."""
+    the claim is older than `stale_after` seconds or lost (its worker died: workload_resend_actions
+    empties it). The workload, whose claimed_at is the holder's new token; `worker`: the holder's
+    hostname (claimed_by). None: nothing to do — done already, replaced by a newer one, or another
+    copy carries it out."""
     now = timezone.now()
     if held is not None:
         mine = Q(claimed_at=held)
@@ -195,7 +205,7 @@ def workload_control_claim(
         action=action,
         task_id=task_id,
         state__in=(Workload.State.RUNNING, Workload.State.STOPPED),
-    ).update(claimed_at=now)
+    ).update(claimed_at=now, claimed_by=worker)
     return Workload.objects.select_related("pod", "node").get(pk=workload_id) if claimed else None
 
 
@@ -324,21 +334,44 @@ def container_orphan_removed(*, node: Node, name: str, container_id: str, why: s
     )
 
 
+# s: a claim this old whose worker's liveness key (agents/liveness.py) is gone is lost: the worker
+# died holding it. Past the key's lease (agents.liveness.TTL), so a worker seen a moment ago is not.
+CLAIM_GRACE = 30
+
+
+def lost_claims(now: datetime) -> Q:
+    """The claims at least CLAIM_GRACE seconds old of workers whose liveness key in etcd is gone (none
+    when etcd cannot tell: then only a claim's age says it is lost). Claims of unknown workers
+    (claimed_by "") are never lost this way."""
+    try:
+        live = etcd.live_workers()
+    except etcd.EtcdError:
+        return Q(pk__in=[])
+    return (
+        Q(claimed_at__lt=now - timedelta(seconds=CLAIM_GRACE))
+        & ~Q(claimed_by="")
+        & ~Q(claimed_by__in=sorted(live))
+    )
+
+
 def workload_collect_stale(*, pending_after: int, claim_after: int) -> tuple[list[int], list[int]]:
     """Work whose message was lost or whose worker died: (to create, to remove). Pending rows
-    untouched for `pending_after` seconds, creation claims older than `claim_after`, and removals
-    still unfinished after `pending_after`. Pending ones are marked as re-sent."""
+    untouched for `pending_after` seconds, creation claims older than `claim_after` or lost (their
+    worker's liveness key is gone: lost_claims), and removals still unfinished after `pending_after`.
+    Pending ones are marked as re-sent; lost claims are emptied, so the message sent again claims."""
     now = timezone.now()
     # A replacement waiting for its turn in its batch (no message sent yet) is not a lost message.
     pending = Q(state=Workload.State.PENDING, updated_at__lt=now - timedelta(seconds=pending_after)) & ~Q(
         replaces__isnull=False, task_id=""
     )
+    lost = Q(state=Workload.State.CREATING) & lost_claims(now)
     stale_claim = Q(state=Workload.State.CREATING) & (
         Q(claimed_at__lt=now - timedelta(seconds=claim_after)) | Q(claimed_at__isnull=True)
     )
-    create = list(Workload.objects.filter(pending | stale_claim).values_list("pk", flat=True))
+    create = list(Workload.objects.filter(pending | stale_claim | lost).values_list("pk", flat=True))
     # Re-sent now: not again at the next run unless another `pending_after` passes.
     Workload.objects.filter(pk__in=create, state=Workload.State.PENDING).update(updated_at=now)
+    Workload.objects.filter(lost, pk__in=create).update(claimed_at=None, claimed_by="")
     remove = Workload.objects.filter(
         state=Workload.State.REMOVING, updated_at__lt=now - timedelta(seconds=pending_after)
     ).values_list("pk", flat=True)
@@ -353,16 +386,16 @@ def workload_resend_actions(*, unclaimed_after: float, claim_after: float) -> li
     another `unclaimed_after`. The ids of the workloads whose request went again."""
     now = timezone.now()
     quiet = Q(updated_at__lt=now - timedelta(seconds=unclaimed_after))
-    dead = Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - timedelta(seconds=claim_after))
+    lost = lost_claims(now)
+    dead = Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - timedelta(seconds=claim_after)) | lost
     with transaction.atomic():
-        found = (
-            Workload.objects.exclude(action="")  # the index's condition (workload_action_asked)
-            .filter(quiet & dead, action__in=CONTROL_ACTIONS, state__in=Workload.OBSERVED)
-            .values_list("pk", "action", "task_id")
-        )
-        rows = list(found)
+        asked = Workload.objects.exclude(action="")  # the index's condition (workload_action_asked)
+        found = asked.filter(quiet & dead, action__in=CONTROL_ACTIONS, state__in=Workload.OBSERVED)
+        rows = list(found.values_list("pk", "action", "task_id"))
         if rows:
-            Workload.objects.filter(pk__in=[pk for pk, *_ in rows]).update(updated_at=now)
+            ids = [pk for pk, *_ in rows]
+            asked.filter(lost, pk__in=ids).update(claimed_at=None, claimed_by="")  # the copy claims
+            Workload.objects.filter(pk__in=ids).update(updated_at=now)
             calls = [(pk, action) for pk, action, _ in rows]
             queue.enqueue_each("agents.control_workload", calls, task_ids=[t for *_, t in rows])
     return [pk for pk, *_ in rows]
