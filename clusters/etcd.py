@@ -219,11 +219,7 @@ def worker_up(hostname: str, ttl: int) -> int:
 
 def worker_seen(hostname: str) -> bool:
     """Whether the worker's liveness key exists (one read)."""
-    try:
-        value, _ = client().get(worker_key(hostname))
-    except Exception as exc:
-        raise EtcdError(f"etcd unreachable: {exc}") from exc
-    return value is not None
+    return _exists(worker_key(hostname))
 
 
 def live_workers() -> frozenset[str]:
@@ -239,8 +235,12 @@ def live_workers() -> frozenset[str]:
 
 def is_alive(node: str) -> bool:
     """Whether the node's heartbeat key exists now (one read); EtcdError when etcd cannot tell."""
+    return _exists(node_status_key(node))
+
+
+def _exists(k: str) -> bool:
     try:
-        value, _ = client().get(node_status_key(node))
+        value, _ = client().get(k)
     except Exception as exc:
         raise EtcdError(f"etcd unreachable: {exc}") from exc
     return value is not None

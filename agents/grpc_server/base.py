@@ -63,6 +63,16 @@ class Streams:
 streams = Streams(settings.ERU_GRPC_STREAMS)
 
 
+def ended(context: Context) -> threading.Event:
+    """An event set when the call ends (its client went, or it was cancelled) — set at once when it
+    ended already: a client that cancels before the handler asks is not waited for without end
+    (gRPC registers no callback on a call that has terminated)."""
+    gone = threading.Event()
+    if not context.add_callback(gone.set):
+        gone.set()
+    return gone
+
+
 def idle() -> None:
     """Before a stream waits: give its database connection back (the next query opens one)."""
     if not connection.in_atomic_block:

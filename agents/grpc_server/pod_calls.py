@@ -20,14 +20,13 @@ Where this core differs from Eru's, on purpose:
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 
 import grpc
 from django.core.exceptions import PermissionDenied, ValidationError
 
 from agents.grpc_server import node_resources
-from agents.grpc_server.base import Context, Principal, actor, idle, node_of, stream, unary
+from agents.grpc_server.base import Context, Principal, actor, ended, idle, node_of, stream, unary
 from agents.grpc_server.messages import node_message
 from clusters import etcd, permissions, services
 from clusters.errors import invalid
@@ -215,8 +214,7 @@ class PodCalls:
         nodes this core does not know (with an error), as Eru's watch tells them."""
         staff = permissions.can_admin(principal.user)
         was = etcd.alive_nodes(strict=True)
-        wake = threading.Event()
-        context.add_callback(wake.set)  # the caller went: stop waiting at once
+        wake = ended(context)  # the caller went: stop waiting at once
         while context.is_active():
             idle()
             if wake.wait(STATUS_POLL):

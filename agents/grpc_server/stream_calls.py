@@ -6,7 +6,6 @@ Docker (a quiet while ends every ERU_STREAM_IDLE seconds, when a gone client is 
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -16,7 +15,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from agents.grpc_server.base import Context, Principal, actor, first_message, idle, stream, workload_of
+from agents.grpc_server.base import Context, Principal, actor, ended, first_message, idle, stream, workload_of
 from agents.grpc_server.messages import status_message, workload_message
 from agents.grpc_server.workload_calls import eru_workloads, labels_match
 from clusters import logs, permissions, services
@@ -32,12 +31,6 @@ MARGIN = timedelta(seconds=2)  # a look takes the rows changed this long before 
 MAX_LINE = engine_logs.MAX_LINE
 EXIT_PREFIX = b"[exitcode] "  # Eru's last message of an exec: erucli exits with the number after it
 _STD = {"stdout": pb.STDOUT, "stderr": pb.STDERR}
-
-
-def _cancelled(context: Context) -> threading.Event:
-    gone = threading.Event()
-    context.add_callback(gone.set)
-    return gone
 
 
 def _fingerprint(w: Workload) -> bytes:
@@ -94,7 +87,7 @@ class StreamCalls:
                 principal, appname=request.appname, entrypoint=request.entrypoint, nodename=request.nodename
             )
 
-        gone = _cancelled(context)
+        gone = ended(context)
         look = timezone.now()
         seen = {w.container_id: _fingerprint(w) for w in rows() if labels_match(w.labels, wanted)}
         while True:
@@ -139,7 +132,7 @@ class StreamCalls:
         until = _until(request.until)
         if until is not None and since is not None and until < since:
             raise invalid("until", "until: before since; nothing to show")
-        gone = _cancelled(context)
+        gone = ended(context)
         source = logs.lines(w, tail=tail, since=since, follow=request.follow)
         idle()
         try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -20,7 +19,17 @@ import grpc
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
-from agents.grpc_server.base import Context, Principal, actor, idle, node_of, stream, unary, workload_of
+from agents.grpc_server.base import (
+    Context,
+    Principal,
+    actor,
+    ended,
+    idle,
+    node_of,
+    stream,
+    unary,
+    workload_of,
+)
 from agents.grpc_server.messages import PLUGIN, status_message, workload_message
 from clusters import permissions, services
 from clusters.errors import invalid
@@ -86,8 +95,7 @@ class Waiter:
     passes; `cancelled` is set by gRPC when the call ends."""
 
     def __init__(self, context: Context) -> None:
-        self.cancelled = threading.Event()
-        context.add_callback(self.cancelled.set)
+        self.cancelled = ended(context)
         self.deadline = time.monotonic() + WAIT
 
     def sleep(self) -> bool:

@@ -248,3 +248,28 @@ def test_numbers_that_are_not_finite_are_refused_by_name(value: str) -> None:
 def test_a_strategy_outside_eru_s_is_refused_by_name() -> None:
     refused = _refused(lambda: options.deploy_fields(erucli_deploy(deploy_strategy=9)))  # type: ignore[arg-type]
     assert "deploy_strategy" in refused
+
+
+class _Ended:
+    """A call's context as gRPC gives it once the call has terminated (a client that cancelled
+    before the handler registered its callback: a race no client provokes on purpose)."""
+
+    def __init__(self, terminated: bool) -> None:
+        self.terminated, self.callbacks = terminated, []
+
+    def add_callback(self, callback: Any) -> bool:
+        if self.terminated:
+            return False
+        self.callbacks.append(callback)
+        return True
+
+
+def test_a_call_that_ended_before_its_handler_asked_is_seen_as_ended() -> None:
+    from agents.grpc_server.base import ended
+
+    assert ended(_Ended(terminated=True)).is_set()  # type: ignore[arg-type]
+    live = _Ended(terminated=False)
+    gone = ended(live)  # type: ignore[arg-type]
+    assert not gone.is_set()
+    live.callbacks[0]()  # the client goes
+    assert gone.is_set()
