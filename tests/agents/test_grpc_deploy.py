@@ -341,8 +341,17 @@ def test_a_workload_that_fails_is_a_message_with_its_error(
 
 
 def test_a_client_gone_after_the_ids_cancels_and_one_gone_mid_stdin_makes_nothing(
-    stub: pb_grpc.CoreRPCStub, dora: Any, worker: Any, docker_clean: dict[str, Any]
+    stub: pb_grpc.CoreRPCStub,
+    dora: Any,
+    worker: Any,
+    docker_clean: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from agents.grpc_server import deploy_calls
+
+    # A quiet while well past the client's 0.2 s: its cancel always lands mid-stdin, however slow the
+    # machine (at 0.5 s, a loaded CI let the quiet while end first and the lambda be made).
+    monkeypatch.setattr(deploy_calls, "STDIN_QUIET", 3.0)
     call = stub.RunAndWait(iter(Requests(_lambda_options("sleep", "60"))), metadata=DORA, timeout=60)
     assert next(call).std_stream_type == pb.TYPEWORKLOADID
     call.cancel()  # before any output: the run must not go on unwatched
@@ -355,7 +364,7 @@ def test_a_client_gone_after_the_ids_cancels_and_one_gone_mid_stdin_makes_nothin
     call = stub.RunAndWait(iter(requests), metadata=DORA, timeout=60)
     time.sleep(0.2)
     call.cancel()
-    time.sleep(1.0)  # past STDIN_QUIET: a lambda would have been made by now
+    time.sleep(deploy_calls.STDIN_QUIET + 1.0)  # past it: a lambda would have been made by now
     assert LambdaRun.objects.count() == 1
 
 
