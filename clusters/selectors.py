@@ -106,25 +106,6 @@ def available_nodes(pod: Pod) -> list[Node]:
     return [n for n in pod.nodes.filter(bypass=False) if n.name in alive]
 
 
-def deploy_candidates(pod: Pod, node_names: Sequence[str], node_labels: Mapping[str, str]) -> list[Node]:
-    """Available nodes of the pod, narrowed by names and labels (exact match on every label)."""
-    nodes = available_nodes(pod)
-    if node_names:
-        known = set(pod.nodes.filter(name__in=node_names).values_list("name", flat=True))
-        unknown = [n for n in node_names if n not in known]
-        if unknown:
-            raise invalid("node_names", f"no such node in pod {pod.name}: {', '.join(unknown)}")
-        up = {n.name for n in nodes}
-        down = [n for n in node_names if n not in up]
-        if down:
-            raise invalid("node_names", f"node is down (set down or no heartbeat): {', '.join(down)}")
-        nodes = [n for n in nodes if n.name in node_names]
-    nodes = [n for n in nodes if all(n.labels.get(k) == v for k, v in node_labels.items())]
-    if not nodes:
-        raise invalid("pod", "node map is empty: no available node matches this deploy")
-    return nodes
-
-
 @dataclass(frozen=True, slots=True)
 class NodeState:
     """A node as the scheduler reads it, without a model instance: what a plan needs of it."""
@@ -229,8 +210,9 @@ def roomiest_nodes(pod: Pod, memory_request: int, limit: int) -> list[NodeState]
 
 
 def deploy_snapshot(pod: Pod, node_names: Sequence[str], node_labels: Mapping[str, str]) -> list[NodeState]:
-    """deploy_candidates() as NodeStates, read without locks (the snapshot a plan is made against):
-    one read of the live set, one query of the pod's nodes."""
+    """The available nodes of the pod (not set down, heartbeat key present) narrowed by names and
+    labels (exact match on every label), as NodeStates read without locks (the snapshot a plan is
+    made against): one read of the live set, one query of the pod's nodes."""
     alive = alive_names()
     every = node_states(Node.objects.filter(pod=pod))
     states = [s for s in every if not s.bypass and s.name in alive]

@@ -133,10 +133,6 @@ def placement_validate(*, pod: Pod, data: Mapping[str, Any], entry: schema.Entry
     return PlacementSpec(pod=pod, request=request, resources=resources)
 
 
-def _candidates(spec: PlacementSpec) -> list[Node]:
-    return selectors.deploy_candidates(spec.pod, spec.request.node_names, spec.request.node_labels)
-
-
 def _snapshot(spec: PlacementSpec) -> list[selectors.NodeState]:
     """The available nodes the request may use, read without locks (ValidationError when none)."""
     return selectors.deploy_snapshot(spec.pod, spec.request.node_names, spec.request.node_labels)
